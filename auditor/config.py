@@ -1,0 +1,218 @@
+"""providers.yaml -> typed, validated configuration.
+
+The whole file is one pydantic model (`AuditorConfig`), published as JSON Schema by
+`auditor config schema`. Secrets are only ever named (`api_key_env`, `${VAR}`); their values
+are read from the environment when a client is built and are never stored or printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from auditor.errors import ConfigError
+from auditor.yamlfile import field_path, line_of, read_yaml, validate
+
+DEFAULT_CONFIG = Path("providers.yaml")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    try:
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError as exc:
+        raise ValueError(f"bad port in URL {url!r}") from exc
+    return url.rstrip("/")
+
+
+HttpUrlText = Annotated[str, AfterValidator(_check_http_url)]
+
+
+class Price(Section):
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        ) / 1e6
+
+
+class RetryPolicy(Section):
+    """Retries on 429, 5xx and connection errors: exponential backoff with full jitter."""
+
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=20.0, gt=0)
+    max_total_s: float = Field(default=120.0, gt=0)
+
+
+class ProviderConfig(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    base_url: HttpUrlText
+    model: str
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    adapter: str = "openai"
+    requests_per_second: float = Field(default=5.0, gt=0)
+    burst: int = Field(default=1, ge=1, description="requests that may go out at once")
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    max_concurrency: int = Field(default=4, ge=1, le=1024)
+    timeout_s: float = Field(default=60.0, gt=0)
+    stream: bool = False
+    params: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    price: Price | None = None
+    trusted: bool = False
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+    def api_key(self) -> str | None:
+        """The key's value from the environment (never stored; see `require_secrets`)."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def public_view(self) -> dict[str, Any]:
+        """What may be stored or shown: everything but header values."""
+        data = self.model_dump(mode="json", exclude={"headers"})
+        data["header_names"] = sorted(self.headers)
+        return data
+
+
+class LlamaCppReference(Section):
+    engine: Literal["llama_cpp"]
+    model_path: str = "packaged"
+    n_ctx: int = Field(default=4096, ge=256)
+    n_threads: int | None = Field(default=None, ge=1)
+    seed: int = 0
+
+
+class EndpointReference(Section):
+    engine: Literal["endpoint"]
+    base_url: HttpUrlText
+    model: str
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    tokenizer_path: str | None = None
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_concurrency: int = Field(default=4, ge=1)
+
+
+ReferenceConfig = Annotated[LlamaCppReference | EndpointReference, Field(discriminator="engine")]
+
+
+class ModelConfig(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
+    providers: list[ProviderConfig] = Field(min_length=1)
+    reference: ReferenceConfig | Literal["default"] | None = "default"
+
+    @model_validator(mode="after")
+    def _unique_providers(self) -> ModelConfig:
+        names = [p.name for p in self.providers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"provider names must be unique within a model: {', '.join(dupes)}")
+        if "reference" in names:
+            raise ValueError("'reference' is reserved for the reference engine")
+        return self
+
+
+class RoundBudget(Section):
+    """A round stops cleanly once any of these is spent; unset means unlimited."""
+
+    max_requests: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_cost: float | None = Field(default=None, gt=0)
+
+
+class AuditorConfig(Section):
+    database: str = "sqlite:///auditor.db"
+    reference: ReferenceConfig | None = None
+    models: list[ModelConfig] = Field(min_length=1)
+    suites: list[str] = Field(default_factory=lambda: ["core"], min_length=1)
+    probes_dir: str = "probes"
+    budget: RoundBudget = Field(default_factory=RoundBudget)
+
+    @field_validator("database")
+    @classmethod
+    def _check_database(cls, v: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+            raise ValueError("database must be a sqlite:/// or postgresql+psycopg:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> AuditorConfig:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError("model names must be unique")
+        return self
+
+    def reference_for(self, model: ModelConfig) -> LlamaCppReference | EndpointReference | None:
+        return self.reference if model.reference == "default" else model.reference
+
+    def model(self, name: str) -> ModelConfig:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+def _interpolate(value: Any, path: Path, node: Any, loc: tuple[int | str, ...] = ()) -> Any:
+    """Replace ${VAR} in every string with the environment's value."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, path, node, (*loc, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, path, node, (*loc, i)) for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(
+                    str(path),
+                    f"environment variable {name} is not set",
+                    field=field_path(loc),
+                    line=line_of(node, loc),
+                )
+            return os.environ[name]
+
+        return _VAR.sub(sub, value)
+    return value
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG) -> AuditorConfig:
+    path = Path(path)
+    data, node = read_yaml(path, ConfigError)
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "expected a mapping with 'models' at the top level")
+    data = _interpolate(data, path, node)
+    return validate(AuditorConfig, data, path, node, ConfigError)
+
+
+def require_secrets(config: AuditorConfig, path: Path | str, model: str | None = None) -> None:
+    """Fail with one line if a provider's key variable is named but not set."""
+    _, node = read_yaml(Path(path), ConfigError)
+    for mi, m in enumerate(config.models):
+        if model and m.name != model:
+            continue
+        for pi, p in enumerate(m.providers):
+            if p.api_key_env and not os.environ.get(p.api_key_env):
+                loc = ("models", mi, "providers", pi, "api_key_env")
+                raise ConfigError(
+                    str(path),
+                    f"environment variable {p.api_key_env} is not set",
+                    field=f"models[{mi}].providers[{pi}].api_key_env",
+                    line=line_of(node, loc),
+                )
+
+
+def config_json_schema() -> dict[str, Any]:
+    return AuditorConfig.model_json_schema()

@@ -1,0 +1,97 @@
+"""The local demo fleet: OpenAI-compatible servers on 127.0.0.1 with planted faults.
+
+`spec` says what the fleet is, `backends` what answers, `server` how one member speaks
+HTTP (and misbehaves), `process` how a whole fleet runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from auditor.fleet.backends import (
+    Backend,
+    ChatMessage,
+    ChatRequest,
+    EchoBackend,
+    Generation,
+    TokenLogprob,
+    TopLogprob,
+    backends,
+)
+from auditor.fleet.server import build_app
+from auditor.fleet.spec import (
+    DEFAULT_MODEL,
+    Fault,
+    FleetMember,
+    FleetSpec,
+    FleetSpecError,
+    default_fleet,
+    load_fleet_spec,
+)
+
+if TYPE_CHECKING:
+    from auditor.fleet.process import (
+        FleetError,
+        FleetHandle,
+        FleetStatus,
+        PortInUseError,
+        fleet_down,
+        fleet_status,
+        fleet_up,
+        free_port,
+        running_fleet,
+        serve_fleet,
+    )
+
+# Imported lazily, so that `python -m auditor.fleet.process` does not find its own module
+# already imported by this package (runpy warns about that).
+_PROCESS_NAMES = {
+    "FleetError",
+    "FleetHandle",
+    "FleetStatus",
+    "PortInUseError",
+    "fleet_down",
+    "fleet_status",
+    "fleet_up",
+    "free_port",
+    "running_fleet",
+    "serve_fleet",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PROCESS_NAMES:
+        from auditor.fleet import process
+
+        return getattr(process, name)
+    raise AttributeError(f"module 'auditor.fleet' has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Backend",
+    "ChatMessage",
+    "ChatRequest",
+    "EchoBackend",
+    "Fault",
+    "FleetError",
+    "FleetHandle",
+    "FleetMember",
+    "FleetSpec",
+    "FleetSpecError",
+    "FleetStatus",
+    "Generation",
+    "PortInUseError",
+    "TokenLogprob",
+    "TopLogprob",
+    "backends",
+    "build_app",
+    "default_fleet",
+    "fleet_down",
+    "fleet_status",
+    "fleet_up",
+    "free_port",
+    "load_fleet_spec",
+    "running_fleet",
+    "serve_fleet",
+]

@@ -1,0 +1,266 @@
+"""What answers behind a fleet member: a `Backend` turns a chat request into a generation.
+
+The server knows nothing about how text is produced. A backend implements one method,
+`generate`; a backend that is slow or CPU-bound sets `blocking = True` and the server then
+runs it on the backend's single worker thread, so calls are serialized (one model in memory,
+one generation at a time) and the event loop keeps serving other members meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+import re
+import threading
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from itertools import chain, islice
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from auditor.plugins import Registry
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """The message's text; content parts other than text are ignored."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+
+
+class ChatRequest(BaseModel):
+    """The body of POST /v1/chat/completions, as far as the fleet cares.
+
+    Unknown parameters are kept (`extra="allow"`) so a backend may read them.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = ""
+    messages: list[ChatMessage] = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    stop: str | list[str] | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _merge_max_tokens(self) -> ChatRequest:
+        # Newer clients send max_completion_tokens; backends read only max_tokens.
+        if self.max_tokens is None and self.max_completion_tokens is not None:
+            self.max_tokens = self.max_completion_tokens
+        return self
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+
+
+class TokenLogprob(BaseModel):
+    token: str
+    logprob: float
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class Generation(BaseModel):
+    """A backend's answer. When `logprobs` is set, its tokens concatenate to `text`."""
+
+    text: str
+    finish_reason: Literal["stop", "length"] = "stop"
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    logprobs: list[TokenLogprob] | None = None
+
+
+class Backend(ABC):
+    """Produces the text a fleet member answers with."""
+
+    #: True for slow or CPU-bound backends: calls then go through one worker thread.
+    blocking: ClassVar[bool] = False
+
+    _executor_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @abstractmethod
+    def generate(self, request: ChatRequest) -> Generation:
+        """Answer one chat request."""
+
+    async def agenerate(self, request: ChatRequest) -> Generation:
+        """Call `generate` without stalling the event loop for a blocking backend."""
+        if not self.blocking:
+            return self.generate(request)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker(), self.generate, request)
+
+    def _worker(self) -> ThreadPoolExecutor:
+        executor: ThreadPoolExecutor | None = self.__dict__.get("_executor")
+        if executor is None:
+            with self._executor_lock:
+                executor = self.__dict__.get("_executor")
+                if executor is None:
+                    name = f"fleet-{type(self).__name__}"
+                    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+                    self.__dict__["_executor"] = executor
+        return executor
+
+    def close(self) -> None:
+        """Release resources (the worker thread); the fleet calls this when it stops."""
+        executor: ThreadPoolExecutor | None = self.__dict__.pop("_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+backends = Registry[Backend]("fleet backend")
+
+# 64 words, so that one digest byte picks one word without bias.
+_WORDS = (
+    "the a model answer is of and to in that it for on with as was at by this be from "
+    "result value number token reply text step first second then so because which data "
+    "shows clear simple small large true false yes no more less each every some many "
+    "here there now later again also only just very quite word line point part"
+)
+_VOCAB: tuple[str, ...] = tuple(_WORDS.split())
+
+_SUM = re.compile(r"(-?\d+)\s*\+\s*(-?\d+)")
+# Floor on the replacement probability used for reported logprobs, so they stay finite.
+_LOGPROB_FLOOR = 0.05
+
+
+@backends.register("echo")
+class EchoBackend(Backend):
+    """Deterministic, model-free text: instant, and reproducible where a model would be.
+
+    Tokens are whitespace-separated words. The greedy answer (temperature 0 or None) is a
+    function of the messages alone: 8 to 40 words from a 64-word vocabulary picked by a
+    BLAKE2b digest of the messages. With temperature t > 0 each word is replaced by a random
+    vocabulary word with probability p = min(1, t / 2) * top_p, and the length moves by up
+    to 8p words; the randomness is seeded by (messages, seed, temperature) when the request
+    has a seed, fresh otherwise. Reported logprobs follow that same model: the greedy word
+    has log(1 - p + p/64), any other word log(p/64) (with p at least 0.05).
+
+    If the last user message asks to "Answer with one number" about "A + B", the answer is
+    the sum, so probes with a known answer score as correct.
+    """
+
+    def generate(self, request: ChatRequest) -> Generation:
+        messages = request.messages
+        texts = [m.text() for m in messages]
+        prompt_tokens = sum(len(t.split()) for t in texts) + 4 * len(messages)
+        digest = hashlib.blake2b(
+            "\x1e".join(f"{m.role}\x1f{t}" for m, t in zip(messages, texts, strict=True)).encode(),
+            digest_size=64,
+        ).digest()
+
+        temperature = request.temperature or 0.0
+        p = min(1.0, temperature / 2) * (request.top_p if request.top_p is not None else 1.0)
+
+        words = self._arithmetic(messages, texts)
+        if words is None:
+            words = [_VOCAB[b & 63] for b in digest[1 : 9 + digest[0] % 33]]
+        greedy = words
+        if p > 0:
+            rng = self._rng(digest, request.seed, temperature)
+            words = [rng.choice(_VOCAB) if rng.random() < p else w for w in greedy]
+            shift = round(8 * p)
+            if shift and len(words) > 1:
+                n = min(40, max(8, len(words) + rng.randint(-shift, shift)))
+                extra = [rng.choice(_VOCAB) for _ in range(n - len(words))]
+                words = (words + extra)[: max(n, 1)]
+
+        finish: Literal["stop", "length"] = "stop"
+        if request.max_tokens is not None and len(words) > request.max_tokens:
+            words = words[: request.max_tokens]
+            finish = "length"
+        text = " ".join(words)
+        for stop in request.stop_list():
+            cut = text.find(stop)
+            if cut >= 0:
+                text, finish = text[:cut], "stop"
+        pieces = split_tokens(text)
+
+        logprobs = None
+        if request.logprobs:
+            logprobs = self._logprobs(pieces, greedy, max(p, _LOGPROB_FLOOR), request.top_logprobs)
+        return Generation(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(pieces),
+            logprobs=logprobs,
+        )
+
+    @staticmethod
+    def _arithmetic(messages: list[ChatMessage], texts: list[str]) -> list[str] | None:
+        last_user = next(
+            (
+                t
+                for m, t in zip(reversed(messages), reversed(texts), strict=True)
+                if m.role == "user"
+            ),
+            "",
+        )
+        if "Answer with one number" not in last_user:
+            return None
+        match = _SUM.search(last_user)
+        return [str(int(match[1]) + int(match[2]))] if match else None
+
+    @staticmethod
+    def _rng(digest: bytes, seed: int | None, temperature: float) -> random.Random:
+        if seed is None:
+            return random.Random()
+        return random.Random(f"{digest.hex()}/{seed}/{temperature!r}")
+
+    @staticmethod
+    def _logprobs(
+        pieces: list[str], greedy: list[str], p: float, top: int | None
+    ) -> list[TokenLogprob]:
+        likely = math.log(1 - p + p / 64)
+        unlikely = math.log(p / 64)
+        k = top or 0
+        out = []
+        for i, piece in enumerate(pieces):
+            lead = piece[: len(piece) - len(piece.lstrip())]
+            best = greedy[i] if i < len(greedy) else piece.strip()
+            chosen = likely if piece.strip() == best else unlikely
+            alternatives: list[TopLogprob] = []
+            if k:
+                others = (w for w in chain(_VOCAB[i % 64 :], _VOCAB[: i % 64]) if w != best)
+                alternatives = [TopLogprob(token=lead + best, logprob=likely)]
+                alternatives += [
+                    TopLogprob(token=lead + w, logprob=unlikely) for w in islice(others, k - 1)
+                ]
+                if all(a.token != piece for a in alternatives):
+                    alternatives[-1] = TopLogprob(token=piece, logprob=chosen)
+            out.append(TokenLogprob(token=piece, logprob=chosen, top_logprobs=alternatives))
+        return out
+
+
+def split_tokens(text: str) -> list[str]:
+    """Whitespace words, each carrying the whitespace before it, concatenating to `text`."""
+    pieces = re.findall(r"\s*\S+", text)
+    rest = len(text) - sum(len(p) for p in pieces)
+    if rest:
+        pieces.append(text[-rest:])
+    return pieces

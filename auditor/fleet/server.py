@@ -1,0 +1,458 @@
+"""One fleet member as an OpenAI-compatible ASGI app, with its planted fault.
+
+Routes: GET /healthz, GET /v1/models, POST /v1/chat/completions. Faults act only on chat
+completions; /healthz and /v1/models always answer, so a fleet can be checked for liveness
+whatever it plants.
+
+Faults come in two families. Protocol faults break the HTTP exchange (status codes, bodies
+that are not JSON, hangs, resets, a trickling body). Request faults answer well-formed JSON
+to a silently altered request (max_tokens capped, temperature overridden, system prompt
+dropped or injected, context truncated, another model's name).
+
+`reset` closes the TCP connection with an RST and no response. The fleet's uvicorn protocol
+(see `auditor.fleet.process`) puts the connection's asyncio transport into the ASGI scope
+under `scope["extensions"][TRANSPORT_EXTENSION]`; the app sets SO_LINGER to 0 on its socket
+and aborts it, which the client sees as "connection reset by peer". Under a server that does
+not expose the transport, it falls back to starting a response whose body is cut short and
+returning, which makes the server close the connection mid-body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import socket
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from auditor.fleet.backends import Backend, ChatMessage, ChatRequest, Generation, split_tokens
+from auditor.fleet.spec import FleetMember
+
+TRANSPORT_EXTENSION = "auditor.fleet.transport"
+WRONG_MODEL = "smollm2-360m-instruct"
+PERSONA = "You are Sparky, an upbeat assistant. Always be enthusiastic and mention Sparky."
+
+_STATUS_FAULTS: dict[str, tuple[int, str, str, str | None]] = {
+    "http_401": (401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+    "http_404": (404, "The model does not exist.", "invalid_request_error", "model_not_found"),
+    "http_429": (429, "Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
+    "http_500": (500, "The server had an error processing your request.", "server_error", None),
+}
+
+_HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+    b"<body><h1>502 Bad Gateway</h1><p>The upstream server returned an invalid response."
+    b"</p><hr><address>nginx</address></body></html>\n"
+)
+
+
+def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_response(
+    status: int,
+    message: str,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(message, type_, code, param), status, headers=headers)
+
+
+def build_app(member: FleetMember, backend: Backend, *, seed: int = 0) -> Starlette:
+    """The ASGI app of one member. `seed` (the fleet's) makes its random faults reproducible."""
+    handler = _Member(member, backend, seed)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error_response(exc.status_code, exc.detail, code=str(exc.status_code))
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", handler.healthz, methods=["GET"]),
+            Route("/v1/models", handler.models, methods=["GET"]),
+            Route("/v1/chat/completions", handler.chat, methods=["POST"]),
+        ],
+        middleware=[Middleware(_IdentityHeaders, name=member.name)],
+        exception_handlers={HTTPException: http_error},
+    )
+    app.state.fleet_member = handler
+    return app
+
+
+def begin_shutdown(app: Starlette) -> None:
+    """Tell a member's app that its server is stopping (call on the server's event loop).
+
+    Requests held back on purpose (hang, slow_drip) then end at once instead of keeping the
+    server waiting: a hang answers 503, a drip ends its body early.
+    """
+    app.state.fleet_member.closing.set()
+
+
+class _IdentityHeaders:
+    """Adds `server: auditor-fleet/<name>` and `x-request-id` to every response."""
+
+    def __init__(self, app: ASGIApp, name: str) -> None:
+        self.app = app
+        self.server = f"auditor-fleet/{name}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id")
+        request_id = incoming or f"req_{uuid.uuid4().hex}".encode()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"server"]
+                headers += [(b"server", self.server), (b"x-request-id", request_id)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _Member:
+    def __init__(self, member: FleetMember, backend: Backend, seed: int) -> None:
+        self.member = member
+        self.backend = backend
+        self.strength = member.effective_strength()
+        # Separate streams so that e.g. garbage bodies do not shift which requests fail.
+        self.flaky_rng = random.Random(f"{seed}/{member.name}/flaky")
+        self.bytes_rng = random.Random(f"{seed}/{member.name}/bytes")
+        self.closing = asyncio.Event()
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "name": self.member.name, "fault": self.member.fault})
+
+    async def models(self, request: Request) -> Response:
+        data = [
+            {
+                "id": m,
+                "object": "model",
+                "created": 0,
+                "owned_by": f"auditor-fleet/{self.member.name}",
+            }
+            for m in self.member.models
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def chat(self, request: Request) -> Response:
+        member = self.member
+        if member.latency_ms:
+            await asyncio.sleep(member.latency_ms / 1000)
+        early = self._gateway_fault()
+        if early is not None:
+            return early
+
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            return error_response(400, "We could not parse the JSON body of your request.")
+        if not isinstance(payload, dict):
+            return error_response(400, "The request body must be a JSON object.")
+        try:
+            chat = ChatRequest.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            param = ".".join(str(p) for p in first["loc"]) or None
+            return error_response(400, f"Invalid request: {param}: {first['msg']}", param=param)
+
+        generation = await self.backend.agenerate(self._rewrite(chat))
+        model = WRONG_MODEL if member.fault == "wrong_model" else chat.model or member.models[0]
+        answer = _Answer(chat, generation, model, f"fp_fleet_{member.name}")
+        return self._package(answer, request)
+
+    def _gateway_fault(self) -> Response | None:
+        """Faults decided before the request body is even read, as a gateway would."""
+        fault = self.member.fault
+        if fault == "flaky" and self.flaky_rng.random() < self.strength:
+            return error_response(
+                503,
+                "The server is overloaded, please retry.",
+                "server_error",
+                "service_unavailable",
+                headers={"Retry-After": "1"},
+            )
+        if fault in _STATUS_FAULTS:
+            status, message, type_, code = _STATUS_FAULTS[fault]
+            headers = {"Retry-After": f"{self.strength:g}"} if status == 429 else None
+            return error_response(status, message, type_, code, headers=headers)
+        if fault == "reset":
+            return _ConnectionReset()
+        return None
+
+    def _rewrite(self, chat: ChatRequest) -> ChatRequest:
+        """Request faults: what the provider actually runs instead of what was asked."""
+        fault, strength = self.member.fault, self.strength
+        if fault == "max_tokens_cap":
+            cap = max(1, int(strength))
+            return chat.model_copy(update={"max_tokens": min(chat.max_tokens or cap, cap)})
+        if fault == "sampling_override":
+            return chat.model_copy(update={"temperature": strength})
+        if fault == "drop_system":
+            kept = [m for m in chat.messages if m.role not in ("system", "developer")]
+            return chat.model_copy(update={"messages": kept or chat.messages})
+        if fault == "inject_system":
+            persona = ChatMessage(role="system", content=PERSONA)
+            rest = [m for m in chat.messages if m.role != "system"]
+            return chat.model_copy(update={"messages": [persona, *rest]})
+        if fault == "truncate_context":
+            return chat.model_copy(
+                update={"messages": _keep_last_words(chat.messages, int(strength))}
+            )
+        return chat
+
+    def _package(self, answer: _Answer, request: Request) -> Response:
+        """Turn a good answer into what this member actually sends."""
+        fault = self.member.fault
+        stream = answer.chat.stream
+        media = "text/event-stream" if stream else "application/json"
+        if fault == "html_error":
+            return Response(_HTML_PAGE, 200, media_type="text/html; charset=utf-8")
+        if fault == "garbage":
+            # Every byte >= 0x80: never ASCII, so never JSON in any encoding json.loads guesses.
+            size = self.bytes_rng.randint(64, 512)
+            return Response(
+                bytes(self.bytes_rng.randint(128, 255) for _ in range(size)),
+                200,
+                media_type="application/json",
+            )
+        if fault == "error_object":
+            body = error_body("The model produced invalid content.", "server_error", "model_error")
+            if stream:
+                return Response(_sse(body) + _sse("[DONE]"), 200, media_type=media)
+            return JSONResponse(body, 200)
+        if fault == "truncated_json":
+            full = answer.sse_bytes() if stream else answer.json_bytes()
+            return Response(full[: len(full) // 2], 200, media_type=media)
+        if fault == "slow_drip":
+            full = answer.sse_bytes() if stream else answer.json_bytes()
+            drip = _drip(full, self.strength, self.closing)
+            return StreamingResponse(drip, 200, media_type=media)
+        if stream:
+            response: Response = StreamingResponse(_aiter(answer.sse_events()), media_type=media)
+        else:
+            response = Response(answer.json_bytes(), media_type=media)
+        if fault == "hang":
+            return _AnswerLater(self.strength, response, self.closing)
+        return response
+
+
+class _Answer:
+    """A generation rendered as an OpenAI chat.completion, or as its stream of chunks."""
+
+    def __init__(self, chat: ChatRequest, generation: Generation, model: str, fingerprint: str):
+        self.chat = chat
+        self.gen = generation
+        self.model = model
+        self.fingerprint = fingerprint
+        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+
+    def usage(self) -> dict[str, int]:
+        g = self.gen
+        return {
+            "prompt_tokens": g.prompt_tokens,
+            "completion_tokens": g.completion_tokens,
+            "total_tokens": g.prompt_tokens + g.completion_tokens,
+        }
+
+    def _logprob_entries(self) -> list[dict[str, Any]] | None:
+        if not self.chat.logprobs or self.gen.logprobs is None:
+            return None
+        return [
+            {
+                "token": t.token,
+                "logprob": t.logprob,
+                "bytes": list(t.token.encode()),
+                "top_logprobs": [
+                    {"token": a.token, "logprob": a.logprob, "bytes": list(a.token.encode())}
+                    for a in t.top_logprobs
+                ],
+            }
+            for t in self.gen.logprobs
+        ]
+
+    def json_bytes(self) -> bytes:
+        entries = self._logprob_entries()
+        body = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.fingerprint,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.gen.text, "refusal": None},
+                    "logprobs": None if entries is None else {"content": entries, "refusal": None},
+                    "finish_reason": self.gen.finish_reason,
+                }
+            ],
+            "usage": self.usage(),
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def sse_events(self) -> Iterator[bytes]:
+        include_usage = bool((self.chat.stream_options or {}).get("include_usage"))
+        entries = self._logprob_entries()
+        pieces = [e["token"] for e in entries] if entries else split_tokens(self.gen.text)
+
+        def chunk(delta: dict[str, Any], logprobs: Any = None, finish: str | None = None) -> bytes:
+            body: dict[str, Any] = {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "system_fingerprint": self.fingerprint,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+                ],
+            }
+            if include_usage:
+                body["usage"] = None
+            return _sse(body)
+
+        yield chunk({"role": "assistant", "content": ""})
+        for i, piece in enumerate(pieces):
+            logprobs = {"content": [entries[i]], "refusal": None} if entries else None
+            yield chunk({"content": piece}, logprobs)
+        yield chunk({}, finish=self.gen.finish_reason)
+        if include_usage:
+            yield _sse(
+                {
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "system_fingerprint": self.fingerprint,
+                    "choices": [],
+                    "usage": self.usage(),
+                }
+            )
+        yield _sse("[DONE]")
+
+    def sse_bytes(self) -> bytes:
+        return b"".join(self.sse_events())
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return b"data: " + text.encode() + b"\n\n"
+
+
+async def _aiter(items: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
+
+
+async def _drip(
+    body: bytes, bytes_per_second: float, closing: asyncio.Event
+) -> AsyncIterator[bytes]:
+    """The body in small pieces, about `bytes_per_second` of them each second."""
+    step = max(1, round(bytes_per_second / 4))
+    pause = step / bytes_per_second
+    for start in range(0, len(body), step):
+        yield body[start : start + step]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closing.wait(), pause)
+        if closing.is_set():
+            return
+
+
+def _keep_last_words(messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
+    """Left-truncate the conversation to its last `budget` words, as a short context would."""
+    kept: list[ChatMessage] = []
+    for message in reversed(messages):
+        words = message.text().split()
+        if len(words) <= budget:
+            kept.append(message)
+            budget -= len(words)
+            continue
+        if budget > 0:
+            kept.append(message.model_copy(update={"content": " ".join(words[-budget:])}))
+        break
+    return list(reversed(kept)) or [messages[-1]]
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class _AnswerLater(Response):
+    """Sends `response` after `seconds`, unless the client gives up or the server stops."""
+
+    def __init__(self, seconds: float, response: Response, closing: asyncio.Event) -> None:
+        self.seconds = seconds
+        self.response = response
+        self.closing = closing
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sleeper = asyncio.ensure_future(asyncio.sleep(self.seconds))
+        gone = asyncio.ensure_future(_wait_disconnect(receive))
+        closing = asyncio.ensure_future(self.closing.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {sleeper, gone, closing}, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in (sleeper, gone, closing):
+                task.cancel()
+        if gone in done:
+            return
+        response = self.response
+        if closing in done:
+            response = error_response(
+                503, "The server is shutting down.", "server_error", headers={"Connection": "close"}
+            )
+        await response(scope, receive, send)
+
+
+class _ConnectionReset(Response):
+    """Drops the connection with a TCP RST and no response at all (see the module doc)."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        transport = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
+        if transport is None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", b"4096"),
+                    ],
+                }
+            )
+            await send(
+                {"type": "http.response.body", "body": b'{"id": "chatcmpl-', "more_body": True}
+            )
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+        # Wait until the server notices, so it does not try to answer on our behalf.
+        await _wait_disconnect(receive)

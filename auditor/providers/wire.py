@@ -1,0 +1,389 @@
+"""OpenAI chat-completions wire format -> `CompletionResponse`: bodies, SSE streams, headers.
+
+Pure parsing, no I/O and no clock, so every malformed input a provider can produce is a unit
+test away. Shapes are checked with the `openai` package's pydantic types, with two deliberate
+allowances, because they are behaviour worth recording rather than broken framing:
+
+- `finish_reason` may be any string (engines say "eos", "abort", ...) or null; the value
+  the provider sent is recorded as is.
+- `usage` is read on its own into our `Usage`, so a provider that omits `total_tokens` still
+  yields an answer; a usage of the wrong type is still a protocol error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, NoReturn
+
+import httpx
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import BaseModel, ValidationError
+
+from auditor.records import CompletionResponse, ErrorClass, Usage
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""Cap on a response body, and on the total bytes of a stream (decoded, so a gzip bomb too)."""
+MAX_STREAM_EVENTS = 100_000
+RAW_TEXT_LIMIT = 65_536
+"""How much of a non-JSON body is kept in `raw_response["raw_text"]`."""
+
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+
+_IDENTITY_HEADERS = frozenset(
+    {
+        "server",
+        "via",
+        "x-request-id",
+        "request-id",
+        "x-served-by",
+        "openai-model",
+        "openai-processing-ms",
+        "openai-version",
+        "x-model-id",
+        "x-provider",
+        "cf-ray",
+        "fly-request-id",
+    }
+)
+_IDENTITY_PREFIXES = ("x-ratelimit-",)
+_LINE_BREAK = re.compile(rb"\r\n?|\n")
+
+
+class WireError(Exception):
+    """A body or stream that cannot be turned into an answer, with the class to record."""
+
+    def __init__(self, error_class: ErrorClass, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+
+
+def identity_headers(headers: httpx.Headers) -> dict[str, str]:
+    """Only the response headers that say which system served the answer (a whitelist, so
+    cookies and anything auth-like can never be recorded)."""
+    kept: dict[str, str] = {}
+    for name, value in headers.multi_items():
+        key = name.lower()
+        if key in _IDENTITY_HEADERS or key.startswith(_IDENTITY_PREFIXES):
+            kept[key] = f"{kept[key]}, {value}" if key in kept else value
+    return kept
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def raw_text(body: bytes) -> dict[str, Any]:
+    return {"raw_text": body[:RAW_TEXT_LIMIT].decode("utf-8", errors="replace")}
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json(body: bytes | str) -> Any:
+    """Strict JSON: NaN and Infinity are refused, since they cannot be stored as JSON."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+
+
+def raw_payload(body: bytes) -> dict[str, Any]:
+    """What to keep of a body: the decoded JSON object, else the start of its text."""
+    try:
+        decoded = decode_json(body)
+    except ValueError:
+        return raw_text(body)
+    return decoded if isinstance(decoded, dict) else raw_text(body)
+
+
+def error_detail(payload: Any) -> str | None:
+    """The human message of an error body: {"error": {"message"}}, {"error": "..."}, ..."""
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, dict):
+        for key in ("message", "msg", "detail", "type", "code"):
+            if error.get(key) not in (None, ""):
+                return str(error[key])
+        return json.dumps(error)[:300]
+    if error not in (None, "", False):
+        return str(error)
+    for key in ("message", "detail"):
+        if payload.get(key) not in (None, ""):
+            return str(payload[key])
+    return None
+
+
+def failure(
+    error_class: ErrorClass,
+    message: str,
+    *,
+    status_code: int | None = None,
+    raw_response: dict[str, Any] | None = None,
+) -> CompletionResponse:
+    return CompletionResponse(
+        ok=False,
+        status_code=status_code,
+        error_class=error_class,
+        error_message=one_line(message),
+        raw_response=raw_response,
+    )
+
+
+def status_error_class(status: int) -> ErrorClass:
+    if status in (401, 403):
+        return ErrorClass.AUTH
+    if status == 404:
+        return ErrorClass.NOT_FOUND
+    if status == 429:
+        return ErrorClass.RATE_LIMITED
+    if 500 <= status <= 599:
+        return ErrorClass.SERVER_ERROR
+    if 400 <= status <= 499:
+        return ErrorClass.CLIENT_ERROR
+    return ErrorClass.PROTOCOL_ERROR
+
+
+def http_error(status: int, body: bytes) -> CompletionResponse:
+    """A non-2xx answer, classified by its status, its body kept."""
+    payload = raw_payload(body)
+    detail = error_detail(payload) if "raw_text" not in payload else payload["raw_text"][:200]
+    message = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+    return failure(status_error_class(status), message, status_code=status, raw_response=payload)
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _for_validation(data: dict[str, Any], *, chunk: bool) -> dict[str, Any]:
+    """A copy with the allowances of the module docstring applied (the original is kept)."""
+    copy = {k: v for k, v in data.items() if k != "usage"}
+    choices = data.get("choices")
+    if isinstance(choices, list):
+        patched = []
+        for choice in choices:
+            if isinstance(choice, dict):
+                reason = choice.get("finish_reason")
+                if (reason is None or isinstance(reason, str)) and reason not in FINISH_REASONS:
+                    choice = {**choice, "finish_reason": None if chunk else "stop"}
+            patched.append(choice)
+        copy["choices"] = patched
+    return copy
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], *, chunk: bool) -> None:
+    try:
+        model.model_validate(_for_validation(data, chunk=chunk))
+    except ValidationError as exc:
+        what = "stream chunk" if chunk else "completion"
+        raise WireError(ErrorClass.PROTOCOL_ERROR, f"off-spec {what}: {_describe(exc)}") from exc
+
+
+def parse_usage(raw: Any) -> Usage:
+    if raw is None:
+        return Usage()
+    if not isinstance(raw, dict):
+        raise WireError(ErrorClass.PROTOCOL_ERROR, "usage is not an object")
+    fields = ("prompt_tokens", "completion_tokens", "total_tokens")
+    try:
+        return Usage.model_validate({k: raw.get(k) for k in fields})
+    except ValidationError as exc:
+        raise WireError(ErrorClass.PROTOCOL_ERROR, f"off-spec usage: {_describe(exc)}") from exc
+
+
+def parse_completion(body: bytes, status: int = 200) -> CompletionResponse:
+    """A 2xx non-stream body -> an answer, an api_error, or a protocol_error."""
+    try:
+        payload = decode_json(body)
+    except ValueError as exc:
+        return failure(
+            ErrorClass.PROTOCOL_ERROR,
+            f"HTTP {status} body is not JSON: {exc}",
+            status_code=status,
+            raw_response=raw_text(body),
+        )
+    if not isinstance(payload, dict):
+        return failure(
+            ErrorClass.PROTOCOL_ERROR,
+            f"HTTP {status} body is JSON but not an object",
+            status_code=status,
+            raw_response=raw_text(body),
+        )
+    if payload.get("error") not in (None, "", False):
+        return failure(
+            ErrorClass.API_ERROR,
+            f"HTTP {status} carrying an error: {error_detail(payload)}",
+            status_code=status,
+            raw_response=payload,
+        )
+    try:
+        _validate(ChatCompletion, payload, chunk=False)
+        if not payload["choices"]:
+            raise WireError(ErrorClass.PROTOCOL_ERROR, "off-spec completion: choices is empty")
+        usage = parse_usage(payload.get("usage"))
+    except WireError as exc:
+        return failure(exc.error_class, exc.message, status_code=status, raw_response=payload)
+    choice = payload["choices"][0]
+    message = choice["message"]
+    logprobs = choice.get("logprobs") or {}
+    return CompletionResponse(
+        ok=True,
+        status_code=status,
+        text=message.get("content"),
+        finish_reason=choice.get("finish_reason"),
+        tool_calls=message.get("tool_calls"),
+        usage=usage,
+        logprobs=logprobs.get("content"),
+        served_model=payload["model"],
+        raw_response=payload,
+    )
+
+
+class LineSplitter:
+    """Bytes in arbitrary pieces -> complete lines (CRLF, LF or CR), without the breaks."""
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._pending += data
+        if b"\n" not in data and b"\r" not in data:
+            return []
+        *lines, rest = _LINE_BREAK.split(bytes(self._pending))
+        self._pending = bytearray(rest)
+        return lines
+
+    def flush(self) -> list[bytes]:
+        rest, self._pending = bytes(self._pending), bytearray()
+        return [rest] if rest else []
+
+
+class StreamAssembler:
+    """SSE lines of a chat-completion stream -> one answer.
+
+    Each `data:` line is one event (chat-completion events are single-line JSON); comments,
+    blank lines and other fields (`event:`, `id:`, `retry:`) are ignored; `data: [DONE]` ends
+    the stream. Only choice 0 is assembled. `feed_line` raises `WireError` on the first bad
+    event; `chunks` keeps everything that arrived, the bad event included.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: list[dict[str, Any]] = []
+        self.done = False
+        self.has_output = False
+        self._valid = 0
+        self._text: list[str] = []
+        self._saw_content = False
+        self._calls: dict[int, dict[str, Any]] = {}
+        self._finish_reason: str | None = None
+        self._usage = Usage()
+        self._logprobs: list[dict[str, Any]] = []
+        self._model: str | None = None
+
+    def feed_line(self, line: bytes) -> None:
+        if self.done:
+            return
+        text = line.decode("utf-8", errors="replace")
+        field, _, value = text.partition(":")
+        if field != "data":
+            return
+        value = value.removeprefix(" ")
+        if not value.strip():
+            return
+        if value.strip() == "[DONE]":
+            self.done = True
+            return
+        if len(self.chunks) >= MAX_STREAM_EVENTS:
+            raise WireError(ErrorClass.PROTOCOL_ERROR, f"stream exceeds {MAX_STREAM_EVENTS} events")
+        try:
+            payload = decode_json(value)
+        except ValueError as exc:
+            self.chunks.append(raw_text(value.encode()))
+            raise WireError(ErrorClass.PROTOCOL_ERROR, f"stream event is not JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            self.chunks.append(raw_text(value.encode()))
+            raise WireError(ErrorClass.PROTOCOL_ERROR, "stream event is JSON but not an object")
+        self.chunks.append(payload)
+        if payload.get("error") not in (None, "", False):
+            raise WireError(
+                ErrorClass.API_ERROR, f"stream carrying an error: {error_detail(payload)}"
+            )
+        _validate(ChatCompletionChunk, payload, chunk=True)
+        self._absorb(payload)
+
+    def _absorb(self, chunk: dict[str, Any]) -> None:
+        self._valid += 1
+        self._model = self._model or chunk.get("model") or None
+        if chunk.get("usage") is not None:
+            self._usage = parse_usage(chunk["usage"])
+        for choice in chunk["choices"]:
+            if choice.get("index") != 0:
+                continue
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content is not None:
+                self._text.append(content)
+                self._saw_content = True
+                self.has_output = self.has_output or bool(content)
+            for call in delta.get("tool_calls") or []:
+                self._merge_call(call)
+                self.has_output = True
+            if choice.get("finish_reason") is not None:
+                self._finish_reason = choice["finish_reason"]
+            logprobs = (choice.get("logprobs") or {}).get("content")
+            if logprobs:
+                self._logprobs.extend(logprobs)
+
+    def _merge_call(self, call: dict[str, Any]) -> None:
+        """Tool-call deltas by index: the id is an identifier, so the first one wins; the
+        name and arguments are text fragments, concatenated (as openai-python does)."""
+        slot = self._calls.setdefault(
+            call["index"],
+            {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+        )
+        if call.get("id") and not slot["id"]:
+            slot["id"] = call["id"]
+        if call.get("type"):
+            slot["type"] = call["type"]
+        function = call.get("function") or {}
+        slot["function"]["name"] += function.get("name") or ""
+        slot["function"]["arguments"] += function.get("arguments") or ""
+
+    def partial(self) -> dict[str, Any]:
+        return {"chunks": self.chunks}
+
+    def result(self, status: int = 200) -> CompletionResponse:
+        """The answer once the stream has ended (by [DONE] or by the body ending)."""
+        if not self._valid:
+            return failure(
+                ErrorClass.PROTOCOL_ERROR,
+                f"HTTP {status} stream carried no completion chunks",
+                status_code=status,
+                raw_response=self.partial(),
+            )
+        if not self.done and self._finish_reason is None:
+            return failure(
+                ErrorClass.PROTOCOL_ERROR,
+                f"HTTP {status} stream truncated: ended without [DONE] or a finish_reason",
+                status_code=status,
+                raw_response=self.partial(),
+            )
+        return CompletionResponse(
+            ok=True,
+            status_code=status,
+            text="".join(self._text) if self._saw_content else None,
+            finish_reason=self._finish_reason,
+            tool_calls=[self._calls[i] for i in sorted(self._calls)] or None,
+            usage=self._usage,
+            logprobs=self._logprobs or None,
+            served_model=self._model,
+            raw_response=self.partial(),
+        )

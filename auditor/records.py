@@ -1,0 +1,254 @@
+"""Typed records that cross the arrows of the data flow.
+
+probes -> ProbeCase -> CompletionRequest -> (adapter) -> CompletionResponse -> stored sample
+-> Score -> Finding. Each record is a pydantic model so that every hand-off is validated and
+every stored row can be re-read into the same shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every stored time is UTC, so say so."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def canonical_json(value: Any) -> str:
+    """Stable JSON text: sorted keys, no whitespace, so that hashes are reproducible."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(Strict):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class RequestParams(Strict):
+    """Request fields a probe may set; anything unset is left to the provider's default."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    stop: list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class Expect(Strict):
+    """The expected answer of a probe: exactly one of exact, regex, number or json_schema."""
+
+    exact: str | None = None
+    regex: str | None = None
+    number: float | None = None
+    json_schema: dict[str, Any] | None = None
+    tolerance: float = Field(default=0.0, ge=0)
+    case_sensitive: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Expect:
+        given = [
+            k for k in ("exact", "regex", "number", "json_schema") if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError("expect needs exactly one of exact, regex, number, json_schema")
+        return self
+
+    @property
+    def kind(self) -> str:
+        for k in ("exact", "regex", "number", "json_schema"):
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("unreachable")
+
+
+class ProbeCase(Strict):
+    """One probe after expansion: what is sent, how often, and what it should produce."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
+    suite: str
+    description: str | None = None
+    messages: list[Message] = Field(min_length=1)
+    params: RequestParams = Field(default_factory=RequestParams)
+    samples: int = Field(default=1, ge=1, le=1000)
+    signals: list[str] = Field(default_factory=list)
+    expect: Expect | None = None
+    group: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of everything that changes what is sent or how it is judged."""
+        return content_hash(self.model_dump(mode="json", exclude={"description"}))
+
+
+class CompletionRequest(Strict):
+    """One request of a round: a probe case, sample number k, ready for any provider."""
+
+    probe_id: str
+    probe_hash: str
+    sample_index: int = Field(ge=0)
+    messages: list[Message]
+    params: RequestParams
+    stream: bool = False
+
+    @classmethod
+    def from_case(cls, case: ProbeCase, sample_index: int) -> CompletionRequest:
+        return cls(
+            probe_id=case.id,
+            probe_hash=case.content_hash,
+            sample_index=sample_index,
+            messages=case.messages,
+            params=case.params,
+        )
+
+
+class Usage(Strict):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+    @property
+    def spent(self) -> int:
+        if self.total_tokens is not None:
+            return self.total_tokens
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+
+class ErrorClass(StrEnum):
+    """Why a request produced no usable answer. Errors are never behaviour differences."""
+
+    AUTH = "auth"  # 401, 403
+    NOT_FOUND = "not_found"  # 404
+    RATE_LIMITED = "rate_limited"  # 429 after retries
+    SERVER_ERROR = "server_error"  # 5xx after retries
+    CLIENT_ERROR = "client_error"  # other 4xx
+    API_ERROR = "api_error"  # 200 carrying an error object
+    PROTOCOL_ERROR = "protocol_error"  # unparseable or off-spec body or stream
+    TIMEOUT = "timeout"
+    CONNECT_ERROR = "connect_error"
+    NETWORK_ERROR = "network_error"  # connection reset or broken mid-response
+    BUDGET = "budget"  # not sent: the round budget was spent
+
+
+class CompletionResponse(Strict):
+    """What came back from one endpoint for one request, raw payloads included.
+
+    `raw_request` is the JSON body as sent (never headers, so never a key). `raw_response`
+    is the decoded JSON body, `{"chunks": [...]}` for a stream, or `{"raw_text": ...}` when
+    the body was not JSON.
+    """
+
+    ok: bool
+    status_code: int | None = None
+    error_class: ErrorClass | None = None
+    error_message: str | None = None
+    text: str | None = None
+    finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    usage: Usage = Field(default_factory=Usage)
+    logprobs: list[dict[str, Any]] | None = None
+    served_model: str | None = None
+    raw_request: dict[str, Any] = Field(default_factory=dict)
+    raw_response: dict[str, Any] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    attempts: int = 1
+    started_at: datetime = Field(default_factory=utcnow)
+
+
+class ScoreRecord(Strict):
+    """One number a scorer derived from one sample."""
+
+    scorer: str
+    scorer_params: dict[str, Any] = Field(default_factory=dict)
+    metric: str
+    value: float | None
+    passed: bool | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+Verdict = Literal["consistent", "deviant", "unavailable", "inconclusive"]
+Severity = Literal["info", "warning", "critical"]
+DiagnosisKind = Literal[
+    "sampling_params",
+    "context_truncation",
+    "chat_template",
+    "system_prompt",
+    "max_tokens",
+    "quantization",
+    "model_variant",
+    "tool_calling",
+    "other",
+]
+
+
+class Diagnosis(Strict):
+    kind: DiagnosisKind
+    confidence: float = Field(ge=0, le=1)
+    summary: str
+
+
+class TestResult(Strict):
+    name: str
+    statistic: float | None
+    p_value: float | None
+    effect: float | None
+    honest_range: tuple[float | None, float | None] = (None, None)
+    n: int
+
+
+class Evidence(Strict):
+    probe: str
+    reference: str
+    provider: str
+    note: str
+
+
+class Finding(Strict):
+    """One provider's assessment in one round (the report JSON contract)."""
+
+    model: str
+    provider: str
+    baseline: Literal["reference", "history"]
+    verdict: Verdict
+    severity: Severity
+    diagnoses: list[Diagnosis] = Field(default_factory=list)
+    tests: list[TestResult] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+    requests: int
+    errors: int
+    tokens: int
+    cost: float | None = None
+    errors_by_class: dict[str, int] = Field(default_factory=dict)

@@ -1,0 +1,178 @@
+"""Findings of a round -> the report contract (JSON), a terminal table or markdown."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from auditor import __version__
+from auditor.records import Finding, as_utc
+from auditor.storage.repository import Store
+from auditor.storage.tables import RoundRow
+
+
+class RoundInfo(BaseModel):
+    id: str
+    suite: str
+    suite_hash: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: Literal["running", "interrupted", "complete"]
+    complete: bool
+    stop_reason: str | None
+    auditor_version: str
+    reference_digest: str | None
+    planned_requests: int
+
+
+class Report(BaseModel):
+    version: str
+    round: RoundInfo
+    findings: list[Finding]
+
+
+def round_info(row: RoundRow) -> RoundInfo:
+    return RoundInfo(
+        id=row.id,
+        suite=row.suite,
+        suite_hash=row.suite_hash,
+        started_at=as_utc(row.started_at),
+        finished_at=as_utc(row.finished_at) if row.finished_at else None,
+        status=row.status,  # type: ignore[arg-type]
+        # Complete means every planned request was sent and answered or recorded as an error:
+        # a round stopped by its budget or a signal is not.
+        complete=row.status == "complete" and row.stop_reason is None,
+        stop_reason=row.stop_reason,
+        auditor_version=row.auditor_version,
+        reference_digest=row.reference_digest,
+        planned_requests=row.planned_requests,
+    )
+
+
+def build_report(store: Store, row: RoundRow) -> Report:
+    return Report(version=__version__, round=round_info(row), findings=store.findings(row.id))
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+def to_json(report: Report) -> str:
+    """One JSON object; NaN and infinities become null, as the contract requires."""
+    return json.dumps(_no_nan(report.model_dump(mode="json")), indent=2, allow_nan=False)
+
+
+def _diagnosis_text(f: Finding) -> str:
+    return "; ".join(f"{d.kind} ({d.confidence:.2f})" for d in f.diagnoses) or "-"
+
+
+def _errors_text(f: Finding) -> str:
+    if not f.errors:
+        return "0"
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(f.errors_by_class.items()))
+    return f"{f.errors} ({detail})"
+
+
+def _cost_text(f: Finding) -> str:
+    return "-" if f.cost is None else f"${f.cost:.4f}"
+
+
+COLUMNS = (
+    "model",
+    "provider",
+    "verdict",
+    "severity",
+    "diagnoses",
+    "requests",
+    "errors",
+    "tokens",
+    "cost",
+)
+
+
+def _rows(report: Report) -> list[list[str]]:
+    return [
+        [
+            f.model,
+            f.provider,
+            f.verdict,
+            f.severity,
+            _diagnosis_text(f),
+            str(f.requests),
+            _errors_text(f),
+            str(f.tokens),
+            _cost_text(f),
+        ]
+        for f in report.findings
+    ]
+
+
+def _header(report: Report) -> str:
+    r = report.round
+    state = (
+        "complete"
+        if r.complete
+        else f"{r.status}, incomplete" + (f": {r.stop_reason}" if r.stop_reason else "")
+    )
+    return f"round {r.id}  suite {r.suite}  started {r.started_at:%Y-%m-%d %H:%M:%S}  ({state})"
+
+
+def print_table(report: Report, console: Console) -> None:
+    table = Table(title=_header(report), title_justify="left")
+    for col in COLUMNS:
+        table.add_column(col, justify="right" if col in ("requests", "tokens", "cost") else "left")
+    colors = {
+        "consistent": "green",
+        "deviant": "red",
+        "unavailable": "yellow",
+        "inconclusive": "cyan",
+    }
+    for f, row in zip(report.findings, _rows(report), strict=True):
+        row[2] = f"[{colors[f.verdict]}]{row[2]}[/]"
+        table.add_row(*row)
+    console.print(table)
+    _print_evidence(report, console)
+
+
+def _print_evidence(report: Report, console: Console) -> None:
+    for f in report.findings:
+        for ev in f.evidence:
+            console.print(f"[bold]{f.provider}[/] {ev.probe}: {ev.note}")
+            console.print(f"  reference: {ev.reference!r}")
+            console.print(f"  provider:  {ev.provider!r}")
+
+
+def to_markdown(report: Report) -> str:
+    lines = [
+        f"# Audit report\n\n{_header(report)}\n",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in _rows(report)]
+    for f in report.findings:
+        if f.evidence:
+            lines.append(f"\n## {f.model} / {f.provider}: evidence\n")
+            for ev in f.evidence:
+                lines += [
+                    f"**{ev.probe}**: {ev.note}\n",
+                    "| reference | provider |",
+                    "|---|---|",
+                    f"| {_cell(ev.reference)} | {_cell(ev.provider)} |\n",
+                ]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")

@@ -1,0 +1,177 @@
+"""Wire one round together: config + suite -> endpoints and plan -> runner -> findings."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from dataclasses import dataclass
+
+import structlog
+
+from auditor import __version__
+from auditor.budget import PlannedRequest, SendEverySample, SpendMeter
+from auditor.compare import build_findings
+from auditor.config import AuditorConfig, ModelConfig, ProviderConfig
+from auditor.errors import UsageError
+from auditor.limits import ProviderLimits
+from auditor.probes import Suite, expand_requests
+from auditor.providers.base import ProviderAdapter, adapters
+from auditor.providers.reference import ReferenceUnavailable, build_reference
+from auditor.records import ProbeCase
+from auditor.runner import Endpoint, RoundOutcome, RoundProgress, RoundRunner
+from auditor.secrets import Redactor
+from auditor.storage.repository import Store
+from auditor.storage.tables import RoundRow
+
+log = structlog.get_logger(__name__)
+
+REFERENCE = "reference"
+
+
+@dataclass
+class RoundSelection:
+    suite: Suite
+    models: list[ModelConfig]
+
+
+def select(
+    config: AuditorConfig, suite: Suite, model: str | None, provider: str | None
+) -> RoundSelection:
+    models = [m for m in config.models if model is None or m.name == model]
+    if not models:
+        known = ", ".join(m.name for m in config.models)
+        raise UsageError(f"--model: no model named {model!r} in the config (known: {known})")
+    if provider is not None:
+        models = [
+            m.model_copy(update={"providers": [p for p in m.providers if p.name == provider]})
+            for m in models
+        ]
+        models = [m for m in models if m.providers]
+        if not models:
+            raise UsageError(
+                f"--provider: no provider named {provider!r} for the selected model(s)"
+            )
+    return RoundSelection(suite=suite, models=models)
+
+
+def make_adapter(config: ProviderConfig) -> ProviderAdapter:
+    try:
+        cls = adapters.get(config.adapter)
+    except KeyError as exc:
+        raise UsageError(f"provider {config.name}: {exc.args[0]}") from None
+    return cls(config)  # type: ignore[call-arg]
+
+
+@dataclass
+class RoundResult:
+    round_id: str
+    outcome: RoundOutcome
+    reference_note: str | None
+
+
+async def run_round_async(
+    config: AuditorConfig,
+    store: Store,
+    selection: RoundSelection,
+    progress: RoundProgress | None = None,
+    with_reference: bool = True,
+) -> RoundResult:
+    suite = selection.suite
+    requests = expand_requests(suite)
+    cases: dict[str, ProbeCase] = {c.content_hash: c for c in suite.cases}
+    store.upsert_probe_cases(suite.cases)
+    redactor = Redactor.from_config(config)
+
+    endpoints: list[Endpoint] = []
+    reference_note: str | None = None
+    reference_digest: str | None = None
+    for model in selection.models:
+        for p in model.providers:
+            provider_id = store.upsert_provider(
+                model.name,
+                p.name,
+                base_url=p.base_url,
+                model_id=p.model,
+                trusted=p.trusted,
+                config=p.public_view(),
+            )
+            endpoints.append(
+                Endpoint(
+                    model.name, p.name, make_adapter(p), ProviderLimits(p), provider_id, p.price
+                )
+            )
+        ref_config = config.reference_for(model) if with_reference else None
+        if ref_config is None:
+            continue
+        try:
+            reference = build_reference(ref_config)
+        except ReferenceUnavailable as exc:
+            reference_note = f"reference not used: {exc}"
+            log.warning("reference.unavailable", model=model.name, reason=str(exc))
+            continue
+        reference_digest = reference.digest
+        provider_id = store.upsert_provider(
+            model.name,
+            REFERENCE,
+            kind="reference",
+            base_url=reference.base_url,
+            model_id=reference.model_id,
+            trusted=True,
+            config=ref_config.model_dump(mode="json"),
+        )
+        endpoints.append(
+            Endpoint(
+                model.name,
+                REFERENCE,
+                reference.adapter,
+                ProviderLimits(reference.limits),
+                provider_id,
+            )
+        )
+
+    plan = [PlannedRequest(e.model, e.name, r) for r in requests for e in endpoints]
+    round_row = store.start_round(
+        RoundRow(
+            id=uuid.uuid4().hex[:12],
+            suite=suite.name,
+            suite_hash=suite.hash,
+            auditor_version=__version__,
+            reference_digest=reference_digest,
+            planned_requests=len(plan),
+            models=[m.name for m in selection.models],
+            budget=config.budget.model_dump(mode="json"),
+        )
+    )
+    log.info("round.started", round_id=round_row.id, suite=suite.name, planned=len(plan))
+    runner = RoundRunner(
+        store,
+        round_row.id,
+        endpoints,
+        cases,
+        SendEverySample(plan),
+        SpendMeter(config.budget),
+        redactor,
+        progress,
+    )
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, runner.stop, f"signal {sig.name}")
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    try:
+        outcome = await runner.run()
+    except BaseException:
+        store.finish_round(round_row.id, "interrupted", "error")
+        raise
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+    store.finish_round(round_row.id, outcome.status, outcome.stop_reason)
+    findings, detector, params = build_findings(store, round_row.id)
+    store.save_findings(round_row.id, findings, detector, params)
+    log.info("round.finished", round_id=round_row.id, status=outcome.status, stored=outcome.stored)
+    return RoundResult(round_row.id, outcome, reference_note)

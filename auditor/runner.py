@@ -1,0 +1,229 @@
+"""One round: send the budget policy's requests to every endpoint under its own limits, and
+store each answer the moment it arrives.
+
+Each endpoint (a provider or the reference) has its own queue and `max_concurrency` workers,
+so a slow provider never holds up a fast one. A single writer task scores and commits every
+sample as it arrives, in its own thread, so a killed round loses nothing already answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from auditor.budget import Answer, BudgetPolicy, PlannedRequest, SpendMeter
+from auditor.config import Price
+from auditor.limits import ProviderLimits
+from auditor.providers.base import ProviderAdapter
+from auditor.records import CompletionResponse, ProbeCase
+from auditor.scorers import score_all
+from auditor.secrets import Redactor
+from auditor.storage.repository import Store
+
+log = structlog.get_logger(__name__)
+
+EndpointKey = tuple[str, str]  # (model, endpoint name)
+
+
+class RoundProgress(Protocol):
+    def planned(self, key: EndpointKey, count: int) -> None: ...
+    def answered(self, key: EndpointKey, ok: bool) -> None: ...
+
+
+@dataclass
+class Endpoint:
+    model: str
+    name: str
+    adapter: ProviderAdapter
+    limits: ProviderLimits
+    provider_id: int
+    price: Price | None = None
+
+    @property
+    def key(self) -> EndpointKey:
+        return (self.model, self.name)
+
+
+@dataclass
+class RoundOutcome:
+    status: str  # complete | interrupted
+    stop_reason: str | None
+    sent: int
+    stored: int
+    errors_by_endpoint: dict[EndpointKey, int] = field(default_factory=dict)
+
+
+class RoundRunner:
+    def __init__(
+        self,
+        store: Store,
+        round_id: str,
+        endpoints: list[Endpoint],
+        cases: dict[str, ProbeCase],
+        policy: BudgetPolicy,
+        spend: SpendMeter,
+        redactor: Redactor,
+        progress: RoundProgress | None = None,
+        drain_timeout_s: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.round_id = round_id
+        self.endpoints = {e.key: e for e in endpoints}
+        self.cases = cases
+        self.policy = policy
+        self.spend = spend
+        self.redactor = redactor
+        self.progress = progress
+        self.drain_timeout_s = drain_timeout_s
+        self._stop_reason: str | None = None
+        self._stopping = asyncio.Event()
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditor-writer")
+        self._stored = 0
+        self._errors: dict[EndpointKey, int] = defaultdict(int)
+        self._storage_error: BaseException | None = None
+
+    def stop(self, reason: str) -> None:
+        """Stop sending (in-flight requests finish and are stored)."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            log.warning("round.stopping", round_id=self.round_id, reason=reason)
+        self._stopping.set()
+
+    async def run(self) -> RoundOutcome:
+        results: asyncio.Queue[Answer | None] = asyncio.Queue(maxsize=1024)
+        writer = asyncio.create_task(self._write(results))
+        answers: list[Answer] = []
+        try:
+            while not self._stopping.is_set():
+                batch = self.policy.next_requests(answers)
+                if not batch:
+                    break
+                answers = await self._send_batch(batch, results)
+        finally:
+            await results.put(None)
+            await writer
+            self._db.shutdown(wait=True)
+            await asyncio.gather(*(e.adapter.aclose() for e in self.endpoints.values()))
+        if self._storage_error is not None:
+            raise self._storage_error
+        interrupted = self._stop_reason is not None and not self._stop_reason.startswith("budget")
+        return RoundOutcome(
+            status="interrupted" if interrupted else "complete",
+            stop_reason=self._stop_reason,
+            sent=self.spend.requests,
+            stored=self._stored,
+            errors_by_endpoint=dict(self._errors),
+        )
+
+    async def _send_batch(
+        self, batch: list[PlannedRequest], results: asyncio.Queue[Answer | None]
+    ) -> list[Answer]:
+        queues: dict[EndpointKey, asyncio.Queue[PlannedRequest]] = defaultdict(asyncio.Queue)
+        for planned in batch:
+            key = (planned.model, planned.endpoint)
+            if key not in self.endpoints:
+                raise KeyError(f"policy planned a request for unknown endpoint {key}")
+            queues[key].put_nowait(planned)
+        if self.progress:
+            for key, q in queues.items():
+                self.progress.planned(key, q.qsize())
+        answers: list[Answer] = []
+
+        async def collect(answer: Answer) -> None:
+            answers.append(answer)
+            await results.put(answer)
+
+        workers = [
+            asyncio.create_task(self._work(self.endpoints[key], q, collect))
+            for key, q in queues.items()
+            for _ in range(min(self.endpoints[key].limits.config.max_concurrency, q.qsize()))
+        ]
+        stop_waiter = asyncio.create_task(self._stopping.wait())
+        done = asyncio.gather(*workers)
+        await asyncio.wait([done, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():
+            # Stopping: no new requests start; in-flight ones get a deadline to finish.
+            try:
+                await asyncio.wait_for(asyncio.shield(done), self.drain_timeout_s)
+            except TimeoutError:
+                done.cancel()
+                await asyncio.gather(done, return_exceptions=True)
+        stop_waiter.cancel()
+        return answers
+
+    async def _work(
+        self,
+        endpoint: Endpoint,
+        queue: asyncio.Queue[PlannedRequest],
+        collect: Callable[[Answer], Awaitable[None]],
+    ) -> None:
+        while not queue.empty() and not self._stopping.is_set():
+            planned = queue.get_nowait()
+            async with endpoint.limits.slot(planned.request) as reservation:
+                # Checked after waiting for the limits: the budget may have run out meanwhile.
+                reason = self.spend.exhausted()
+                if reason or self._stopping.is_set():
+                    reservation.settle(0)
+                    if reason:
+                        self.stop(reason)
+                    return
+                self.spend.sent(reservation.tokens)
+                response = await endpoint.adapter.complete(planned.request)
+                tokens = response.usage.spent
+                reservation.settle(tokens if response.ok else None)
+                cost = self._cost(endpoint, response)
+                self.spend.answered(reservation.tokens, tokens, cost)
+            if not response.ok:
+                self._errors[endpoint.key] += 1
+            await collect(Answer(planned, response))
+            if self.progress:
+                self.progress.answered(endpoint.key, response.ok)
+
+    @staticmethod
+    def _cost(endpoint: Endpoint, response: CompletionResponse) -> float | None:
+        if endpoint.price is None or not response.ok:
+            return None
+        usage = response.usage
+        return endpoint.price.cost(usage.prompt_tokens or 0, usage.completion_tokens or 0)
+
+    async def _write(self, results: asyncio.Queue[Answer | None]) -> None:
+        loop = asyncio.get_running_loop()
+        while (answer := await results.get()) is not None:
+            if self._storage_error is not None:
+                continue  # keep draining so that workers never block on a full queue
+            try:
+                await loop.run_in_executor(self._db, self._store_answer, answer)
+            except Exception as exc:
+                self._storage_error = exc
+                self.stop(f"storage error: {type(exc).__name__}")
+
+    def _store_answer(self, answer: Answer) -> None:
+        planned = answer.planned
+        endpoint = self.endpoints[(planned.model, planned.endpoint)]
+        case = self.cases[planned.request.probe_hash]
+        response = self.redactor.redact_response(answer.response)
+        scores = score_all(case, response)
+        sample_id = self.store.add_sample(
+            self.round_id,
+            endpoint.provider_id,
+            planned.request,
+            response,
+            scores,
+            self._cost(endpoint, response),
+        )
+        if sample_id is not None:
+            self._stored += 1
+        log.debug(
+            "sample.stored",
+            round_id=self.round_id,
+            provider=endpoint.name,
+            probe_id=planned.request.probe_id,
+            ok=response.ok,
+            error_class=response.error_class,
+        )

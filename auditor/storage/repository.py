@@ -1,0 +1,350 @@
+"""Writes and reads of the results database. Synchronous; the runner calls it from one writer."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from auditor.records import (
+    CompletionRequest,
+    CompletionResponse,
+    Finding,
+    ProbeCase,
+    ScoreRecord,
+    utcnow,
+)
+from auditor.storage.tables import (
+    FindingRow,
+    ProbeCaseRow,
+    ProviderRow,
+    RoundRow,
+    SampleRow,
+    ScoreRow,
+)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # --- configuration as seen by a round -------------------------------------------------
+
+    def upsert_provider(
+        self,
+        model: str,
+        name: str,
+        *,
+        kind: str = "provider",
+        base_url: str | None = None,
+        model_id: str | None = None,
+        trusted: bool = False,
+        config: dict[str, Any] | None = None,
+    ) -> int:
+        with self.session() as s:
+            row = s.execute(
+                select(ProviderRow).where(ProviderRow.model == model, ProviderRow.name == name)
+            ).first()
+            row = row[0] if row is not None else ProviderRow(model=model, name=name)
+            row.kind, row.base_url, row.model_id = kind, base_url, model_id
+            row.trusted, row.config, row.updated_at = trusted, config, utcnow()
+            s.add(row)
+            s.commit()
+            assert row.id is not None
+            return row.id
+
+    def upsert_probe_cases(self, cases: list[ProbeCase]) -> None:
+        with self.session() as s:
+            known = set(
+                s.execute(
+                    select(ProbeCaseRow.hash).where(
+                        ProbeCaseRow.hash.in_([c.content_hash for c in cases])
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for case in cases:
+                if case.content_hash in known:
+                    continue
+                known.add(case.content_hash)
+                s.add(
+                    ProbeCaseRow(
+                        hash=case.content_hash,
+                        probe_id=case.id,
+                        suite=case.suite,
+                        probe_group=case.group,
+                        signals=case.signals,
+                        case=case.model_dump(mode="json"),
+                        first_seen=utcnow(),
+                    )
+                )
+            s.commit()
+
+    # --- rounds ----------------------------------------------------------------------------
+
+    def start_round(self, row: RoundRow) -> RoundRow:
+        row.hostname, row.pid, row.started_at = socket.gethostname(), os.getpid(), utcnow()
+        row.status = "running"
+        with self.session() as s:
+            s.add(row)
+            s.commit()
+        return row
+
+    def finish_round(self, round_id: str, status: str, stop_reason: str | None) -> None:
+        with self.session() as s:
+            s.execute(
+                update(RoundRow)
+                .where(RoundRow.id == round_id)
+                .values(status=status, stop_reason=stop_reason, finished_at=utcnow())
+            )
+            s.commit()
+
+    def reap_dead_rounds(self) -> list[str]:
+        """Mark rounds left 'running' by a process of this host that no longer exists."""
+        host = socket.gethostname()
+        with self.session() as s:
+            rows = s.execute(select(RoundRow).where(RoundRow.status == "running")).scalars().all()
+            dead = [r.id for r in rows if r.hostname == host and r.pid and not _pid_alive(r.pid)]
+            if dead:
+                s.execute(
+                    update(RoundRow)
+                    .where(RoundRow.id.in_(dead))
+                    .values(status="interrupted", stop_reason="process died")
+                )
+                s.commit()
+        return dead
+
+    def get_round(self, round_id: str) -> RoundRow | None:
+        with self.session() as s:
+            return s.get(RoundRow, round_id)
+
+    def last_round(self) -> RoundRow | None:
+        with self.session() as s:
+            row = s.execute(select(RoundRow).order_by(RoundRow.started_at.desc()).limit(1)).first()
+            return row[0] if row else None
+
+    def rounds(self, limit: int = 20) -> list[RoundRow]:
+        with self.session() as s:
+            return list(
+                s.execute(
+                    select(RoundRow).order_by(RoundRow.started_at.desc()).limit(limit)
+                ).scalars()
+            )
+
+    # --- samples and scores ----------------------------------------------------------------
+
+    def add_sample(
+        self,
+        round_id: str,
+        provider_id: int,
+        request: CompletionRequest,
+        response: CompletionResponse,
+        scores: list[ScoreRecord],
+        cost: float | None,
+    ) -> int | None:
+        """Store one exchange and its scores in one transaction. Returns None for a
+        duplicate (same round, provider, probe and sample number), which is not stored twice."""
+        usage = response.usage
+        row = SampleRow(
+            round_id=round_id,
+            provider_id=provider_id,
+            probe_hash=request.probe_hash,
+            probe_id=request.probe_id,
+            sample_index=request.sample_index,
+            ok=response.ok,
+            status_code=response.status_code,
+            error_class=response.error_class.value if response.error_class else None,
+            error_message=response.error_message,
+            output_text=response.text,
+            finish_reason=response.finish_reason,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            cost=cost,
+            latency_ms=None if response.latency_s is None else response.latency_s * 1000,
+            ttft_ms=None if response.ttft_s is None else response.ttft_s * 1000,
+            attempts=response.attempts,
+            served_model=response.served_model,
+            request_json=response.raw_request,
+            response_json=response.raw_response,
+            logprobs_json=response.logprobs,
+            tool_calls_json=response.tool_calls,
+            response_headers=response.headers or None,
+            started_at=response.started_at,
+            created_at=utcnow(),
+        )
+        with self.session() as s:
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                s.rollback()
+                return None
+            assert row.id is not None
+            for sc in scores:
+                s.add(
+                    ScoreRow(
+                        sample_id=row.id,
+                        scorer=sc.scorer,
+                        scorer_params=sc.scorer_params,
+                        metric=sc.metric,
+                        value=sc.value,
+                        passed=sc.passed,
+                        detail=sc.detail,
+                    )
+                )
+            s.commit()
+            return row.id
+
+    def answered_keys(self, round_id: str) -> set[tuple[int, str, int]]:
+        """(provider_id, probe_hash, sample_index) already stored for a round."""
+        with self.session() as s:
+            rows = s.execute(
+                select(SampleRow.provider_id, SampleRow.probe_hash, SampleRow.sample_index).where(
+                    SampleRow.round_id == round_id
+                )
+            ).all()
+        return {(r[0], r[1], r[2]) for r in rows}
+
+    def iter_samples(
+        self, round_id: str | None = None, batch: int = 500
+    ) -> Iterator[tuple[SampleRow, ProviderRow]]:
+        """Samples with their provider, streamed in id order (memory stays flat)."""
+        last_id = 0
+        while True:
+            with self.session() as s:
+                stmt = (
+                    select(SampleRow, ProviderRow)
+                    .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
+                    .where(SampleRow.id > last_id)
+                    .order_by(SampleRow.id)
+                    .limit(batch)
+                )
+                if round_id is not None:
+                    stmt = stmt.where(SampleRow.round_id == round_id)
+                rows = s.execute(stmt).all()
+            if not rows:
+                return
+            yield from ((sample, provider) for sample, provider in rows)
+            last_id = rows[-1][0].id
+
+    def provider_totals(self, round_id: str) -> list[dict[str, Any]]:
+        """Requests, errors (by class), tokens and cost per provider of a round."""
+        with self.session() as s:
+            rows = s.execute(
+                select(
+                    ProviderRow.model,
+                    ProviderRow.name,
+                    ProviderRow.kind,
+                    SampleRow.error_class,
+                    func.count(SampleRow.id),
+                    func.coalesce(func.sum(SampleRow.total_tokens), 0),
+                    func.sum(SampleRow.cost),
+                    func.sum(SampleRow.latency_ms),
+                )
+                .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
+                .where(SampleRow.round_id == round_id)
+                .group_by(
+                    ProviderRow.model, ProviderRow.name, ProviderRow.kind, SampleRow.error_class
+                )
+            ).all()
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for model, name, kind, error_class, count, tokens, cost, latency in rows:
+            t = out.setdefault(
+                (model, name),
+                {
+                    "model": model,
+                    "provider": name,
+                    "kind": kind,
+                    "requests": 0,
+                    "errors": 0,
+                    "tokens": 0,
+                    "cost": None,
+                    "errors_by_class": {},
+                    "latency_ms_sum": 0.0,
+                },
+            )
+            t["requests"] += count
+            t["tokens"] += int(tokens)
+            t["latency_ms_sum"] += float(latency or 0)
+            if cost is not None:
+                t["cost"] = (t["cost"] or 0.0) + float(cost)
+            if error_class is not None:
+                t["errors"] += count
+                t["errors_by_class"][error_class] = count
+        return list(out.values())
+
+    # --- findings --------------------------------------------------------------------------
+
+    def save_findings(
+        self, round_id: str, findings: list[Finding], detector: str, params: dict[str, Any]
+    ) -> None:
+        """Replace a round's findings (recomputing with `compare` overwrites, never appends)."""
+        with self.session() as s:
+            for old in s.execute(
+                select(FindingRow).where(FindingRow.round_id == round_id)
+            ).scalars():
+                s.delete(old)
+            s.flush()
+            for f in findings:
+                data = f.model_dump(mode="json")
+                s.add(
+                    FindingRow(
+                        round_id=round_id,
+                        detector=detector,
+                        detector_params=params,
+                        created_at=utcnow(),
+                        **data,
+                    )
+                )
+            s.commit()
+
+    def findings(self, round_id: str) -> list[Finding]:
+        with self.session() as s:
+            rows = (
+                s.execute(
+                    select(FindingRow)
+                    .where(FindingRow.round_id == round_id)
+                    .order_by(FindingRow.model, FindingRow.provider)
+                )
+                .scalars()
+                .all()
+            )
+        return [_finding_from_row(r) for r in rows]
+
+
+def _finding_from_row(row: FindingRow) -> Finding:
+    return Finding(
+        model=row.model,
+        provider=row.provider,
+        baseline=row.baseline,  # type: ignore[arg-type]
+        verdict=row.verdict,  # type: ignore[arg-type]
+        severity=row.severity,  # type: ignore[arg-type]
+        diagnoses=row.diagnoses or [],
+        tests=row.tests or [],
+        evidence=row.evidence or [],
+        requests=row.requests,
+        errors=row.errors,
+        tokens=row.tokens,
+        cost=row.cost,
+        errors_by_class=row.errors_by_class or {},
+    )

@@ -1,0 +1,156 @@
+"""The results database: plain columns for what researchers filter on, JSON for raw payloads.
+
+Every table is documented in the README. Changes go through an Alembic migration
+(auditor/storage/migrations) and are additive: scripts and dashboards query these names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _json(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=nullable))
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index)
+    )
+
+
+class RoundRow(SQLModel, table=True):
+    """One audit round: one suite sent to every provider (and the reference) of the models."""
+
+    __tablename__ = "rounds"
+
+    id: str = Field(primary_key=True, max_length=32)
+    suite: str = Field(index=True)
+    suite_hash: str
+    auditor_version: str
+    reference_digest: str | None = None
+    started_at: datetime = _ts(index=True)
+    finished_at: datetime | None = _ts(nullable=True)
+    status: str = Field(default="running", index=True)  # running | interrupted | complete
+    stop_reason: str | None = None  # None when every planned request was sent; else why not
+    planned_requests: int = 0
+    models: list[str] | None = _json()
+    budget: dict[str, Any] | None = _json()
+    hostname: str | None = None
+    pid: int | None = None
+
+
+class ProviderRow(SQLModel, table=True):
+    """A provider of a model as configured (secrets excluded), or the reference engine."""
+
+    __tablename__ = "providers"
+    __table_args__ = (UniqueConstraint("model", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(index=True)
+    name: str
+    kind: str = "provider"  # provider | reference
+    base_url: str | None = None
+    model_id: str | None = None
+    trusted: bool = False
+    config: dict[str, Any] | None = _json()
+    updated_at: datetime = _ts()
+
+
+class ProbeCaseRow(SQLModel, table=True):
+    """A probe case, content-addressed: a changed prompt is a new row, old samples keep theirs."""
+
+    __tablename__ = "probe_cases"
+
+    hash: str = Field(primary_key=True, max_length=64)
+    probe_id: str = Field(index=True)
+    suite: str = Field(index=True)
+    probe_group: str | None = None
+    signals: list[str] | None = _json()
+    case: dict[str, Any] = _json(nullable=False)
+    first_seen: datetime = _ts()
+
+
+class SampleRow(SQLModel, table=True):
+    """One request and its response, committed the moment it arrives."""
+
+    __tablename__ = "samples"
+    __table_args__ = (
+        UniqueConstraint("round_id", "provider_id", "probe_hash", "sample_index"),
+        Index("ix_samples_provider_created", "provider_id", "created_at"),
+        Index("ix_samples_probe_created", "probe_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: str = Field(foreign_key="rounds.id", index=True)
+    provider_id: int = Field(foreign_key="providers.id")
+    probe_hash: str = Field(foreign_key="probe_cases.hash")
+    probe_id: str
+    sample_index: int
+    ok: bool
+    status_code: int | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    output_text: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cost: float | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    attempts: int = 1
+    served_model: str | None = None
+    request_json: dict[str, Any] = _json(nullable=False)
+    response_json: dict[str, Any] | None = _json()
+    logprobs_json: list[dict[str, Any]] | None = _json()
+    tool_calls_json: list[dict[str, Any]] | None = _json()
+    response_headers: dict[str, str] | None = _json()
+    started_at: datetime = _ts()
+    created_at: datetime = _ts()
+
+
+class ScoreRow(SQLModel, table=True):
+    """One number a named scorer (with its parameters) derived from one sample."""
+
+    __tablename__ = "scores"
+    __table_args__ = (Index("ix_scores_sample", "sample_id"), Index("ix_scores_metric", "metric"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    sample_id: int = Field(foreign_key="samples.id")
+    scorer: str
+    scorer_params: dict[str, Any] | None = _json()
+    metric: str
+    value: float | None = None
+    passed: bool | None = None
+    detail: dict[str, Any] | None = _json()
+
+
+class FindingRow(SQLModel, table=True):
+    """One provider's assessment in one round, as in the report JSON contract."""
+
+    __tablename__ = "findings"
+    __table_args__ = (UniqueConstraint("round_id", "model", "provider"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: str = Field(foreign_key="rounds.id", index=True)
+    model: str
+    provider: str = Field(index=True)
+    baseline: str
+    verdict: str = Field(index=True)
+    severity: str
+    diagnoses: list[dict[str, Any]] | None = _json()
+    tests: list[dict[str, Any]] | None = _json()
+    evidence: list[dict[str, Any]] | None = _json()
+    requests: int = 0
+    errors: int = 0
+    tokens: int = 0
+    cost: float | None = None
+    errors_by_class: dict[str, int] | None = _json()
+    detector: str
+    detector_params: dict[str, Any] | None = _json()
+    created_at: datetime = _ts()

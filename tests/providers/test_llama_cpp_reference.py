@@ -1,0 +1,72 @@
+"""The embedded reference engine, on the real packaged SmolLM2-135M-Instruct GGUF."""
+
+from __future__ import annotations
+
+import pytest
+
+from auditor.config import LlamaCppReference
+from auditor.providers.reference import ReferenceUnavailable, build_reference
+from auditor.records import CompletionRequest, Message, RequestParams
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def reference():  # type: ignore[no-untyped-def]
+    return build_reference(LlamaCppReference(engine="llama_cpp", n_ctx=1024))
+
+
+def request(content: str, **params: object) -> CompletionRequest:
+    return CompletionRequest(
+        probe_id="p",
+        probe_hash="h",
+        sample_index=0,
+        messages=[Message(role="user", content=content)],
+        params=RequestParams(**params),
+    )
+
+
+async def test_greedy_is_deterministic_and_uses_the_gguf_template(reference) -> None:  # type: ignore[no-untyped-def]
+    req = request(
+        "What is the capital of France? Answer in one word.", temperature=0, max_tokens=16
+    )
+    first = await reference.adapter.complete(req)
+    second = await reference.adapter.complete(req)
+    assert first.ok and first.text == second.text
+    assert "paris" in (first.text or "").lower()
+    # The GGUF's template adds a default system prompt: the prompt costs more than the question.
+    assert first.usage.prompt_tokens is not None and first.usage.prompt_tokens > 20
+    assert reference.digest.startswith("sha256:") and len(reference.digest) == 71
+
+
+async def test_seeded_sampling_reproduces_and_seeds_differ(reference) -> None:  # type: ignore[no-untyped-def]
+    texts = []
+    for seed in (1, 1, 2, 3):
+        resp = await reference.adapter.complete(
+            request("Tell me a story.", temperature=1.0, seed=seed, max_tokens=24)
+        )
+        texts.append(resp.text)
+    assert texts[0] == texts[1]
+    assert len(set(texts[1:])) > 1
+
+
+async def test_logprobs_and_max_tokens(reference) -> None:  # type: ignore[no-untyped-def]
+    resp = await reference.adapter.complete(
+        request(
+            "Count from one to twenty.", temperature=0, max_tokens=5, logprobs=True, top_logprobs=3
+        )
+    )
+    assert resp.ok and resp.finish_reason == "length" and resp.usage.completion_tokens == 5
+    assert resp.logprobs is not None and len(resp.logprobs) == 5
+    assert all(lp["logprob"] <= 0 for lp in resp.logprobs)
+
+
+async def test_context_overflow_is_a_recorded_error(reference) -> None:  # type: ignore[no-untyped-def]
+    resp = await reference.adapter.complete(request("word " * 3000, max_tokens=8))
+    assert not resp.ok and resp.error_class == "client_error"
+    assert "reference engine" in (resp.error_message or "")
+
+
+def test_missing_weights_are_reported_not_raised_later(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ReferenceUnavailable, match="no such file"):
+        build_reference(LlamaCppReference(engine="llama_cpp", model_path=str(tmp_path / "x.gguf")))
