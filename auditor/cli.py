@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 from rich.console import Console
 
 try:  # typer >= 0.25 carries its own copy of click
@@ -468,6 +469,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail("aborted", 130)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except SQLAlchemyError as exc:
+        # The database failed mid-command: samples stored until then are kept.
+        _fail(f"database: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}", 1)
 
 
 def _line(text: str) -> None:

@@ -221,6 +221,7 @@ class Diagnosis(Strict):
 
 
 class TestResult(Strict):
+    __test__ = False  # not a pytest test class, despite the name
     name: str
     statistic: float | None
     p_value: float | None

@@ -1,0 +1,69 @@
+"""The report contract: complete flag, no NaN, markdown evidence."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from auditor.records import Evidence, Finding, TestResult
+from auditor.report import Report, RoundInfo, round_info, to_json, to_markdown
+from auditor.storage.tables import RoundRow
+
+
+def finding(**kw: object) -> Finding:
+    base = dict(
+        model="m",
+        provider="acme",
+        baseline="reference",
+        verdict="deviant",
+        severity="critical",
+        requests=10,
+        errors=1,
+        tokens=100,
+    )
+    return Finding(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def info(status: str = "complete", stop_reason: str | None = None) -> RoundInfo:
+    row = RoundRow(
+        id="r",
+        suite="core",
+        suite_hash="h",
+        auditor_version="t",
+        status=status,
+        stop_reason=stop_reason,
+        started_at=datetime(2026, 1, 1, 12, 0),
+    )
+    return round_info(row)
+
+
+def test_complete_means_every_planned_request_was_sent() -> None:
+    assert info().complete is True
+    assert info(stop_reason="budget: max_tokens").complete is False
+    assert info("interrupted", "process died").complete is False
+    assert info("running").complete is False
+
+
+def test_naive_sqlite_times_are_reported_as_utc() -> None:
+    assert info().started_at.tzinfo == UTC
+    assert info().model_dump(mode="json")["started_at"].endswith("Z")
+
+
+def test_json_has_null_never_nan() -> None:
+    t = TestResult(name="mmd", statistic=float("nan"), p_value=float("inf"), effect=0.5, n=3)
+    report = Report(version="x", round=info(), findings=[finding(tests=[t])])
+    text = to_json(report)
+    data = json.loads(text)
+    assert data["findings"][0]["tests"][0]["statistic"] is None
+    assert data["findings"][0]["tests"][0]["p_value"] is None
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_markdown_shows_evidence_side_by_side() -> None:
+    ev = Evidence(
+        probe="capital", reference="Paris.", provider="Great question!! 🎉 |Paris|", note="tone"
+    )
+    md = to_markdown(Report(version="x", round=info(), findings=[finding(evidence=[ev])]))
+    assert "| reference | provider |" in md
+    assert "| Paris. | Great question!! 🎉 \\|Paris\\| |" in md
+    assert "| m | acme | deviant | critical |" in md
