@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 try:  # typer >= 0.25 carries its own copy of click
     from typer._click import exceptions as click_errors
