@@ -23,12 +23,10 @@ from auditor.config import ProviderConfig
 from auditor.providers import retry, wire
 from auditor.providers.base import ProviderAdapter, adapters
 from auditor.records import CompletionRequest, CompletionResponse, ErrorClass, utcnow
+from auditor.secrets import Redactor
 
 ERROR_BODY_LIMIT = 1024 * 1024
 """Error bodies are read up to this size and then cut (they are kept only as evidence)."""
-REDACTED = "[REDACTED]"
-_MIN_SECRET_LEN = 8
-"""Shorter values are not scrubbed from responses: replacing them would corrupt real text."""
 _SECRET_HEADER_HINTS = ("auth", "key", "token", "secret", "cookie", "password")
 
 
@@ -88,18 +86,6 @@ async def _read_into(
             raise wire.WireError(ErrorClass.PROTOCOL_ERROR, f"body exceeds the {limit}-byte cap")
 
 
-def _redact(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {_redact(k, secrets): _redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v, secrets) for v in value]
-    return value
-
-
 @adapters.register("openai")
 class OpenAICompatibleAdapter(ProviderAdapter):
     """Chat completions over HTTP, streaming or not, with retries and full error capture."""
@@ -120,17 +106,10 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         key = config.api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self._secrets = sorted(
-            {
-                value
-                for name, value in headers.items()
-                if any(hint in name.lower() for hint in _SECRET_HEADER_HINTS)
-                and len(value) >= _MIN_SECRET_LEN
-            }
-            | ({key} if key and len(key) >= _MIN_SECRET_LEN else set()),
-            key=len,
-            reverse=True,
-        )
+        secret_headers = [
+            v for n, v in headers.items() if any(h in n.lower() for h in _SECRET_HEADER_HINTS)
+        ]
+        self._redactor = Redactor([*secret_headers, key or ""])
         self._client = httpx.AsyncClient(
             base_url=config.base_url,
             headers=headers,
@@ -168,11 +147,7 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         response = response.model_copy(
             update={"raw_request": body, "attempts": attempts, "started_at": started_at}
         )
-        if self._secrets:
-            response = CompletionResponse.model_validate(
-                _redact(response.model_dump(), self._secrets)
-            )
-        return response
+        return self._redactor.redact_response(response)
 
     async def _with_retries(self, body: dict[str, Any]) -> tuple[CompletionResponse, int]:
         """Attempts until one is final, the attempts run out or the next wait would cross

@@ -31,11 +31,13 @@ _QUOTES = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019",
 
 
 def first_number(text: str) -> float | None:
-    """The first number in the text: handles "-3.5", "1,000", "42." and words around it.
-
-    Returns None when there is no number, or when it is too large to be a finite float.
+    """The answer's number: the first one after the last "=" if there is one (so that
+    "17 + 25 = 42" reads as 42), else the first one. Handles "-3.5", "1,000", "42." and
+    words around it. None when there is no number, or it is too large to be a finite float.
     """
-    match = NUMBER.search(text)
+    _, equals, result = text.rpartition("=")
+    match = NUMBER.search(result) if equals else None
+    match = match or NUMBER.search(text)
     if match is None:
         return None
     sign, digits = match.group(1), match.group(2)

@@ -43,7 +43,9 @@ def make_engine(url: str) -> Engine:
         raise DatabaseError(f"database: not a valid URL: {exc}") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        raise DatabaseError(f"database: {backend!r} is not supported (use sqlite:/// or postgresql://)")
+        raise DatabaseError(
+            f"database: {backend!r} is not supported (use sqlite:/// or postgresql://)"
+        )
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ def passes(expect: dict[str, Any], text: str | None) -> bool | None:
         (".5", 0.5),
         ("5-3", 5),
         ("x-3", 3),
-        ("17 + 25 = 42", 17),
+        ("17 + 25 = 42", 42),
         ("It is 42, I think", 42),
         ("1,0000", 1),
         ("version 1.2.3", 1.2),
@@ -216,3 +216,11 @@ def test_scorers_never_raise_and_emit_clean_json(text: str, which: int) -> None:
     for record in records:
         assert record.value in (None, 0.0, 1.0) or record.metric in ("chars", "completion_tokens")
         json.dumps(record.model_dump(mode="json"), allow_nan=False)
+
+
+def test_number_after_an_equals_sign_is_the_answer() -> None:
+    from auditor.scorers.expect import first_number
+
+    assert first_number("17 + 25 = 42") == 42
+    assert first_number("So 3 * 4 = 12, and 12 + 1 = 13 apples.") == 13
+    assert first_number("x = nothing, but 7") == 7

@@ -177,7 +177,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_scores_sample", ["sample_id"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("scores", schema=None) as batch_op:
         batch_op.drop_index("ix_scores_sample")
