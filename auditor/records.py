@@ -185,6 +185,7 @@ class CompletionResponse(Strict):
     latency_s: float | None = None
     ttft_s: float | None = None
     attempts: int = 1
+    cached: bool = False
     started_at: datetime = Field(default_factory=utcnow)
 
 

@@ -17,6 +17,7 @@ from auditor.errors import UsageError
 from auditor.limits import ProviderLimits
 from auditor.probes import Suite, expand_requests
 from auditor.providers.base import ProviderAdapter, adapters
+from auditor.providers.cache import CachedReference
 from auditor.providers.reference import ReferenceUnavailable, build_reference
 from auditor.records import ProbeCase
 from auditor.runner import Endpoint, RoundOutcome, RoundProgress, RoundRunner
@@ -124,7 +125,7 @@ async def run_round_async(
             Endpoint(
                 model.name,
                 REFERENCE,
-                reference.adapter,
+                CachedReference(reference.adapter, store, reference.digest, ref_config.engine),
                 ProviderLimits(reference.limits),
                 provider_id,
             )

@@ -328,3 +328,11 @@ def test_round_includes_the_embedded_reference(
         if probe != "poem":  # temperature 0: the reference answers the same in both rounds
             greedy.setdefault((probe, index), set()).add(text)
     assert greedy and all(len(texts) == 1 for texts in greedy.values())
+    # The second round reused every reference answer from the cache instead of recomputing.
+    cached = db.execute(
+        "SELECT r.started_at, s.cached FROM samples s JOIN rounds r ON r.id = s.round_id "
+        "JOIN providers p ON p.id = s.provider_id WHERE p.kind = 'reference' ORDER BY r.started_at"
+    ).fetchall()
+    assert [c for _, c in cached] == [0] * MINI_REQUESTS + [1] * MINI_REQUESTS
+    (entries,) = db.execute("SELECT count(*) FROM reference_cache").fetchone()
+    assert entries == MINI_REQUESTS  # the greedy cases once, each sampled case per sample number

@@ -23,6 +23,7 @@ from auditor.storage.tables import (
     FindingRow,
     ProbeCaseRow,
     ProviderRow,
+    ReferenceCacheRow,
     RoundRow,
     SampleRow,
     ScoreRow,
@@ -183,6 +184,7 @@ class Store:
             latency_ms=None if response.latency_s is None else response.latency_s * 1000,
             ttft_ms=None if response.ttft_s is None else response.ttft_s * 1000,
             attempts=response.attempts,
+            cached=response.cached,
             served_model=response.served_model,
             request_json=response.raw_request,
             response_json=response.raw_response,
@@ -292,6 +294,38 @@ class Store:
                 t["errors"] += count
                 t["errors_by_class"][error_class] = count
         return list(out.values())
+
+    # --- reference cache -------------------------------------------------------------------
+
+    def cached_reference(self, key: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            row = s.get(ReferenceCacheRow, key)
+            return row.response if row is not None else None
+
+    def cache_reference(
+        self,
+        key: str,
+        weights_digest: str,
+        engine: str,
+        request: dict[str, Any],
+        response: dict[str, Any],
+    ) -> None:
+        with self.session() as s:
+            if s.get(ReferenceCacheRow, key) is None:
+                s.add(
+                    ReferenceCacheRow(
+                        key=key,
+                        weights_digest=weights_digest,
+                        engine=engine,
+                        request=request,
+                        response=response,
+                        created_at=utcnow(),
+                    )
+                )
+                try:
+                    s.commit()
+                except IntegrityError:  # another writer cached it first
+                    s.rollback()
 
     # --- findings --------------------------------------------------------------------------
 

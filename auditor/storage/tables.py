@@ -104,6 +104,7 @@ class SampleRow(SQLModel, table=True):
     latency_ms: float | None = None
     ttft_ms: float | None = None
     attempts: int = 1
+    cached: bool = False  # a reference answer reused from reference_cache, not recomputed
     served_model: str | None = None
     request_json: dict[str, Any] = _json(nullable=False)
     response_json: dict[str, Any] | None = _json()
@@ -153,4 +154,18 @@ class FindingRow(SQLModel, table=True):
     errors_by_class: dict[str, int] | None = _json()
     detector: str
     detector_params: dict[str, Any] | None = _json()
+    created_at: datetime = _ts()
+
+
+class ReferenceCacheRow(SQLModel, table=True):
+    """A reference answer, reused by later rounds that send the same request to the same
+    weights on the same engine, so the reference is not recomputed every round."""
+
+    __tablename__ = "reference_cache"
+
+    key: str = Field(primary_key=True, max_length=64)
+    weights_digest: str = Field(index=True)
+    engine: str
+    request: dict[str, Any] = _json(nullable=False)
+    response: dict[str, Any] = _json(nullable=False)
     created_at: datetime = _ts()

@@ -154,3 +154,45 @@ def test_dead_round_is_marked_interrupted(sqlite_url: str) -> None:
     assert reaped is not None and reaped.status == "interrupted"
     live = new_round(store, "r2")  # this process is alive: left alone
     assert store.reap_dead_rounds() == [] and store.get_round(live.id).status == "running"
+
+
+def test_upgrade_from_the_first_schema_keeps_samples(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine, "0001")
+    with pytest.raises(DatabaseError, match="auditor db upgrade"):
+        ensure_schema(engine)
+    now = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO rounds (id, suite, suite_hash, auditor_version, started_at, status,"
+                " planned_requests) VALUES ('r0', 'core', 'h', 'old', :now, 'complete', 1)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO providers (model, name, kind, trusted, updated_at)"
+                " VALUES ('m', 'acme', 'provider', false, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                'INSERT INTO probe_cases (hash, probe_id, suite, "case", first_seen)'
+                " VALUES ('ph', 'p', 'core', '{}', :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO samples (round_id, provider_id, probe_hash, probe_id, sample_index, ok,"
+                " attempts, request_json, started_at, created_at)"
+                " SELECT 'r0', id, 'ph', 'p', 0, true, 1, '{}', :now, :now FROM providers"
+            ),
+            {"now": now},
+        )
+    upgrade(engine)
+    ensure_schema(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT cached FROM samples")).scalar() in (False, 0)
