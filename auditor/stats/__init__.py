@@ -1,0 +1,52 @@
+"""Pure numeric tests for comparing a provider's outputs with the reference's. No I/O.
+
+Every test returns a `TestOutcome(statistic, p_value, effect, n)` with finite numbers;
+degenerate inputs (empty, constant) give p = 1 and effect 0. Effects are signed "provider
+(second argument) relative to reference (first argument)":
+
+==========================  ==========================================  =====================
+function                    null hypothesis                             effect
+==========================  ==========================================  =====================
+mmd_hamming_test            same completion distribution per prompt     MMD² (Hamming kernel)
+rank_uniformity_test        provider scores exchangeable with refs      Cliff's delta vs refs
+proportion_test             equal success probability                   p_b - p_a
+mean_shift_test             same score distribution                     Cliff's delta
+paired_shift_test           paired differences symmetric about 0        median of b - a
+fisher_combine              all component nulls (independent)           mean(-log p) - 1
+==========================  ==========================================  =====================
+
+Plus multiple-testing control (`bh_adjust`, `benjamini_hochberg`), intervals
+(`clopper_pearson`, `honest_range`) and the early-stopping rule (`sequential_decision`).
+Anything random takes a `numpy.random.Generator`, so results are reproducible.
+"""
+
+from auditor.stats.classic import cliffs_delta, mean_shift_test, paired_shift_test, proportion_test
+from auditor.stats.intervals import clopper_pearson, honest_range
+from auditor.stats.mmd import PAD, encode_completions, hamming_kernel, mmd_hamming_test
+from auditor.stats.multiple import benjamini_hochberg, bh_adjust, fisher_combine
+from auditor.stats.outcome import TestOutcome
+from auditor.stats.ranks import rank_of, rank_uniformity_test, ranks_of
+from auditor.stats.sequential import Decision, per_look_alpha, sequential_decision
+
+__all__ = [
+    "PAD",
+    "Decision",
+    "TestOutcome",
+    "benjamini_hochberg",
+    "bh_adjust",
+    "cliffs_delta",
+    "clopper_pearson",
+    "encode_completions",
+    "fisher_combine",
+    "hamming_kernel",
+    "honest_range",
+    "mean_shift_test",
+    "mmd_hamming_test",
+    "paired_shift_test",
+    "per_look_alpha",
+    "proportion_test",
+    "rank_of",
+    "rank_uniformity_test",
+    "ranks_of",
+    "sequential_decision",
+]
