@@ -64,18 +64,33 @@ class LlamaCppEngine(ProviderAdapter):
             self.model_id = self.path.stem
         self.config = config
         self.digest = file_digest(self.path)
+        self._llama = Llama
         try:
-            self.llm = Llama(
-                model_path=str(self.path),
-                n_ctx=config.n_ctx,
-                n_threads=config.n_threads or os.cpu_count() or 1,
-                seed=config.seed,
-                logits_all=True,  # per-token logprobs of any answer
-                verbose=False,
-            )
+            self.llm = self._load(logits_all=False)
         except (ValueError, RuntimeError) as exc:
             raise ReferenceUnavailable(f"cannot load {self.path}: {exc}") from None
+        self._llm_with_logprobs: Any = None
         self._lock = asyncio.Lock()
+
+    def _load(self, logits_all: bool) -> Any:
+        return self._llama(
+            model_path=str(self.path),
+            n_ctx=self.config.n_ctx,
+            n_threads=self.config.n_threads or os.cpu_count() or 1,
+            seed=self.config.seed,
+            logits_all=logits_all,
+            verbose=False,
+        )
+
+    def _model_for(self, wants_logprobs: bool) -> Any:
+        """llama.cpp computes logprobs only in a context that keeps the logits of every
+        position, which makes prompt evaluation several times slower; so a second context,
+        loaded on first need, serves the requests that ask for logprobs."""
+        if not wants_logprobs:
+            return self.llm
+        if self._llm_with_logprobs is None:
+            self._llm_with_logprobs = self._load(logits_all=True)
+        return self._llm_with_logprobs
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
         async with self._lock:
@@ -91,9 +106,10 @@ class LlamaCppEngine(ProviderAdapter):
         started, t0 = utcnow(), time.monotonic()
         # Forget the previous prompt: reusing its cached prefix changes the logits slightly,
         # so the same request and seed would not give the same answer twice.
-        self.llm.reset()
         try:
-            result = self.llm.create_chat_completion(
+            llm = self._model_for(bool(p.logprobs))
+            llm.reset()
+            result = llm.create_chat_completion(
                 messages=body["messages"],
                 temperature=1.0 if p.temperature is None else p.temperature,
                 top_p=1.0 if p.top_p is None else p.top_p,
