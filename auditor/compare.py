@@ -1,46 +1,112 @@
-"""Scores -> comparisons -> findings.
+"""Scores -> comparisons -> findings, for every provider of a round.
 
-This first detector only accounts: per provider it counts requests, errors by class, tokens and
-cost, and decides `unavailable` when errors leave too few answers to judge. Behaviour
-comparison with the reference (the statistical tests and diagnoses) arrives with the
-comparison engine; until then every available provider is `inconclusive`, never a guess.
+Each provider is compared with the reference's samples of the same round, or, where the round
+has no reference, with its own samples from the latest earlier round of the same suite (a
+silent change on a given day is caught even where no reference can run). Everything is read
+from the database, so `auditor compare --round ID` recomputes a round's findings later.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
+from sqlalchemy import select
+
+from auditor.comparisons import compare
+from auditor.diagnose import ALPHA, diagnose, evidence, rejected, severity_for
+from auditor.observations import Observation, load_observations
 from auditor.records import Finding
 from auditor.storage.repository import Store
+from auditor.storage.tables import ProviderRow, RoundRow, SampleRow
 
-DETECTOR = "accounting"
+DETECTOR = "comparison-v1"
 MIN_ANSWERED_FRACTION = 0.5
 
 
-def verdict_for(requests: int, errors: int, min_answered_fraction: float) -> str:
+def verdict_for(requests: int, errors: int, min_answered_fraction: float) -> str | None:
+    """`unavailable` when errors leave too few answers to judge; None when there are enough."""
     answered = requests - errors
     if requests == 0 or answered < min_answered_fraction * requests:
         return "unavailable"
-    return "inconclusive"
+    return None
+
+
+def _history_baseline(store: Store, round_id: str, model: str, provider: str) -> list[Observation]:
+    """The provider's samples from the latest earlier round of the same suite."""
+    with store.session() as s:
+        current = s.get(RoundRow, round_id)
+        if current is None:
+            return []
+        earlier = s.execute(
+            select(RoundRow.id)
+            .join(SampleRow, SampleRow.round_id == RoundRow.id)
+            .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
+            .where(
+                RoundRow.suite == current.suite,
+                RoundRow.started_at < current.started_at,
+                ProviderRow.model == model,
+                ProviderRow.name == provider,
+            )
+            .order_by(RoundRow.started_at.desc())
+            .limit(1)
+        ).scalar()
+    if earlier is None:
+        return []
+    return [
+        o for o in load_observations(store, earlier) if o.model == model and o.endpoint == provider
+    ]
 
 
 def build_findings(
-    store: Store, round_id: str, min_answered_fraction: float = MIN_ANSWERED_FRACTION
+    store: Store,
+    round_id: str,
+    alpha: float = ALPHA,
+    min_answered_fraction: float = MIN_ANSWERED_FRACTION,
 ) -> tuple[list[Finding], str, dict[str, Any]]:
-    totals = store.provider_totals(round_id)
-    models_with_reference = {t["model"] for t in totals if t["kind"] == "reference"}
+    totals = {(t["model"], t["provider"]): t for t in store.provider_totals(round_id)}
+    by_endpoint: dict[tuple[str, str], list[Observation]] = defaultdict(list)
+    kinds: dict[tuple[str, str], str] = {}
+    for o in load_observations(store, round_id):
+        by_endpoint[(o.model, o.endpoint)].append(o)
+        kinds[(o.model, o.endpoint)] = o.kind
     findings = []
-    for t in totals:
-        if t["kind"] == "reference":
+    for (model, name), observations in by_endpoint.items():
+        if kinds[(model, name)] == "reference":
             continue
+        t = totals[(model, name)]
+        reference = next(
+            (
+                obs
+                for (m, _), obs in by_endpoint.items()
+                if m == model and kinds[(m, _)] == "reference"
+            ),
+            None,
+        )
+        baseline = "reference" if reference else "history"
+        if reference is None:
+            reference = _history_baseline(store, round_id, model, name)
         verdict = verdict_for(t["requests"], t["errors"], min_answered_fraction)
+        comparisons = (
+            compare(reference, observations, seed=f"{round_id}/{model}/{name}") if reference else []
+        )
+        rej = rejected(comparisons, alpha)
+        diagnoses = diagnose(rej) if verdict is None else []
+        if verdict is None:
+            tested = sum(c.result.p_value is not None for c in comparisons)
+            verdict = "deviant" if rej else ("consistent" if tested >= 3 else "inconclusive")
         findings.append(
             Finding(
-                model=t["model"],
-                provider=t["provider"],
-                baseline="reference" if t["model"] in models_with_reference else "history",
+                model=model,
+                provider=name,
+                baseline=baseline,  # type: ignore[arg-type]
                 verdict=verdict,  # type: ignore[arg-type]
-                severity="warning" if verdict == "unavailable" else "info",
+                severity=severity_for(verdict, diagnoses),  # type: ignore[arg-type]
+                diagnoses=diagnoses,
+                tests=[c.result for c in comparisons],
+                evidence=evidence(reference, observations, diagnoses)
+                if verdict == "deviant"
+                else [],
                 requests=t["requests"],
                 errors=t["errors"],
                 tokens=t["tokens"],
@@ -48,4 +114,10 @@ def build_findings(
                 errors_by_class=t["errors_by_class"],
             )
         )
-    return findings, DETECTOR, {"min_answered_fraction": min_answered_fraction}
+    findings.sort(key=lambda f: (f.model, f.provider))
+    params = {
+        "alpha": alpha,
+        "min_answered_fraction": min_answered_fraction,
+        "multiple_testing": "BH",
+    }
+    return findings, DETECTOR, params

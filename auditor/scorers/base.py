@@ -21,5 +21,22 @@ class Scorer(ABC):
     @abstractmethod
     def score(self, case: ProbeCase, response: CompletionResponse) -> list[ScoreRecord]: ...
 
+    def _record(
+        self,
+        metric: str,
+        value: float | None,
+        detail: dict[str, Any] | None = None,
+        passed: bool | None = None,
+    ) -> ScoreRecord:
+        """A score stamped with this scorer's name and parameters."""
+        return ScoreRecord(
+            scorer=self.name,
+            scorer_params=dict(self.params),
+            metric=metric,
+            value=value,
+            passed=passed,
+            detail=detail or {},
+        )
+
 
 scorers: Registry[Scorer] = Registry("scorer", group="auditor.scorers")

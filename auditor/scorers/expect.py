@@ -89,20 +89,13 @@ class ExpectScorer(Scorer):
             return []
         text = response.text or ""
         passed, detail = getattr(self, f"_{expect.kind}")(expect, text)
-        records = [self._record("expect_pass", passed, {"kind": expect.kind, **detail})]
+        records = [self._verdict("expect_pass", passed, {"kind": expect.kind, **detail})]
         if expect.kind == "number":
-            records.append(self._record("only_number", is_only_number(text), {"kind": "number"}))
+            records.append(self._verdict("only_number", is_only_number(text), {"kind": "number"}))
         return records
 
-    def _record(self, metric: str, passed: bool | None, detail: dict[str, Any]) -> ScoreRecord:
-        return ScoreRecord(
-            scorer=self.name,
-            scorer_params=dict(self.params),
-            metric=metric,
-            value=None if passed is None else float(passed),
-            passed=passed,
-            detail=detail,
-        )
+    def _verdict(self, metric: str, passed: bool | None, detail: dict[str, Any]) -> ScoreRecord:
+        return self._record(metric, None if passed is None else float(passed), detail, passed)
 
     @staticmethod
     def _number(expect: Expect, text: str) -> tuple[bool, dict[str, Any]]:

@@ -309,13 +309,11 @@ class InstructionScorer(Scorer):
         for instruction in detect(case):
             followed, detail = check(instruction, text)
             records.append(
-                ScoreRecord(
-                    scorer=self.name,
-                    scorer_params=dict(self.params),
-                    metric=f"follows_{instruction.name}",
-                    value=None if followed is None else float(followed),
+                self._record(
+                    f"follows_{instruction.name}",
+                    None if followed is None else float(followed),
+                    {"source": instruction.source, "matched": instruction.matched, **detail},
                     passed=followed,
-                    detail={"source": instruction.source, "matched": instruction.matched, **detail},
                 )
             )
         return records

@@ -6,8 +6,6 @@ chattier persona or a template that makes the model ramble.
 
 from __future__ import annotations
 
-from typing import Any
-
 from auditor.records import CompletionResponse, ProbeCase, ScoreRecord
 from auditor.scorers.base import Scorer, scorers
 
@@ -30,14 +28,3 @@ class ShapeScorer(Scorer):
                 {"finish_reason": response.finish_reason, "max_tokens": case.params.max_tokens},
             ),
         ]
-
-    def _record(
-        self, metric: str, value: float | None, detail: dict[str, Any] | None = None
-    ) -> ScoreRecord:
-        return ScoreRecord(
-            scorer=self.name,
-            scorer_params=dict(self.params),
-            metric=metric,
-            value=value,
-            detail=detail or {},
-        )

@@ -114,14 +114,3 @@ class TemplateScorer(Scorer):
                 None if usage.prompt_tokens is None else float(usage.prompt_tokens),
             ),
         ]
-
-    def _record(
-        self, metric: str, value: float | None, detail: dict[str, Any] | None = None
-    ) -> ScoreRecord:
-        return ScoreRecord(
-            scorer=self.name,
-            scorer_params=dict(self.params),
-            metric=metric,
-            value=value,
-            detail=detail or {},
-        )

@@ -224,17 +224,6 @@ class ToneScorer(Scorer):
             self._record("refusal", 1.0 if refusal else 0.0, {"matched": refusal[:MAX_MATCHES]}),
         ]
 
-    def _record(
-        self, metric: str, value: float | None, detail: dict[str, Any] | None = None
-    ) -> ScoreRecord:
-        return ScoreRecord(
-            scorer=self.name,
-            scorer_params=dict(self.params),
-            metric=metric,
-            value=value,
-            detail=detail or {},
-        )
-
 
 def _matches(patterns: tuple[re.Pattern[str], ...], text: str) -> list[str]:
     """The phrases found, in text order. Matches of different patterns that overlap count

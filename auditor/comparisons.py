@@ -1,0 +1,198 @@
+"""Observations of a provider and of the reference -> statistical comparisons.
+
+Each comparison is a named test with its statistic, p-value, effect and sample size, plus the
+metric and probe scope it looked at (what the diagnosis rules read). All tests are two-sample
+or paired tests whose null is "the provider behaves as the reference": exact under an honest
+provider, up to the small numeric noise of real serving, which moves none of these
+distributions measurably. Pure functions over observations; no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from auditor.observations import Observation
+from auditor.records import TestResult
+from auditor.stats import mean_shift_test, mmd_hamming_test, paired_shift_test, proportion_test
+from auditor.stats.outcome import TestOutcome
+
+# Scorer metrics compared as rates (0/1 per sample) and as distributions.
+RATE_METRICS = (
+    "expect_pass", "only_number", "hit_max_tokens", "stopped_short_at_length", "over_max_tokens",
+    "role_leak", "refusal", "follows_one_number", "follows_one_word", "follows_yes_no",
+    "follows_json_only", "follows_word_limit", "follows_language", "follows_uppercase",
+)  # fmt: skip
+SHIFT_METRICS = (
+    "words", "completion_tokens", "markdown_density", "exclamation_rate", "emoji_rate",
+    "flattery", "self_praise", "questions_back",
+)  # fmt: skip
+MIN_SAMPLES = 5  # fewer paired or scored samples than this: no test
+
+Scope = Callable[[Observation], bool]
+SCOPES: dict[str, Scope] = {
+    "all": lambda o: True,
+    "long_context": lambda o: "long_context" in o.signals,
+    "system_prompt": lambda o: o.has_system_message,
+    "short": lambda o: "long_context" not in o.signals and not o.has_system_message,
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    result: TestResult
+    metric: str
+    scope: str
+
+
+def _result(name: str, outcome: TestOutcome) -> TestResult:
+    return TestResult(
+        name=name,
+        statistic=outcome.statistic,
+        p_value=outcome.p_value,
+        effect=outcome.effect,
+        n=outcome.n,
+    )
+
+
+def _values(obs: Iterable[Observation], metric: str) -> list[float]:
+    return [v for o in obs if (v := o.scores.get(metric)) is not None]
+
+
+def metric_comparisons(
+    reference: list[Observation], provider: list[Observation]
+) -> list[Comparison]:
+    """Rates with Fisher's exact test, distributions with Mann-Whitney, per scorer metric;
+    the task pass rate also within the long-context and system-prompt probes."""
+    out: list[Comparison] = []
+    plan = [(m, "all") for m in RATE_METRICS + SHIFT_METRICS]
+    plan += [("expect_pass", "long_context"), ("expect_pass", "system_prompt")]
+    for metric, scope in plan:
+        keep = SCOPES[scope]
+        a = _values((o for o in reference if keep(o)), metric)
+        b = _values((o for o in provider if keep(o)), metric)
+        if len(a) < MIN_SAMPLES or len(b) < MIN_SAMPLES:
+            continue
+        if metric in RATE_METRICS:
+            outcome = proportion_test(int(sum(a)), len(a), int(sum(b)), len(b))
+            name = f"rate:{metric}" + ("" if scope == "all" else f"@{scope}")
+        else:
+            outcome = mean_shift_test(a, b)
+            name = f"shift:{metric}"
+        out.append(Comparison(_result(name, outcome), metric, scope))
+    return out
+
+
+def prompt_accounting(
+    reference: list[Observation], provider: list[Observation]
+) -> list[Comparison]:
+    """Prompt tokens the provider reports against what the reference tokenizer and chat
+    template count for the same request, paired by request, per probe scope."""
+    ref = {o.key: o for o in reference if o.prompt_tokens is not None}
+    out = []
+    for scope, keep in SCOPES.items():
+        pairs = [
+            (ref[o.key].prompt_tokens, o.prompt_tokens)
+            for o in provider
+            if keep(o) and o.prompt_tokens is not None and o.key in ref
+        ]
+        if len(pairs) < MIN_SAMPLES:
+            continue
+        a, b = zip(*pairs, strict=True)
+        out.append(
+            Comparison(
+                _result(f"prompt_tokens@{scope}", paired_shift_test(a, b)), "prompt_tokens", scope
+            )
+        )
+    return out
+
+
+def sampled_outputs(
+    reference: list[Observation], provider: list[Observation], seed: str
+) -> list[Comparison]:
+    """MMD with a Hamming kernel (Gao et al. 2024) on the completions of sampled probes
+    (temperature > 0), compared prompt by prompt."""
+
+    def sampled(obs: list[Observation]) -> list[Observation]:
+        return [o for o in obs if o.ok and o.text is not None and (o.temperature or 0) > 0]
+
+    a, b = sampled(reference), sampled(provider)
+    if len(a) < MIN_SAMPLES or len(b) < MIN_SAMPLES:
+        return []
+    rng = np.random.default_rng(int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16))
+    outcome = mmd_hamming_test(
+        [o.text or "" for o in a], [o.text or "" for o in b], rng=rng,
+        x_groups=[o.probe_hash for o in a], y_groups=[o.probe_hash for o in b],
+        n_permutations=999,
+    )  # fmt: skip
+    return [Comparison(_result("mmd_hamming:sampled", outcome), "text", "sampled")]
+
+
+def greedy_agreement(reference: list[Observation], provider: list[Observation]) -> list[Comparison]:
+    """At temperature 0 the reference is deterministic: the share of the provider's answers
+    that equal it exactly, and the share that diverge within their first quarter. Honest
+    serving diverges late and rarely. Without a calibrated noise band these are reported
+    as figures, not tests (p-value null)."""
+    ref = {o.key: o.text for o in reference if o.ok and o.temperature == 0}
+    pairs = [(ref[o.key] or "", o.text or "") for o in provider if o.ok and o.key in ref]
+    if len(pairs) < MIN_SAMPLES:
+        return []
+    exact = float(np.mean([a == b for a, b in pairs]))
+    early = float(np.mean([common_prefix(a, b) < 0.25 * max(len(a), 1) for a, b in pairs]))
+    n = len(pairs)
+
+    def figure(name: str, value: float, effect: float) -> TestResult:
+        return TestResult(name=name, statistic=value, p_value=None, effect=effect, n=n)
+
+    return [
+        Comparison(figure("greedy:exact_match", exact, exact - 1), "greedy_exact", "greedy"),
+        Comparison(figure("greedy:early_divergence", early, early), "greedy_early", "greedy"),
+    ]
+
+
+def common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def repeat_variation(reference: list[Observation], provider: list[Observation]) -> list[Comparison]:
+    """Temperature-0 probes sent several times: how often the provider's repeats differ from
+    one another, against the reference's (which never do)."""
+
+    def varying(obs: list[Observation]) -> tuple[int, int]:
+        groups: dict[str, set[str]] = defaultdict(set)
+        for o in obs:
+            if o.ok and o.temperature == 0 and o.case.get("samples", 1) > 1:
+                groups[o.probe_hash].add(o.text or "")
+        return sum(len(g) > 1 for g in groups.values()), len(groups)
+
+    (ka, na), (kb, nb) = varying(reference), varying(provider)
+    if na < 2 or nb < 2:
+        return []
+    return [
+        Comparison(
+            _result("rate:greedy_repeats_vary", proportion_test(ka, na, kb, nb)),
+            "repeats_vary",
+            "greedy",
+        )
+    ]
+
+
+def compare(
+    reference: list[Observation], provider: list[Observation], seed: str
+) -> list[Comparison]:
+    return [
+        *metric_comparisons(reference, provider),
+        *prompt_accounting(reference, provider),
+        *sampled_outputs(reference, provider, seed),
+        *greedy_agreement(reference, provider),
+        *repeat_variation(reference, provider),
+    ]

@@ -1,0 +1,211 @@
+"""Comparisons -> verdict, ranked diagnoses, severity and evidence for one provider.
+
+The tests of one provider are combined with Benjamini-Hochberg at level `alpha`; a provider is
+`deviant` only if at least one survives. Each surviving test is read by the rules below,
+which name what is wrong; the rules look at which metric moved, in which probe scope and in
+which direction, never at anything a particular provider is known to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from auditor.comparisons import Comparison, common_prefix
+from auditor.observations import Observation
+from auditor.records import Diagnosis, Evidence
+from auditor.stats import bh_adjust
+
+ALPHA = 0.05
+MIN_TESTS_FOR_CONSISTENT = 3
+TONE_METRICS = {
+    "flattery",
+    "emoji_rate",
+    "exclamation_rate",
+    "markdown_density",
+    "questions_back",
+    "self_praise",
+}
+CRITICAL = {"model_variant", "quantization", "context_truncation", "system_prompt", "chat_template"}
+EVIDENCE_ITEMS = 3
+
+
+@dataclass(frozen=True)
+class Rejected:
+    comparison: Comparison
+    adjusted_p: float
+
+    @property
+    def effect(self) -> float:
+        return self.comparison.result.effect or 0.0
+
+    @property
+    def strength(self) -> float:
+        return max(0.0, min(0.99, 1.0 - self.adjusted_p))
+
+
+def rejected(comparisons: list[Comparison], alpha: float = ALPHA) -> list[Rejected]:
+    tested = [c for c in comparisons if c.result.p_value is not None]
+    adjusted = bh_adjust([c.result.p_value for c in tested])
+    return [Rejected(c, float(p)) for c, p in zip(tested, adjusted, strict=True) if p <= alpha]
+
+
+def _find(rej: Iterable[Rejected], metric: str, scope: str | None = None) -> Rejected | None:
+    for r in rej:
+        if r.comparison.metric == metric and (scope is None or r.comparison.scope == scope):
+            return r
+    return None
+
+
+def diagnose(rej: list[Rejected]) -> list[Diagnosis]:
+    """Name what is wrong from the tests that rejected; strongest first."""
+    found: dict[str, Diagnosis] = {}
+
+    def add(kind: str, weight: float, r: Rejected, summary: str) -> None:
+        confidence = round(weight * r.strength, 3)
+        if kind not in found or found[kind].confidence < confidence:
+            found[kind] = Diagnosis(kind=kind, confidence=confidence, summary=summary)  # type: ignore[arg-type]
+
+    tokens = {
+        s: _find(rej, "prompt_tokens", s) for s in ("all", "long_context", "system_prompt", "short")
+    }
+    tone = [r for r in rej if r.comparison.metric in TONE_METRICS and r.effect > 0]
+
+    if (r := _find(rej, "stopped_short_at_length")) and r.effect > 0:
+        add(
+            "max_tokens",
+            0.95,
+            r,
+            f"stops at finish_reason=length below the requested max_tokens "
+            f"({r.effect:+.0%} of answers)",
+        )
+    if (r := _find(rej, "role_leak")) and r.effect > 0:
+        add(
+            "chat_template",
+            0.9,
+            r,
+            f"role markers or template tokens leak into answers ({r.effect:+.0%})",
+        )
+    if (r := tokens["long_context"]) and r.effect < 0 and not tokens["short"]:
+        add(
+            "context_truncation",
+            0.95,
+            r,
+            f"long prompts are billed {-r.effect:.0f} tokens fewer than the "
+            "reference tokenizer counts: the context is cut",
+        )
+    if (r := _find(rej, "expect_pass", "long_context")) and r.effect < 0:
+        add(
+            "context_truncation",
+            0.8,
+            r,
+            f"fails retrieval from long prompts ({r.effect:+.0%} pass rate)",
+        )
+    if (r := tokens["system_prompt"]) and not tokens["short"]:
+        add(
+            "system_prompt",
+            0.9,
+            r,
+            f"requests with a system message are billed {r.effect:+.0f} tokens "
+            "against the reference: the system message is not passed as sent",
+        )
+    if (r := _find(rej, "expect_pass", "system_prompt")) and r.effect < 0:
+        add(
+            "system_prompt",
+            0.8,
+            r,
+            f"ignores what the system message says ({r.effect:+.0%} pass rate)",
+        )
+    if (r := tokens["short"]) and r.effect > 0:
+        weight = 0.95 if tone else 0.8
+        add(
+            "system_prompt",
+            weight,
+            r,
+            f"every request is billed {r.effect:+.0f} tokens more than the "
+            "reference counts: hidden instructions are added",
+        )
+    if (r := tokens["short"]) and r.effect < 0:
+        add(
+            "chat_template",
+            0.85,
+            r,
+            f"prompts are billed {r.effect:+.0f} tokens against the model's own "
+            "chat template: another template is applied",
+        )
+    for r in tone:
+        if not tokens["short"]:
+            add(
+                "model_variant",
+                0.7,
+                r,
+                f"tone differs from the released weights: {r.comparison.result.name} "
+                f"effect {r.effect:+.2f}",
+            )
+    if (r := _find(rej, "repeats_vary")) and r.effect > 0:
+        add(
+            "sampling_params",
+            0.9,
+            r,
+            "temperature-0 requests give different answers each time: "
+            "the request's sampling parameters are not honoured",
+        )
+    if r := _find(rej, "text", "sampled"):
+        add(
+            "sampling_params",
+            0.6,
+            r,
+            f"sampled answers are distributed differently (MMD {r.effect:.3f})",
+        )
+    if not found and rej:
+        r = min(rej, key=lambda x: x.adjusted_p)
+        add(
+            "model_variant",
+            0.6,
+            r,
+            f"behaves unlike the reference weights: {r.comparison.result.name} "
+            f"effect {r.effect:+.2f}",
+        )
+    return sorted(found.values(), key=lambda d: d.confidence, reverse=True)
+
+
+def severity_for(verdict: str, diagnoses: list[Diagnosis]) -> str:
+    if verdict == "unavailable":
+        return "warning"
+    if verdict != "deviant":
+        return "info"
+    return "critical" if any(d.kind in CRITICAL for d in diagnoses) else "warning"
+
+
+def evidence(
+    reference: list[Observation], provider: list[Observation], diagnoses: list[Diagnosis]
+) -> list[Evidence]:
+    """The probes whose answers differ most from the reference's, side by side: greedy
+    probes first (the reference's answer there is the answer), then the rest."""
+    ref = {o.key: o for o in reference if o.ok}
+    pairs = [(ref[o.key], o) for o in provider if o.ok and o.key in ref and o.sample_index == 0]
+    if not pairs:
+        return []
+
+    def distance(pair: tuple[Observation, Observation]) -> tuple[int, float]:
+        a, b = pair[0].text or "", pair[1].text or ""
+        if a == b:
+            return (2, 0.0)
+        same = common_prefix(a, b)
+        greedy = 0 if pair[1].temperature == 0 else 1
+        return (greedy, same / max(len(a), len(b), 1))
+
+    note = diagnoses[0].summary if diagnoses else "differs from the reference"
+    chosen = sorted((p for p in pairs if (p[0].text or "") != (p[1].text or "")), key=distance)[
+        :EVIDENCE_ITEMS
+    ]
+    return [
+        Evidence(
+            probe=b.probe_id,
+            reference=(a.text or "")[:500],
+            provider=(b.text or "")[:500],
+            note=f"{note}; prompt tokens {a.prompt_tokens} vs {b.prompt_tokens}, "
+            f"finish {a.finish_reason} vs {b.finish_reason}",
+        )
+        for a, b in chosen
+    ]

@@ -1,0 +1,92 @@
+"""A round's stored samples and scores, read back as typed observations for the comparisons.
+
+Everything a comparison needs comes from the database alone, so `auditor compare` can
+recompute any round's findings later.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from auditor.storage.repository import Store
+from auditor.storage.tables import ProbeCaseRow, ProviderRow, SampleRow, ScoreRow
+
+
+@dataclass
+class Observation:
+    """One sample of one endpoint, with its probe and its scores."""
+
+    model: str
+    endpoint: str
+    kind: str  # provider | reference
+    probe_id: str
+    probe_hash: str
+    sample_index: int
+    ok: bool
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    error_class: str | None
+    case: dict[str, Any]
+    scores: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.probe_hash, self.sample_index)
+
+    @property
+    def signals(self) -> list[str]:
+        return list(self.case.get("signals") or [])
+
+    @property
+    def temperature(self) -> float | None:
+        return (self.case.get("params") or {}).get("temperature")
+
+    @property
+    def has_system_message(self) -> bool:
+        return any(m.get("role") == "system" for m in self.case.get("messages") or [])
+
+
+def load_observations(store: Store, round_id: str) -> list[Observation]:
+    with store.session() as s:
+        rows = s.execute(
+            select(SampleRow, ProviderRow, ProbeCaseRow.case)
+            .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
+            .join(ProbeCaseRow, SampleRow.probe_hash == ProbeCaseRow.hash)
+            .where(SampleRow.round_id == round_id)
+            .order_by(SampleRow.id)
+        ).all()
+        score_rows = s.execute(
+            select(ScoreRow.sample_id, ScoreRow.metric, ScoreRow.value)
+            .join(SampleRow, ScoreRow.sample_id == SampleRow.id)
+            .where(SampleRow.round_id == round_id)
+        ).all()
+    scores: dict[int, dict[str, float | None]] = defaultdict(dict)
+    for sample_id, metric, value in score_rows:
+        scores[sample_id][metric] = value
+    return [
+        Observation(
+            model=provider.model,
+            endpoint=provider.name,
+            kind=provider.kind,
+            probe_id=sample.probe_id,
+            probe_hash=sample.probe_hash,
+            sample_index=sample.sample_index,
+            ok=sample.ok,
+            text=sample.output_text,
+            finish_reason=sample.finish_reason,
+            prompt_tokens=sample.prompt_tokens,
+            completion_tokens=sample.completion_tokens,
+            total_tokens=sample.total_tokens,
+            error_class=sample.error_class,
+            case=case,
+            scores=scores.get(sample.id or 0, {}),
+        )
+        for sample, provider, case in rows
+    ]

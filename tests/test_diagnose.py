@@ -1,0 +1,104 @@
+"""Comparisons and diagnoses on synthetic observations with a known answer."""
+
+from __future__ import annotations
+
+import random
+
+from auditor.comparisons import compare
+from auditor.diagnose import diagnose, evidence, rejected, severity_for
+from auditor.observations import Observation
+
+
+def observation(
+    endpoint: str, probe: int, index: int, rng: random.Random, **changes: object
+) -> Observation:
+    long = probe % 4 == 0
+    system = probe % 4 == 1
+    sampled = probe % 4 == 3
+    signals = ["long_context"] if long else []
+    messages = [{"role": "system", "content": "s"}] if system else []
+    messages.append({"role": "user", "content": "u"})
+    tokens = 800 + probe if long else 40 + probe + (12 if system else 0)
+    text = f"answer {probe}" if not sampled else " ".join(rng.choice("abcdefgh") for _ in range(12))
+    scores: dict[str, float | None] = {
+        "expect_pass": 1.0 if rng.random() < 0.8 else 0.0,
+        "words": float(rng.randint(5, 30)),
+        "flattery": 0.0,
+        "emoji_rate": 0.0,
+        "stopped_short_at_length": 0.0,
+        "role_leak": 0.0,
+    }
+    obs = Observation(
+        model="m", endpoint=endpoint, kind="reference" if endpoint == "reference" else "provider",
+        probe_id=f"p{probe}", probe_hash=f"h{probe}", sample_index=index, ok=True, text=text,
+        finish_reason="stop", prompt_tokens=tokens, completion_tokens=10, total_tokens=tokens + 10,
+        error_class=None,
+        case={"signals": signals, "messages": messages, "samples": 3,
+              "params": {"temperature": 1.0 if sampled else 0.0}},
+        scores=scores,
+    )  # fmt: skip
+    for key, value in changes.items():
+        if key in scores:
+            obs.scores[key] = value(obs) if callable(value) else value  # type: ignore[assignment]
+        else:
+            setattr(obs, key, value(obs) if callable(value) else value)
+    return obs
+
+
+def fleet(endpoint: str, seed: int, **changes: object) -> list[Observation]:
+    rng = random.Random(seed)
+    return [observation(endpoint, p, i, rng, **changes) for p in range(40) for i in range(3)]
+
+
+def verdict(
+    provider: list[Observation], reference: list[Observation] | None = None
+) -> tuple[bool, list[str]]:
+    reference = reference or fleet("reference", 0)
+    rej = rejected(compare(reference, provider, seed="t"))
+    return bool(rej), [d.kind for d in diagnose(rej)]
+
+
+def test_an_honest_provider_is_not_flagged_over_many_rounds() -> None:
+    flagged = sum(verdict(fleet("honest", seed))[0] for seed in range(1, 41))
+    assert flagged <= 4  # at most 10% in 40 independent rounds at alpha 0.05
+
+
+def test_hidden_persona_prompt_is_a_system_prompt_diagnosis() -> None:
+    flagged, kinds = verdict(
+        fleet(
+            "persona", 1, prompt_tokens=lambda o: o.prompt_tokens + 35, flattery=2.5, emoji_rate=4.0
+        )
+    )
+    assert flagged and kinds[0] == "system_prompt"
+
+
+def test_truncated_context_is_diagnosed_from_long_prompts_only() -> None:
+    def cut(o: Observation) -> int:
+        return min(o.prompt_tokens or 0, 300)
+
+    flagged, kinds = verdict(fleet("cut", 1, prompt_tokens=cut))
+    assert flagged and kinds[0] == "context_truncation"
+
+
+def test_clamped_max_tokens() -> None:
+    flagged, kinds = verdict(fleet("clamp", 1, stopped_short_at_length=1.0))
+    assert flagged and kinds == ["max_tokens"]
+
+
+def test_dropped_system_message() -> None:
+    def drop(o: Observation) -> int:
+        return (o.prompt_tokens or 0) - 12 if o.has_system_message else o.prompt_tokens or 0
+
+    flagged, kinds = verdict(fleet("drop", 1, prompt_tokens=drop))
+    assert flagged and kinds[0] == "system_prompt"
+
+
+def test_severity_and_evidence() -> None:
+    reference = fleet("reference", 0)
+    provider = fleet("variant", 1, text=lambda o: f"something else {o.probe_id}")
+    kinds = diagnose(rejected(compare(reference, provider, seed="t")))
+    assert severity_for("deviant", kinds) in ("warning", "critical")
+    assert severity_for("unavailable", []) == "warning" and severity_for("consistent", []) == "info"
+    items = evidence(reference, provider, kinds)
+    assert 1 <= len(items) <= 3
+    assert all(e.reference != e.provider for e in items)
