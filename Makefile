@@ -22,13 +22,13 @@ demo: setup
 	$(VENV)/bin/auditor demo
 
 test: setup
-	$(VENV)/bin/ruff check auditor tests
-	$(VENV)/bin/ruff format --check auditor tests
+	$(VENV)/bin/ruff check auditor tests bench
+	$(VENV)/bin/ruff format --check auditor tests bench
 	$(PY) -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check auditor tests
-	$(VENV)/bin/ruff format --check auditor tests
+	$(VENV)/bin/ruff check auditor tests bench
+	$(VENV)/bin/ruff format --check auditor tests bench
 
 clean:
 	rm -rf $(VENV) auditor.db auditor.db-wal auditor.db-shm .auditor
