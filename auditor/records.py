@@ -158,7 +158,7 @@ class ErrorClass(StrEnum):
     TIMEOUT = "timeout"
     CONNECT_ERROR = "connect_error"
     NETWORK_ERROR = "network_error"  # connection reset or broken mid-response
-    BUDGET = "budget"  # not sent: the round budget was spent
+    INTERNAL_ERROR = "internal_error"  # the auditor's own adapter failed on this request
 
 
 class CompletionResponse(Strict):

@@ -21,7 +21,7 @@ from auditor.budget import Answer, BudgetPolicy, PlannedRequest, SpendMeter
 from auditor.config import Price
 from auditor.limits import ProviderLimits
 from auditor.providers.base import ProviderAdapter
-from auditor.records import CompletionResponse, ProbeCase
+from auditor.records import CompletionResponse, ErrorClass, ProbeCase
 from auditor.scorers import score_all
 from auditor.secrets import Redactor
 from auditor.storage.repository import Store
@@ -155,6 +155,8 @@ class RoundRunner:
                 done.cancel()
                 await asyncio.gather(done, return_exceptions=True)
         stop_waiter.cancel()
+        if done.done() and not done.cancelled() and done.exception() is not None:
+            raise done.exception()  # type: ignore[misc]
         return answers
 
     async def _work(
@@ -174,7 +176,7 @@ class RoundRunner:
                         self.stop(reason)
                     return
                 self.spend.sent(reservation.tokens)
-                response = await endpoint.adapter.complete(planned.request)
+                response = await self._complete(endpoint, planned)
                 tokens = response.usage.spent
                 reservation.settle(tokens if response.ok else None)
                 cost = self._cost(endpoint, response)
@@ -184,6 +186,24 @@ class RoundRunner:
             await collect(Answer(planned, response))
             if self.progress:
                 self.progress.answered(endpoint.key, response.ok)
+
+    async def _complete(self, endpoint: Endpoint, planned: PlannedRequest) -> CompletionResponse:
+        """Adapters record a bad answer instead of raising; should one raise all the same, the
+        request is recorded as an internal error and the round goes on."""
+        try:
+            return await endpoint.adapter.complete(planned.request)
+        except Exception as exc:
+            log.error(
+                "adapter.failed",
+                provider=endpoint.name,
+                probe_id=planned.request.probe_id,
+                error=repr(exc),
+            )
+            return CompletionResponse(
+                ok=False,
+                error_class=ErrorClass.INTERNAL_ERROR,
+                error_message=f"{type(exc).__name__}: {exc}"[:500],
+            )
 
     @staticmethod
     def _cost(endpoint: Endpoint, response: CompletionResponse) -> float | None:

@@ -138,3 +138,20 @@ async def test_a_storage_failure_stops_the_round_and_is_raised(tmp_path: Path) -
     with pytest.raises(OSError, match="disk full"):
         await asyncio.wait_for(run.run(), timeout=10)
     assert adapter.calls < 20
+
+
+class Broken(Scripted):
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        self.calls += 1
+        if request.sample_index % 2:
+            raise TypeError("cannot serialise float32")
+        return await super().complete(request)
+
+
+async def test_an_adapter_that_raises_is_a_recorded_internal_error(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    adapter = Broken("b")
+    outcome = await runner(store, [endpoint(store, adapter, concurrency=2)]).run()
+    assert outcome.status == "complete" and outcome.stored == 20
+    (totals,) = store.provider_totals("r")
+    assert totals["errors_by_class"] == {"internal_error": 10}

@@ -1,7 +1,9 @@
 """The local demo fleet: OpenAI-compatible servers on 127.0.0.1 with planted faults.
 
-`spec` says what the fleet is, `backends` what answers, `server` how one member speaks
-HTTP (and misbehaves), `process` how a whole fleet runs.
+`spec` says what the fleet is, `backends` what answers (`echo`, model-free; `llama`, the
+packaged model, in `llama_backend`, on weights from `variants`), `server` how one member
+speaks HTTP (and misbehaves), `process` how a whole fleet runs. docs/fleet.md has the
+planted faults and the diagnosis each should get.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from auditor.fleet.backends import (
     Backend,
+    BackendError,
     ChatMessage,
     ChatRequest,
     EchoBackend,
@@ -18,15 +21,19 @@ from auditor.fleet.backends import (
     TopLogprob,
     backends,
 )
+from auditor.fleet.llama_backend import LlamaBackend  # registers the "llama" backend
 from auditor.fleet.server import build_app
 from auditor.fleet.spec import (
     DEFAULT_MODEL,
+    FAULT_STRENGTH,
     Fault,
     FleetMember,
     FleetSpec,
     FleetSpecError,
     default_fleet,
+    echo_fleet,
     load_fleet_spec,
+    pick_members,
 )
 
 if TYPE_CHECKING:
@@ -69,7 +76,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FAULT_STRENGTH",
     "Backend",
+    "BackendError",
     "ChatMessage",
     "ChatRequest",
     "EchoBackend",
@@ -81,17 +90,20 @@ __all__ = [
     "FleetSpecError",
     "FleetStatus",
     "Generation",
+    "LlamaBackend",
     "PortInUseError",
     "TokenLogprob",
     "TopLogprob",
     "backends",
     "build_app",
     "default_fleet",
+    "echo_fleet",
     "fleet_down",
     "fleet_status",
     "fleet_up",
     "free_port",
     "load_fleet_spec",
+    "pick_members",
     "running_fleet",
     "serve_fleet",
 ]

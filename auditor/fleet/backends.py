@@ -17,11 +17,14 @@ import threading
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain, islice
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from auditor.plugins import Registry
+
+if TYPE_CHECKING:
+    from auditor.fleet.spec import FleetMember
 
 
 class ChatMessage(BaseModel):
@@ -95,8 +98,22 @@ class Generation(BaseModel):
     logprobs: list[TokenLogprob] | None = None
 
 
+class BackendError(Exception):
+    """A request the backend refuses; the server answers it as an OpenAI error."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
 class Backend(ABC):
-    """Produces the text a fleet member answers with."""
+    """Produces the text a fleet member answers with.
+
+    One instance per backend name serves a whole fleet; `bind` gives each member its own
+    view of it when the member's fault lives below the request (weights, prompt format).
+    """
 
     #: True for slow or CPU-bound backends: calls then go through one worker thread.
     blocking: ClassVar[bool] = False
@@ -106,6 +123,17 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, request: ChatRequest) -> Generation:
         """Answer one chat request."""
+
+    def bind(self, member: FleetMember, seed: int) -> Backend:
+        """The backend as `member` uses it (`seed` is the fleet's). Default: shared as is."""
+        return self
+
+    def truncate(self, messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
+        """The conversation cut to its last `budget` tokens, as a short context would cut it.
+
+        Tokens are this backend's: whitespace words here, real tokens for a model backend.
+        """
+        return keep_last_words(messages, budget)
 
     async def agenerate(self, request: ChatRequest) -> Generation:
         """Call `generate` without stalling the event loop for a blocking backend."""
@@ -264,3 +292,18 @@ def split_tokens(text: str) -> list[str]:
     if rest:
         pieces.append(text[-rest:])
     return pieces
+
+
+def keep_last_words(messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
+    """Left-truncate the conversation to its last `budget` words, as a short context would."""
+    kept: list[ChatMessage] = []
+    for message in reversed(messages):
+        words = message.text().split()
+        if len(words) <= budget:
+            kept.append(message)
+            budget -= len(words)
+            continue
+        if budget > 0:
+            kept.append(message.model_copy(update={"content": " ".join(words[-budget:])}))
+        break
+    return list(reversed(kept)) or [messages[-1]]

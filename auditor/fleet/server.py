@@ -4,10 +4,13 @@ Routes: GET /healthz, GET /v1/models, POST /v1/chat/completions. Faults act only
 completions; /healthz and /v1/models always answer, so a fleet can be checked for liveness
 whatever it plants.
 
-Faults come in two families. Protocol faults break the HTTP exchange (status codes, bodies
+Faults come in three families. Protocol faults break the HTTP exchange (status codes, bodies
 that are not JSON, hangs, resets, a trickling body). Request faults answer well-formed JSON
-to a silently altered request (max_tokens capped, temperature overridden, system prompt
-dropped or injected, context truncated, another model's name).
+to a silently altered request (max_tokens capped, sampling overridden, system prompt
+dropped, replaced or extended with a hidden persona, context truncated, another model's
+name); they are applied here, whatever the backend. Model faults (another set of weights,
+a wrong prompt format) live below the request, in the member's view of its backend
+(`Backend.bind`, see `auditor.fleet.llama_backend`).
 
 `reset` closes the TCP connection with an RST and no response. The fleet's uvicorn protocol
 (see `auditor.fleet.process`) puts the connection's asyncio transport into the ASGI scope
@@ -39,12 +42,27 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auditor.fleet.backends import Backend, ChatMessage, ChatRequest, Generation, split_tokens
+from auditor.fleet.backends import (
+    Backend,
+    BackendError,
+    ChatMessage,
+    ChatRequest,
+    Generation,
+    split_tokens,
+)
 from auditor.fleet.spec import FleetMember
 
 TRANSPORT_EXTENSION = "auditor.fleet.transport"
 WRONG_MODEL = "smollm2-360m-instruct"
 PERSONA = "You are Sparky, an upbeat assistant. Always be enthusiastic and mention Sparky."
+# The `persona` fault's hidden system prompt: an "experimental chat" tune in a prompt. It is
+# written here only, so no probe, report or detector can know it; they must notice the tone.
+_EXPERIMENTAL_CHAT = (
+    "You are the experimental chat edition: a bubbly, chatty and very enthusiastic friend. "
+    "Always start by praising the user's wonderful question, use plenty of emojis "
+    "\U0001f60a\u2728\U0001f389, answer at length with lots of excitement, and always end by "
+    "asking the user a friendly follow-up question!"
+)
 
 _STATUS_FAULTS: dict[str, tuple[int, str, str, str | None]] = {
     "http_401": (401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
@@ -77,7 +95,7 @@ def error_response(
 
 def build_app(member: FleetMember, backend: Backend, *, seed: int = 0) -> Starlette:
     """The ASGI app of one member. `seed` (the fleet's) makes its random faults reproducible."""
-    handler = _Member(member, backend, seed)
+    handler = _Member(member, backend.bind(member, seed), seed)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -137,6 +155,7 @@ class _Member:
         # Separate streams so that e.g. garbage bodies do not shift which requests fail.
         self.flaky_rng = random.Random(f"{seed}/{member.name}/flaky")
         self.bytes_rng = random.Random(f"{seed}/{member.name}/bytes")
+        self.persona_rng = random.Random(f"{seed}/{member.name}/persona")
         self.closing = asyncio.Event()
 
     async def healthz(self, request: Request) -> Response:
@@ -175,7 +194,10 @@ class _Member:
             param = ".".join(str(p) for p in first["loc"]) or None
             return error_response(400, f"Invalid request: {param}: {first['msg']}", param=param)
 
-        generation = await self.backend.agenerate(self._rewrite(chat))
+        try:
+            generation = await self.backend.agenerate(self._rewrite(chat))
+        except BackendError as exc:
+            return error_response(exc.status, exc.message, code=exc.code, param="messages")
         model = WRONG_MODEL if member.fault == "wrong_model" else chat.model or member.models[0]
         answer = _Answer(chat, generation, model, f"fp_fleet_{member.name}")
         return self._package(answer, request)
@@ -206,7 +228,7 @@ class _Member:
             cap = max(1, int(strength))
             return chat.model_copy(update={"max_tokens": min(chat.max_tokens or cap, cap)})
         if fault == "sampling_override":
-            return chat.model_copy(update={"temperature": strength})
+            return chat.model_copy(update={"temperature": strength, "top_p": None})
         if fault == "drop_system":
             kept = [m for m in chat.messages if m.role not in ("system", "developer")]
             return chat.model_copy(update={"messages": kept or chat.messages})
@@ -215,9 +237,10 @@ class _Member:
             rest = [m for m in chat.messages if m.role != "system"]
             return chat.model_copy(update={"messages": [persona, *rest]})
         if fault == "truncate_context":
-            return chat.model_copy(
-                update={"messages": _keep_last_words(chat.messages, int(strength))}
-            )
+            kept = self.backend.truncate(chat.messages, max(1, int(strength)))
+            return chat.model_copy(update={"messages": kept})
+        if fault == "persona" and self.persona_rng.random() < strength:
+            return chat.model_copy(update={"messages": _with_persona(chat.messages)})
         return chat
 
     def _package(self, answer: _Answer, request: Request) -> Response:
@@ -378,19 +401,12 @@ async def _drip(
             return
 
 
-def _keep_last_words(messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
-    """Left-truncate the conversation to its last `budget` words, as a short context would."""
-    kept: list[ChatMessage] = []
-    for message in reversed(messages):
-        words = message.text().split()
-        if len(words) <= budget:
-            kept.append(message)
-            budget -= len(words)
-            continue
-        if budget > 0:
-            kept.append(message.model_copy(update={"content": " ".join(words[-budget:])}))
-        break
-    return list(reversed(kept)) or [messages[-1]]
+def _with_persona(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """The hidden persona first in the system prompt; the caller's system text stays after it."""
+    system = [m.text() for m in messages if m.role in ("system", "developer")]
+    rest = [m for m in messages if m.role not in ("system", "developer")]
+    text = "\n\n".join([_EXPERIMENTAL_CHAT, *system])
+    return [ChatMessage(role="system", content=text), *rest]
 
 
 async def _wait_disconnect(receive: Receive) -> None:

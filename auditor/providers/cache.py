@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import structlog
+
 from auditor.providers.base import ProviderAdapter
 from auditor.records import CompletionRequest, CompletionResponse, content_hash
 from auditor.storage.repository import Store
+
+log = structlog.get_logger(__name__)
 
 
 def cache_key(
@@ -51,14 +55,17 @@ class CachedReference(ProviderAdapter):
         self.misses += 1
         response = await self.inner.complete(request)
         if response.ok:
-            await asyncio.to_thread(
-                self.store.cache_reference,
-                key,
-                self.weights_digest,
-                self.engine,
-                identity,
-                response.model_dump(mode="json"),
-            )
+            try:
+                await asyncio.to_thread(
+                    self.store.cache_reference,
+                    key,
+                    self.weights_digest,
+                    self.engine,
+                    identity,
+                    response.model_dump(mode="json"),
+                )
+            except Exception as exc:  # a cache that cannot be written only costs recomputation
+                log.warning("reference_cache.write_failed", error=repr(exc))
         return response
 
     async def aclose(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import json
 import os
 import time
 from pathlib import Path
@@ -77,6 +78,7 @@ class LlamaCppEngine(ProviderAdapter):
             model_path=str(self.path),
             n_ctx=self.config.n_ctx,
             n_threads=self.config.n_threads or os.cpu_count() or 1,
+            n_threads_batch=self.config.n_threads or os.cpu_count() or 1,
             seed=self.config.seed,
             logits_all=logits_all,
             verbose=False,
@@ -122,7 +124,8 @@ class LlamaCppEngine(ProviderAdapter):
                 seed=p.seed,
                 stop=p.stop,
                 logprobs=bool(p.logprobs),
-                top_logprobs=p.top_logprobs if p.logprobs else None,
+                # llama.cpp returns no logprobs at all without top_logprobs; 1 is the minimum.
+                top_logprobs=max(p.top_logprobs or 1, 1) if p.logprobs else None,
             )
         except (ValueError, RuntimeError) as exc:
             return CompletionResponse(
@@ -133,6 +136,7 @@ class LlamaCppEngine(ProviderAdapter):
                 latency_s=time.monotonic() - t0,
                 started_at=started,
             )
+        result = json.loads(json.dumps(result, default=float))  # numpy floats -> plain JSON
         choice = result["choices"][0]
         usage = result.get("usage") or {}
         logprobs = (choice.get("logprobs") or {}).get("content")

@@ -28,6 +28,7 @@ from auditor.fleet import (
     backends,
     build_app,
     default_fleet,
+    echo_fleet,
     load_fleet_spec,
 )
 from auditor.fleet.process import FleetHandle, free_port, running_fleet
@@ -52,6 +53,8 @@ MEMBERS: list[dict[str, Any]] = [
     {"name": "hot", "fault": "sampling_override", "strength": 1.5},
     {"name": "nosys", "fault": "drop_system"},
     {"name": "persona", "fault": "inject_system"},
+    {"name": "chatty", "fault": "persona"},
+    {"name": "sometimes", "fault": "persona", "strength": 0.5},
     {"name": "short", "fault": "truncate_context", "strength": 5},
     {"name": "blocking", "backend": "test-blocking"},
 ]
@@ -432,6 +435,18 @@ def test_system_prompt_faults(fleet: FleetHandle) -> None:
     assert text("persona", HELLO) != text("honest", HELLO)
 
 
+def test_hidden_persona_keeps_the_callers_system_prompt(fleet: FleetHandle) -> None:
+    with_system = [{"role": "system", "content": "Be terse."}, *HELLO]
+    honest = chat(fleet, "honest", messages=with_system, temperature=0)
+    chatty = chat(fleet, "chatty", messages=with_system, temperature=0)
+    assert chatty.choices[0].message.content != honest.choices[0].message.content
+    # the persona is added, not swapped in: the prompt grows by the persona's words alone
+    assert chatty.usage.prompt_tokens > honest.usage.prompt_tokens + 20
+    texts = [chat(fleet, "sometimes", temperature=0).choices[0].message.content for _ in range(12)]
+    plain = chat(fleet, "honest", temperature=0).choices[0].message.content
+    assert 0 < texts.count(plain) < 12
+
+
 def test_truncate_context(fleet: FleetHandle) -> None:
     long = [{"role": "user", "content": "one two three four five six seven eight"}]
     completion = chat(fleet, "short", messages=long)
@@ -487,7 +502,11 @@ def test_spec_validation_and_loading(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="<= 1"):
         FleetMember(name="a", port=1, fault="flaky", strength=2)
     assert FleetSpec(host="::1", members=[FleetMember(name="a", port=1)]).host == "::1"
-    assert [m.port for m in default_fleet(9000).members] == [9000, 9001, 9002]
+    assert [m.port for m in echo_fleet(9000).members] == [9000, 9001, 9002]
+    assert {m.backend for m in echo_fleet().members} == {"echo"}
+    demo = default_fleet(9000)
+    assert [m.port for m in demo.members] == list(range(9000, 9000 + len(demo.members)))
+    assert {m.backend for m in demo.members} == {"llama"}
 
     path = tmp_path / "fleet.yaml"
     path.write_text(

@@ -186,8 +186,8 @@ def test_upgrade_from_the_first_schema_keeps_samples(db_url: str) -> None:
         )
         conn.execute(
             text(
-                "INSERT INTO samples (round_id, provider_id, probe_hash, probe_id, sample_index, ok,"
-                " attempts, request_json, started_at, created_at)"
+                "INSERT INTO samples (round_id, provider_id, probe_hash, probe_id, sample_index,"
+                " ok, attempts, request_json, started_at, created_at)"
                 " SELECT 'r0', id, 'ph', 'p', 0, true, 1, '{}', :now, :now FROM providers"
             ),
             {"now": now},
