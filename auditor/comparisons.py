@@ -18,13 +18,13 @@ import numpy as np
 
 from auditor.observations import Observation
 from auditor.records import TestResult
-from auditor.stats import mean_shift_test, mmd_hamming_test, paired_shift_test, proportion_test
+from auditor.stats import excess_rate_test, mean_shift_test, mmd_hamming_test, proportion_test
 from auditor.stats.outcome import TestOutcome
 
 # Scorer metrics compared as rates (0/1 per sample) and as distributions.
 RATE_METRICS = (
-    "expect_pass", "only_number", "hit_max_tokens", "stopped_short_at_length", "over_max_tokens",
-    "role_leak", "refusal", "follows_one_number", "follows_one_word", "follows_yes_no",
+    "expect_pass", "only_number", "hit_max_tokens", "role_leak", "refusal", "follows_one_number",
+    "follows_one_word", "follows_yes_no",
     "follows_json_only", "follows_word_limit", "follows_language", "follows_uppercase",
 )  # fmt: skip
 SHIFT_METRICS = (
@@ -32,6 +32,10 @@ SHIFT_METRICS = (
     "flattery", "self_praise", "questions_back",
 )  # fmt: skip
 MIN_SAMPLES = 5  # fewer paired or scored samples than this: no test
+# Violations: events an honest provider does not produce against the reference's own answer.
+VIOLATION_METRICS = ("stopped_short_at_length", "over_max_tokens")
+TOLERATED_RATE = 0.01  # honest quirks allowed for: 1 request in 100
+PROMPT_TOKEN_TOLERANCE = 2  # a BOS token or two billed differently is not a changed prompt
 
 Scope = Callable[[Observation], bool]
 SCOPES: dict[str, Scope] = {
@@ -47,6 +51,7 @@ class Comparison:
     result: TestResult
     metric: str
     scope: str
+    direction: float = 0.0  # for prompt accounting: the median difference in tokens
 
 
 def _result(name: str, outcome: TestOutcome) -> TestResult:
@@ -87,25 +92,43 @@ def metric_comparisons(
     return out
 
 
+def violations(provider: list[Observation]) -> list[Comparison]:
+    """Answers cut at `length` below the requested max_tokens, or longer than it: the
+    reference never does either, so any excess over a tolerated quirk rate is evidence."""
+    out = []
+    for metric in VIOLATION_METRICS:
+        values = _values(provider, metric)
+        if values:
+            outcome = excess_rate_test(int(sum(values)), len(values), TOLERATED_RATE)
+            out.append(Comparison(_result(f"violations:{metric}", outcome), metric, "all"))
+    return out
+
+
 def prompt_accounting(
     reference: list[Observation], provider: list[Observation]
 ) -> list[Comparison]:
-    """Prompt tokens the provider reports against what the reference tokenizer and chat
-    template count for the same request, paired by request, per probe scope."""
+    """Prompt tokens the provider bills against what the reference tokenizer and chat template
+    count for the same request, per probe scope. With the same weights and template the
+    counts are equal; requests whose counts differ by more than a token or two are
+    violations, tested against the tolerated rate."""
     ref = {o.key: o for o in reference if o.prompt_tokens is not None}
     out = []
     for scope, keep in SCOPES.items():
-        pairs = [
-            (ref[o.key].prompt_tokens, o.prompt_tokens)
+        diffs = [
+            (o.prompt_tokens or 0) - (ref[o.key].prompt_tokens or 0)
             for o in provider
             if keep(o) and o.prompt_tokens is not None and o.key in ref
         ]
-        if len(pairs) < MIN_SAMPLES:
+        if not diffs:
             continue
-        a, b = zip(*pairs, strict=True)
+        k = sum(abs(d) > PROMPT_TOKEN_TOLERANCE for d in diffs)
+        outcome = excess_rate_test(k, len(diffs), TOLERATED_RATE)
         out.append(
             Comparison(
-                _result(f"prompt_tokens@{scope}", paired_shift_test(a, b)), "prompt_tokens", scope
+                _result(f"prompt_tokens@{scope}", outcome),
+                "prompt_tokens",
+                scope,
+                direction=float(np.median(diffs)) if k else 0.0,
             )
         )
     return out
@@ -191,6 +214,7 @@ def compare(
 ) -> list[Comparison]:
     return [
         *metric_comparisons(reference, provider),
+        *violations(provider),
         *prompt_accounting(reference, provider),
         *sampled_outputs(reference, provider, seed),
         *greedy_agreement(reference, provider),

@@ -57,6 +57,11 @@ def _find(rej: Iterable[Rejected], metric: str, scope: str | None = None) -> Rej
     return None
 
 
+def _shift(r: Rejected) -> float:
+    """The median difference in billed prompt tokens, provider minus reference."""
+    return r.comparison.direction
+
+
 def diagnose(rej: list[Rejected]) -> list[Diagnosis]:
     """Name what is wrong from the tests that rejected; strongest first."""
     found: dict[str, Diagnosis] = {}
@@ -86,12 +91,12 @@ def diagnose(rej: list[Rejected]) -> list[Diagnosis]:
             r,
             f"role markers or template tokens leak into answers ({r.effect:+.0%})",
         )
-    if (r := tokens["long_context"]) and r.effect < 0 and not tokens["short"]:
+    if (r := tokens["long_context"]) and _shift(r) < 0 and not tokens["short"]:
         add(
             "context_truncation",
             0.95,
             r,
-            f"long prompts are billed {-r.effect:.0f} tokens fewer than the "
+            f"long prompts are billed {-_shift(r):.0f} tokens fewer than the "
             "reference tokenizer counts: the context is cut",
         )
     if (r := _find(rej, "expect_pass", "long_context")) and r.effect < 0:
@@ -106,7 +111,7 @@ def diagnose(rej: list[Rejected]) -> list[Diagnosis]:
             "system_prompt",
             0.9,
             r,
-            f"requests with a system message are billed {r.effect:+.0f} tokens "
+            f"requests with a system message are billed {_shift(r):+.0f} tokens "
             "against the reference: the system message is not passed as sent",
         )
     if (r := _find(rej, "expect_pass", "system_prompt")) and r.effect < 0:
@@ -116,21 +121,21 @@ def diagnose(rej: list[Rejected]) -> list[Diagnosis]:
             r,
             f"ignores what the system message says ({r.effect:+.0%} pass rate)",
         )
-    if (r := tokens["short"]) and r.effect > 0:
+    if (r := tokens["short"]) and _shift(r) > 0:
         weight = 0.95 if tone else 0.8
         add(
             "system_prompt",
             weight,
             r,
-            f"every request is billed {r.effect:+.0f} tokens more than the "
+            f"every request is billed {_shift(r):+.0f} tokens more than the "
             "reference counts: hidden instructions are added",
         )
-    if (r := tokens["short"]) and r.effect < 0:
+    if (r := tokens["short"]) and _shift(r) < 0:
         add(
             "chat_template",
             0.85,
             r,
-            f"prompts are billed {r.effect:+.0f} tokens against the model's own "
+            f"prompts are billed {_shift(r):+.0f} tokens against the model's own "
             "chat template: another template is applied",
         )
     for r in tone:

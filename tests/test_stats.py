@@ -471,3 +471,17 @@ def test_sequential_detects_a_shift_and_saves_samples() -> None:
     runs = [sequential_run(rng, 0.7, per_look=ALPHA / 5) for _ in range(100)]
     assert np.mean([hit for hit, _ in runs]) >= 0.9
     assert np.mean([n for _, n in runs]) < 70
+
+
+def test_excess_rate_test_known_values() -> None:
+    from auditor.stats import excess_rate_test
+
+    none = excess_rate_test(0, 23, 0.01)
+    assert none.p_value == 1.0 and none.effect == pytest.approx(-0.01)
+    one = excess_rate_test(1, 23, 0.01)
+    assert one.p_value == pytest.approx(1 - 0.99**23)  # one quirk in 23 is not evidence
+    two = excess_rate_test(2, 2, 0.01)
+    assert two.p_value == pytest.approx(1e-4)
+    assert excess_rate_test(4, 23, 0.01).p_value < 0.001
+    with pytest.raises(ValueError):
+        excess_rate_test(3, 2, 0.01)

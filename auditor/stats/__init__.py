@@ -10,6 +10,7 @@ function                    null hypothesis                             effect
 mmd_hamming_test            same completion distribution per prompt     MMD² (Hamming kernel)
 rank_uniformity_test        provider scores exchangeable with refs      Cliff's delta vs refs
 proportion_test             equal success probability                   p_b - p_a
+excess_rate_test            violations at most a tolerated rate         rate - tolerated
 mean_shift_test             same score distribution                     Cliff's delta
 paired_shift_test           paired differences symmetric about 0        median of b - a
 fisher_combine              all component nulls (independent)           mean(-log p) - 1
@@ -20,7 +21,13 @@ Plus multiple-testing control (`bh_adjust`, `benjamini_hochberg`), intervals
 Anything random takes a `numpy.random.Generator`, so results are reproducible.
 """
 
-from auditor.stats.classic import cliffs_delta, mean_shift_test, paired_shift_test, proportion_test
+from auditor.stats.classic import (
+    cliffs_delta,
+    excess_rate_test,
+    mean_shift_test,
+    paired_shift_test,
+    proportion_test,
+)
 from auditor.stats.intervals import clopper_pearson, honest_range
 from auditor.stats.mmd import PAD, encode_completions, hamming_kernel, mmd_hamming_test
 from auditor.stats.multiple import benjamini_hochberg, bh_adjust, fisher_combine
@@ -37,6 +44,7 @@ __all__ = [
     "cliffs_delta",
     "clopper_pearson",
     "encode_completions",
+    "excess_rate_test",
     "fisher_combine",
     "hamming_kernel",
     "honest_range",

@@ -97,3 +97,27 @@ def paired_shift_test(a: npt.ArrayLike, b: npt.ArrayLike) -> TestOutcome:
         effect=float(np.median(d)),
         n=int(d.size),
     )
+
+
+def excess_rate_test(violations: int, n: int, tolerated_rate: float) -> TestOutcome:
+    """One-sided exact binomial test: are there more violations than a tolerated rate explains?
+
+    For events an honest provider does not produce against the reference's own answer (a
+    prompt billed a different number of tokens than the reference counts for the same request,
+    an answer cut at `length` below the requested `max_tokens`): the tolerated rate allows for
+    rare honest quirks. Null: violations ~ Binomial(n, tolerated_rate). Statistic: the
+    violation count. Effect: the observed rate minus the tolerated one.
+    """
+    if n < 0 or not 0 <= violations <= n:
+        raise ValueError(f"need 0 <= violations <= n, got {violations} of {n}")
+    if not 0 < tolerated_rate < 1:
+        raise ValueError("tolerated_rate must be in (0, 1)")
+    if n == 0:
+        return degenerate(0)
+    p_value = float(stats.binom.sf(violations - 1, n, tolerated_rate)) if violations else 1.0
+    return TestOutcome(
+        statistic=float(violations),
+        p_value=safe_float(p_value, 1.0),
+        effect=violations / n - tolerated_rate,
+        n=n,
+    )
