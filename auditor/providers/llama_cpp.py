@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,10 @@ class LlamaCppEngine(ProviderAdapter):
         except (ValueError, RuntimeError) as exc:
             raise ReferenceUnavailable(f"cannot load {self.path}: {exc}") from None
         self._llm_with_logprobs: Any = None
-        self._lock = asyncio.Lock()
+        # Every call runs on this one thread: llama.cpp's OpenMP keeps a team of worker
+        # threads per calling thread, and teams left spinning on other threads would halve
+        # the speed on 2 cores. One worker also serializes the calls (one model, one decode).
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reference-engine")
 
     def _load(self, logits_all: bool) -> Any:
         return self._llama(
@@ -95,8 +99,8 @@ class LlamaCppEngine(ProviderAdapter):
         return self._llm_with_logprobs
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        async with self._lock:
-            return await asyncio.to_thread(self.complete_sync, request)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self.complete_sync, request)
 
     def complete_sync(self, request: CompletionRequest) -> CompletionResponse:
         p = request.params
