@@ -70,3 +70,13 @@ async def test_context_overflow_is_a_recorded_error(reference) -> None:  # type:
 def test_missing_weights_are_reported_not_raised_later(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ReferenceUnavailable, match="no such file"):
         build_reference(LlamaCppReference(engine="llama_cpp", model_path=str(tmp_path / "x.gguf")))
+
+
+async def test_greedy_answer_does_not_depend_on_the_previous_prompt(reference) -> None:  # type: ignore[no-untyped-def]
+    question = request("Name three colours of the rainbow.", temperature=0, max_tokens=24)
+    first = await reference.adapter.complete(question)
+    await reference.adapter.complete(
+        request("Name three colours of the sea.", temperature=0, max_tokens=24)
+    )
+    again = await reference.adapter.complete(question)
+    assert first.text == again.text
