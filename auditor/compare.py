@@ -87,11 +87,16 @@ def build_findings(
         if reference is None:
             reference = _history_baseline(store, round_id, model, name)
         verdict = verdict_for(t["requests"], t["errors"], min_answered_fraction)
-        comparisons = (
-            compare(reference, observations, seed=f"{round_id}/{model}/{name}") if reference else []
-        )
+        trusted = [
+            o
+            for (m, n), obs in by_endpoint.items()
+            if m == model and n != name and kinds[(m, n)] == "provider" and obs and obs[0].trusted
+            for o in obs
+        ]
+        seed = f"{round_id}/{model}/{name}"
+        comparisons = compare(reference, observations, seed, trusted) if reference else []
         rej = rejected(comparisons, alpha)
-        diagnoses = diagnose(rej) if verdict is None else []
+        diagnoses = diagnose(rej, comparisons) if verdict is None else []
         if verdict is None:
             tested = sum(c.result.p_value is not None for c in comparisons)
             verdict = "deviant" if rej else ("consistent" if tested >= 3 else "inconclusive")

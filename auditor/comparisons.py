@@ -186,6 +186,48 @@ def common_prefix(a: str, b: str) -> int:
     return n
 
 
+def _greedy_counts(reference: list[Observation], obs: list[Observation]) -> tuple[int, int]:
+    """(answers diverging from the reference's within their first quarter, greedy answers)."""
+    ref = {o.key: o.text or "" for o in reference if o.ok and o.temperature == 0}
+    pairs = [(ref[o.key], o.text or "") for o in obs if o.ok and o.key in ref]
+    return sum(common_prefix(a, b) < 0.25 * max(len(a), 1) for a, b in pairs), len(pairs)
+
+
+def _varying_repeats(obs: list[Observation]) -> tuple[int, int]:
+    groups: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for o in obs:
+        if o.ok and o.temperature == 0 and o.case.get("samples", 1) > 1:
+            groups[(o.endpoint, o.probe_hash)].add(o.text or "")
+    return sum(len(g) > 1 for g in groups.values()), len(groups)
+
+
+def against_trusted(
+    reference: list[Observation], provider: list[Observation], trusted: list[Observation]
+) -> list[Comparison]:
+    """Greedy behaviour against providers the user vouches for (`trusted: true`): they show
+    how far honest serving strays from the reference (numeric noise), so the provider's
+    early divergence is tested against theirs (Fisher), and how often its temperature-0
+    repeats differ is reported beside theirs."""
+    if not trusted:
+        return []
+    (kb, nb), (ka, na) = _greedy_counts(reference, provider), _greedy_counts(reference, trusted)
+    out = []
+    if nb >= MIN_SAMPLES and na >= MIN_SAMPLES:
+        outcome = proportion_test(ka, na, kb, nb)
+        result = _result("rate:greedy_early_divergence@trusted", outcome).model_copy(
+            update={"honest_range": (0.0, ka / na)}
+        )
+        out.append(Comparison(result, "greedy_early", "trusted"))
+    (vb, mb), (va, ma) = _varying_repeats(provider), _varying_repeats(trusted)
+    if mb and ma:
+        figure = TestResult(
+            name="greedy:repeats_vary", statistic=vb / mb, p_value=None, effect=vb / mb - va / ma,
+            honest_range=(0.0, va / ma), n=mb,
+        )  # fmt: skip
+        out.append(Comparison(figure, "repeats_vary_figure", "trusted"))
+    return out
+
+
 def repeat_variation(reference: list[Observation], provider: list[Observation]) -> list[Comparison]:
     """Temperature-0 probes sent several times: how often the provider's repeats differ from
     one another, against the reference's (which never do)."""
@@ -210,9 +252,13 @@ def repeat_variation(reference: list[Observation], provider: list[Observation]) 
 
 
 def compare(
-    reference: list[Observation], provider: list[Observation], seed: str
+    reference: list[Observation],
+    provider: list[Observation],
+    seed: str,
+    trusted: list[Observation] | None = None,
 ) -> list[Comparison]:
     return [
+        *against_trusted(reference, provider, trusted or []),
         *metric_comparisons(reference, provider),
         *violations(provider),
         *prompt_accounting(reference, provider),

@@ -62,8 +62,10 @@ def _shift(r: Rejected) -> float:
     return r.comparison.direction
 
 
-def diagnose(rej: list[Rejected]) -> list[Diagnosis]:
-    """Name what is wrong from the tests that rejected; strongest first."""
+def diagnose(rej: list[Rejected], figures: list[Comparison] | None = None) -> list[Diagnosis]:
+    """Name what is wrong from the tests that rejected (and the figures beside them, which
+    carry no p-value); strongest first."""
+    figures = figures or []
     found: dict[str, Diagnosis] = {}
 
     def add(kind: str, weight: float, r: Rejected, summary: str) -> None:
@@ -155,7 +157,30 @@ def diagnose(rej: list[Rejected]) -> list[Diagnosis]:
             "temperature-0 requests give different answers each time: "
             "the request's sampling parameters are not honoured",
         )
-    if r := _find(rej, "text", "sampled"):
+    # A prompt that reaches the model changed (prompt accounting) explains changed answers by
+    # itself: the greedy comparison names a cause only when the prompts are the same.
+    prompt_changed = any(tokens.values())
+    if (r := _find(rej, "greedy_early", "trusted")) and r.effect > 0 and not prompt_changed:
+        repeats = next((c for c in figures if c.metric == "repeats_vary_figure"), None)
+        if repeats is not None and (repeats.result.effect or 0) > 0:
+            add(
+                "sampling_params",
+                0.9,
+                r,
+                "temperature-0 answers stray from the reference far more than trusted "
+                "providers' and vary from one request to the next: the temperature is not honoured",
+            )
+        else:
+            add(
+                "model_variant",
+                0.6,
+                r,
+                f"temperature-0 answers stray early from the reference's {r.effect:+.0%} more "
+                "often than trusted providers' do: other weights",
+            )
+            add("quantization", 0.55, r, "or the same weights, more heavily quantized")
+    # Other weights move sampled answers too: the MMD names sampling only when nothing else does.
+    if (r := _find(rej, "text", "sampled")) and "model_variant" not in found:
         add(
             "sampling_params",
             0.6,

@@ -23,6 +23,7 @@ class Observation:
     model: str
     endpoint: str
     kind: str  # provider | reference
+    trusted: bool
     probe_id: str
     probe_hash: str
     sample_index: int
@@ -75,6 +76,7 @@ def load_observations(store: Store, round_id: str) -> list[Observation]:
             model=provider.model,
             endpoint=provider.name,
             kind=provider.kind,
+            trusted=provider.trusted,
             probe_id=sample.probe_id,
             probe_hash=sample.probe_hash,
             sample_index=sample.sample_index,

@@ -30,6 +30,7 @@ def observation(
     }
     obs = Observation(
         model="m", endpoint=endpoint, kind="reference" if endpoint == "reference" else "provider",
+        trusted=endpoint.startswith("trusted"),
         probe_id=f"p{probe}", probe_hash=f"h{probe}", sample_index=index, ok=True, text=text,
         finish_reason="stop", prompt_tokens=tokens, completion_tokens=10, total_tokens=tokens + 10,
         error_class=None,
@@ -102,3 +103,30 @@ def test_severity_and_evidence() -> None:
     items = evidence(reference, provider, kinds)
     assert 1 <= len(items) <= 3
     assert all(e.reference != e.provider for e in items)
+
+
+def kinds_against_trusted(provider: list[Observation]) -> tuple[bool, list[str]]:
+    reference = fleet("reference", 0)
+    trusted = fleet("trusted-a", 2) + fleet("trusted-b", 3)
+    comparisons = compare(reference, provider, seed="t", trusted=trusted)
+    rej = rejected(comparisons)
+    return bool(rej), [d.kind for d in diagnose(rej, comparisons)]
+
+
+def test_other_weights_stray_early_where_trusted_providers_do_not() -> None:
+    flagged, kinds = kinds_against_trusted(
+        fleet("fjord", 1, text=lambda o: f"Otherwise {o.probe_id}")
+    )
+    assert flagged and kinds[:2] == ["model_variant", "quantization"]
+
+
+def test_ignored_temperature_strays_and_varies_between_repeats() -> None:
+    flagged, kinds = kinds_against_trusted(
+        fleet("cobalt", 1, text=lambda o: f"Draw {o.sample_index} {o.probe_id}")
+    )
+    assert flagged and kinds[0] == "sampling_params"
+
+
+def test_an_honest_provider_matches_the_trusted_ones() -> None:
+    flagged, _ = kinds_against_trusted(fleet("honest", 5))
+    assert not flagged
