@@ -9,14 +9,29 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from auditor.config import LlamaCppReference
 from auditor.providers.base import ProviderAdapter
 from auditor.records import CompletionRequest, CompletionResponse, ErrorClass, Usage, utcnow
 
 PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    """One token of a given continuation, scored by the reference: rank 0 is its top choice."""
+
+    token: str
+    logprob: float
+    rank: int
+    top: list[tuple[str, float]]
+
+
 PACKAGED_MODEL_ID = "smollm2-135m-instruct"
 
 
@@ -97,6 +112,67 @@ class LlamaCppEngine(ProviderAdapter):
         if self._llm_with_logprobs is None:
             self._llm_with_logprobs = self._load(logits_all=True)
         return self._llm_with_logprobs
+
+    def chat_prompt(self, messages: list[dict[str, Any]]) -> str:
+        """The prompt text the GGUF's own chat template makes of `messages`."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llm = self.llm
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ValueError("the GGUF has no chat template")
+        formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=llm.detokenize([llm.token_eos()]).decode(errors="replace"),
+            bos_token=llm.detokenize([llm.token_bos()]).decode(errors="replace"),
+        )
+        return formatter(messages=messages).prompt
+
+    async def score_continuation(
+        self, messages: list[dict[str, Any]], continuation: str, top_k: int = 5
+    ) -> list[TokenScore]:
+        """Log-probability, rank and top-k alternatives of every token of `continuation`
+        (a provider's answer) after `messages`, under the reference weights: the answers the
+        reference would rarely give betray other weights or sampling settings."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.worker, self.score_continuation_sync, messages, continuation, top_k
+        )
+
+    def score_continuation_sync(
+        self, messages: list[dict[str, Any]], continuation: str, top_k: int = 5
+    ) -> list[TokenScore]:
+        llm = self._model_for(wants_logprobs=True)
+        prompt = llm.tokenize(self.chat_prompt(messages).encode(), add_bos=False, special=True)
+        answer = llm.tokenize(continuation.encode(), add_bos=False, special=False)
+        if not answer:
+            return []
+        if len(prompt) + len(answer) > llm.n_ctx():
+            raise ValueError(f"prompt and answer need {len(prompt) + len(answer)} tokens")
+        llm.reset()
+        llm.eval(prompt + answer)
+        # Row i of the logits predicts token i + 1.
+        logits = np.asarray(
+            llm.scores[len(prompt) - 1 : len(prompt) + len(answer) - 1], dtype=np.float64
+        )
+        logprobs = logits - logits.max(axis=1, keepdims=True)
+        logprobs -= np.log(np.exp(logprobs).sum(axis=1, keepdims=True))
+        out = []
+        for row, token in zip(logprobs, answer, strict=True):
+            chosen = row[token]
+            top = np.argsort(row)[::-1][:top_k]
+            out.append(
+                TokenScore(
+                    token=llm.detokenize([token]).decode(errors="replace"),
+                    logprob=float(chosen),
+                    rank=int((row > chosen).sum()),
+                    top=[
+                        (llm.detokenize([int(t)]).decode(errors="replace"), float(row[t]))
+                        for t in top
+                    ],
+                )
+            )
+        return out
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
         loop = asyncio.get_running_loop()

@@ -15,18 +15,9 @@ from auditor.errors import UsageError
 from auditor.fleet import FleetMember, default_fleet, echo_fleet, pick_members
 from auditor.fleet.demo import EXPECTED, planted, providers_yaml
 from auditor.fleet.spec import DEMO_MEMBERS, FAULT_STRENGTH, Fault
+from auditor.records import DiagnosisKind
 
-KINDS = {
-    "sampling_params",
-    "context_truncation",
-    "chat_template",
-    "system_prompt",
-    "max_tokens",
-    "quantization",
-    "model_variant",
-    "tool_calling",
-    "other",
-}
+KINDS = set(get_args(DiagnosisKind))
 
 
 def test_every_fault_has_an_expected_diagnosis_of_a_contract_kind() -> None:

@@ -80,3 +80,18 @@ async def test_greedy_answer_does_not_depend_on_the_previous_prompt(reference) -
     )
     again = await reference.adapter.complete(question)
     assert first.text == again.text
+
+
+async def test_the_reference_scores_its_own_greedy_answer_as_its_top_choice(reference) -> None:  # type: ignore[no-untyped-def]
+    engine = reference.adapter
+    messages = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    prompt = engine.chat_prompt(messages)
+    assert prompt.startswith("<|im_start|>system") and prompt.endswith("<|im_start|>assistant\n")
+    own = await engine.complete(request(messages[0]["content"], temperature=0, max_tokens=16))
+    scores = await engine.score_continuation(messages, own.text or "")
+    assert scores and all(s.rank == 0 for s in scores)  # greedy: every token the top choice
+    assert all(s.logprob <= 0 and s.top[0][1] >= s.logprob for s in scores)
+    odd = await engine.score_continuation(messages, "Banana umbrella seventeen.")
+    mean = sum(s.logprob for s in scores) / len(scores)
+    assert sum(s.logprob for s in odd) / len(odd) < mean - 2
+    assert any(s.rank > 0 for s in odd)
