@@ -23,8 +23,10 @@ from auditor import __version__, logs
 from auditor.config import DEFAULT_CONFIG, AuditorConfig, load_config, require_secrets
 from auditor.errors import AuditorError, ConfigError, UsageError
 from auditor.records import Finding
+from auditor.secrets import Redactor
 from auditor.storage.db import current_revision, ensure_schema, head_revision, make_engine, upgrade
 from auditor.storage.repository import Store
+from auditor.storage.tables import RoundRow
 from auditor.yamlfile import line_of, read_yaml
 
 app = typer.Typer(
@@ -85,9 +87,7 @@ def _config(path: Path) -> AuditorConfig:
     return config
 
 
-def _redactor(config: AuditorConfig):  # type: ignore[no-untyped-def]
-    from auditor.secrets import Redactor
-
+def _redactor(config: AuditorConfig) -> Redactor:
     return Redactor.from_config(config)
 
 
@@ -202,7 +202,7 @@ def _fails(findings: list[Finding], fail_on: FailOn) -> bool:
     return any(levels[f.severity] >= threshold for f in findings)
 
 
-def _pick_round(store: Store, round_id: str | None):  # type: ignore[no-untyped-def]
+def _pick_round(store: Store, round_id: str | None) -> RoundRow:
     row = store.get_round(round_id) if round_id else store.last_round()
     if row is None:
         raise UsageError(
