@@ -386,7 +386,8 @@ def test_reset_fallback_without_transport_extension() -> None:
         while not server.started:
             time.sleep(0.01)
         url = f"http://127.0.0.1:{member.port}/v1/chat/completions"
-        with pytest.raises(httpx.RemoteProtocolError):
+        # The cut body reaches the client as an early close or, under load, as a reset.
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
             httpx.post(url, json={"messages": HELLO}, timeout=5)
     finally:
         server.should_exit = True
