@@ -83,12 +83,8 @@ class ExportFormat(StrEnum):
 
 def _config(path: Path) -> AuditorConfig:
     config = load_config(path)
-    logs.configure(redactor=_redactor(config))
+    logs.configure(redactor=Redactor.from_config(config))
     return config
-
-
-def _redactor(config: AuditorConfig) -> Redactor:
-    return Redactor.from_config(config)
 
 
 def _database_url(config_path: Path, database: str | None) -> str:

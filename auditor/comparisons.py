@@ -160,12 +160,11 @@ def greedy_agreement(reference: list[Observation], provider: list[Observation]) 
     that equal it exactly, and the share that diverge within their first quarter. Honest
     serving diverges late and rarely. Without a calibrated noise band these are reported
     as figures, not tests (p-value null)."""
-    ref = {o.key: o.text for o in reference if o.ok and o.temperature == 0}
-    pairs = [(ref[o.key] or "", o.text or "") for o in provider if o.ok and o.key in ref]
+    pairs = _greedy_pairs(reference, provider)
     if len(pairs) < MIN_SAMPLES:
         return []
     exact = float(np.mean([a == b for a, b in pairs]))
-    early = float(np.mean([common_prefix(a, b) < 0.25 * max(len(a), 1) for a, b in pairs]))
+    early = float(np.mean([_diverges_early(a, b) for a, b in pairs]))
     n = len(pairs)
 
     def figure(name: str, value: float, effect: float) -> TestResult:
@@ -186,11 +185,21 @@ def common_prefix(a: str, b: str) -> int:
     return n
 
 
-def _greedy_counts(reference: list[Observation], obs: list[Observation]) -> tuple[int, int]:
-    """(answers diverging from the reference's within their first quarter, greedy answers)."""
+def _greedy_pairs(reference: list[Observation], obs: list[Observation]) -> list[tuple[str, str]]:
+    """(reference answer, answer) for every temperature-0 request both answered."""
     ref = {o.key: o.text or "" for o in reference if o.ok and o.temperature == 0}
-    pairs = [(ref[o.key], o.text or "") for o in obs if o.ok and o.key in ref]
-    return sum(common_prefix(a, b) < 0.25 * max(len(a), 1) for a, b in pairs), len(pairs)
+    return [(ref[o.key], o.text or "") for o in obs if o.ok and o.key in ref]
+
+
+def _diverges_early(reference_text: str, text: str) -> bool:
+    """Diverges from the reference's answer within its first quarter."""
+    return common_prefix(reference_text, text) < 0.25 * max(len(reference_text), 1)
+
+
+def _greedy_counts(reference: list[Observation], obs: list[Observation]) -> tuple[int, int]:
+    """(answers diverging early from the reference's, greedy answers)."""
+    pairs = _greedy_pairs(reference, obs)
+    return sum(_diverges_early(a, b) for a, b in pairs), len(pairs)
 
 
 def _varying_repeats(obs: list[Observation]) -> tuple[int, int]:
@@ -231,15 +240,7 @@ def against_trusted(
 def repeat_variation(reference: list[Observation], provider: list[Observation]) -> list[Comparison]:
     """Temperature-0 probes sent several times: how often the provider's repeats differ from
     one another, against the reference's (which never do)."""
-
-    def varying(obs: list[Observation]) -> tuple[int, int]:
-        groups: dict[str, set[str]] = defaultdict(set)
-        for o in obs:
-            if o.ok and o.temperature == 0 and o.case.get("samples", 1) > 1:
-                groups[o.probe_hash].add(o.text or "")
-        return sum(len(g) > 1 for g in groups.values()), len(groups)
-
-    (ka, na), (kb, nb) = varying(reference), varying(provider)
+    (ka, na), (kb, nb) = _varying_repeats(reference), _varying_repeats(provider)
     if na < 2 or nb < 2:
         return []
     return [
