@@ -18,7 +18,12 @@ import numpy as np
 
 from auditor.observations import Observation
 from auditor.records import TestResult
-from auditor.stats import excess_rate_test, mean_shift_test, mmd_hamming_test, proportion_test
+from auditor.stats import (
+    excess_rate_test,
+    mean_shift_test,
+    mmd_hamming_test,
+    proportion_test,
+)
 from auditor.stats.outcome import TestOutcome
 
 # Scorer metrics compared as rates (0/1 per sample) and as distributions.
@@ -36,6 +41,7 @@ MIN_SAMPLES = 5  # fewer paired or scored samples than this: no test
 VIOLATION_METRICS = ("stopped_short_at_length", "over_max_tokens")
 TOLERATED_RATE = 0.01  # honest quirks allowed for: 1 request in 100
 PROMPT_TOKEN_TOLERANCE = 2  # a BOS token or two billed differently is not a changed prompt
+GAP_TAIL_QUANTILE = 0.8
 
 Scope = Callable[[Observation], bool]
 SCOPES: dict[str, Scope] = {
@@ -52,6 +58,7 @@ class Comparison:
     metric: str
     scope: str
     direction: float = 0.0  # for prompt accounting: the median difference in tokens
+    beyond_honest: float | None = None  # share of values beyond every trusted provider's
 
 
 def _result(name: str, outcome: TestOutcome) -> TestResult:
@@ -168,7 +175,9 @@ def greedy_agreement(reference: list[Observation], provider: list[Observation]) 
     n = len(pairs)
 
     def figure(name: str, value: float, effect: float) -> TestResult:
-        return TestResult(name=name, statistic=value, p_value=None, effect=effect, n=n)
+        return TestResult(
+            name=name, statistic=value, p_value=None, effect=effect, n=n, status="figure"
+        )
 
     return [
         Comparison(figure("greedy:exact_match", exact, exact - 1), "greedy_exact", "greedy"),
@@ -231,7 +240,7 @@ def against_trusted(
     if mb and ma:
         figure = TestResult(
             name="greedy:repeats_vary", statistic=vb / mb, p_value=None, effect=vb / mb - va / ma,
-            honest_range=(0.0, va / ma), n=mb,
+            honest_range=(0.0, va / ma), n=mb, status="figure",
         )  # fmt: skip
         out.append(Comparison(figure, "repeats_vary_figure", "trusted"))
     return out
@@ -252,6 +261,84 @@ def repeat_variation(reference: list[Observation], provider: list[Observation]) 
     ]
 
 
+def _scored(obs: Iterable[Observation], greedy: bool) -> list[Observation]:
+    return [
+        o
+        for o in obs
+        if o.scores.get("ref_logprob_mean") is not None and (o.temperature == 0) == greedy
+    ]
+
+
+def reference_likelihood(
+    reference: list[Observation], provider: list[Observation], trusted: list[Observation]
+) -> list[Comparison]:
+    """The provider's own answers scored under the reference weights (`auditor.likelihood`).
+
+    Sampled answers (temperature > 0): their mean token log-likelihood against that of the
+    reference's own samples of the same probes (Mann-Whitney); honest serving draws from the
+    same distribution. Greedy answers: the mean gap between the reference's top choice and
+    the token the answer has. Numeric noise only breaks near-ties, so honest gaps are small
+    but not zero; the provider's gaps are tested against trusted providers' (the noise band)
+    and reported as a figure where no provider is trusted.
+    """
+    if not any(o.scores.get("ref_logprob_mean") is not None for o in reference):
+        note = (
+            "the reference did not score continuations in this round"
+            if any(o.kind == "reference" for o in reference)
+            else "needs a reference engine in the round"
+        )
+        return [
+            Comparison(
+                TestResult(
+                    name="reference_likelihood", statistic=None, p_value=None, effect=None,
+                    n=0, status="not_available", note=note,
+                ),
+                "ref_likelihood",
+                "all",
+            )
+        ]  # fmt: skip
+    out = []
+    probes = {o.probe_hash for o in _scored(provider, greedy=False)}
+    a = _values(
+        (o for o in _scored(reference, greedy=False) if o.probe_hash in probes), "ref_logprob_mean"
+    )
+    b = _values(_scored(provider, greedy=False), "ref_logprob_mean")
+    if len(a) >= MIN_SAMPLES and len(b) >= MIN_SAMPLES:
+        outcome = mean_shift_test(a, b)
+        out.append(
+            Comparison(_result("shift:ref_logprob@sampled", outcome), "ref_logprob", "sampled")
+        )
+    gaps = _values(_scored(provider, greedy=True), "ref_gap_mean")
+    honest = _values(_scored(trusted, greedy=True), "ref_gap_mean")
+    if len(gaps) >= MIN_SAMPLES and len(honest) >= MIN_SAMPLES:
+        out.append(_gap_tail_test(gaps, honest))
+    elif gaps:
+        figure = TestResult(
+            name="likelihood:ref_gap", statistic=float(np.mean(gaps)), p_value=None,
+            effect=float(np.mean(gaps)), n=len(gaps), status="figure",
+        )  # fmt: skip
+        out.append(Comparison(figure, "ref_gap_figure", "greedy"))
+    return out
+
+
+def _gap_tail_test(gaps: list[float], honest: list[float]) -> Comparison:
+    """How many of the provider's greedy answers fall in the upper tail (above the pooled
+    `GAP_TAIL_QUANTILE`) of the gaps, against trusted providers' (Fisher). The threshold is
+    a symmetric function of the pooled values, so under the null the count is exactly
+    hypergeometric. A tail test, because other weights on a share of the traffic (or in a
+    share of the prompts) move a share of the answers far and leave the rest alone; one-sided,
+    because a provider closer to the reference than the trusted ones is no fault."""
+    threshold = float(np.quantile(np.concatenate([gaps, honest]), GAP_TAIL_QUANTILE))
+    k_provider = sum(g > threshold for g in gaps)
+    k_honest = sum(g > threshold for g in honest)
+    outcome = proportion_test(k_honest, len(honest), k_provider, len(gaps), greater=True)
+    result = _result("rate:ref_gap_tail@trusted", outcome).model_copy(
+        update={"statistic": k_provider / len(gaps), "honest_range": (0.0, k_honest / len(honest))}
+    )
+    beyond = sum(g > max(honest) for g in gaps) / len(gaps)
+    return Comparison(result, "ref_gap", "trusted", beyond_honest=beyond)
+
+
 def compare(
     reference: list[Observation],
     provider: list[Observation],
@@ -266,4 +353,5 @@ def compare(
         *sampled_outputs(reference, provider, seed),
         *greedy_agreement(reference, provider),
         *repeat_variation(reference, provider),
+        *reference_likelihood(reference, provider, trusted or []),
     ]

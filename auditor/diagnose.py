@@ -8,7 +8,7 @@ which direction, never at anything a particular provider is known to do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from auditor.comparisons import Comparison, common_prefix
@@ -28,6 +28,7 @@ TONE_METRICS = {
 }
 CRITICAL = {"model_variant", "quantization", "context_truncation", "system_prompt", "chat_template"}
 EVIDENCE_ITEMS = 3
+WIDESPREAD_SHARE = 0.7  # answers moved beyond honest noise: all traffic, not a share of it
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,17 @@ def diagnose(rej: list[Rejected], figures: list[Comparison] | None = None) -> li
                 "often than trusted providers' do: other weights",
             )
             add("quantization", 0.55, r, "or the same weights, more heavily quantized")
+    sampling = "sampling_params" in found
+    if (r := _find(rej, "ref_gap", "trusted")) and not prompt_changed and not sampling:
+        _weights_differ(add, r)
+    if (r := _find(rej, "ref_logprob", "sampled")) and not prompt_changed and not sampling:
+        add(
+            "model_variant",
+            0.6,
+            r,
+            f"sampled answers are {'less' if r.effect < 0 else 'more'} likely under the "
+            f"reference weights than its own samples (Cliff's delta {r.effect:+.2f})",
+        )
     # Other weights move sampled answers too: the MMD names sampling only when nothing else does.
     if (r := _find(rej, "text", "sampled")) and "model_variant" not in found:
         add(
@@ -197,6 +209,26 @@ def diagnose(rej: list[Rejected], figures: list[Comparison] | None = None) -> li
             f"effect {r.effect:+.2f}",
         )
     return sorted(found.values(), key=lambda d: d.confidence, reverse=True)
+
+
+def _weights_differ(add: Callable[[str, float, Rejected, str], None], r: Rejected) -> None:
+    """Greedy answers hold tokens the reference would not pick, beyond what trusted
+    providers' numeric noise gives, with the same prompt: the weights differ. Nearly every
+    answer moved: the same weights degraded throughout, as a heavier quantization does.
+    A share moved and the rest match trusted serving: part of the traffic (or of the
+    prompts) meets other weights. Weight noise alone cannot tell a heavier quantization
+    from a light fine-tune; tone and task scores can (see the tone rule)."""
+    share = r.comparison.beyond_honest or 0.0
+    moved = (
+        f"{share:.0%} of greedy answers hold tokens the reference ranks lower than "
+        "any trusted provider's answers do"
+    )
+    if share >= WIDESPREAD_SHARE:
+        add("quantization", 0.8, r, f"{moved}: the same weights, more heavily quantized")
+        add("model_variant", 0.7, r, f"{moved}: or other weights")
+    else:
+        add("model_variant", 0.8, r, f"{moved}: part of the traffic is served by other weights")
+        add("quantization", 0.5, r, f"{moved}: or a quantization that hurts some prompts only")
 
 
 def severity_for(verdict: str, diagnoses: list[Diagnosis]) -> str:

@@ -229,6 +229,10 @@ class TestResult(Strict):
     effect: float | None
     honest_range: tuple[float | None, float | None] = (None, None)
     n: int
+    # tested: p_value decides; figure: reported beside the tests, no p-value;
+    # not_available: the signal needs something this round lacks (`note` says what).
+    status: Literal["tested", "figure", "not_available"] = "tested"
+    note: str | None = None
 
 
 class Evidence(Strict):

@@ -14,11 +14,12 @@ from auditor.budget import PlannedRequest, SendEverySample, SpendMeter
 from auditor.compare import build_findings
 from auditor.config import AuditorConfig, ModelConfig, ProviderConfig
 from auditor.errors import UsageError
+from auditor.likelihood import score_round
 from auditor.limits import ProviderLimits
 from auditor.probes import Suite, expand_requests
 from auditor.providers.base import ProviderAdapter, adapters
 from auditor.providers.cache import CachedReference
-from auditor.providers.reference import ReferenceUnavailable, build_reference
+from auditor.providers.reference import ReferenceEndpoint, ReferenceUnavailable, build_reference
 from auditor.records import ProbeCase
 from auditor.runner import Endpoint, RoundOutcome, RoundProgress, RoundRunner
 from auditor.secrets import Redactor
@@ -85,6 +86,7 @@ async def run_round_async(
     redactor = Redactor.from_config(config)
 
     endpoints: list[Endpoint] = []
+    references: dict[str, ReferenceEndpoint] = {}
     reference_note: str | None = None
     reference_digest: str | None = None
     for model in selection.models:
@@ -112,6 +114,7 @@ async def run_round_async(
             log.warning("reference.unavailable", model=model.name, reason=str(exc))
             continue
         reference_digest = reference.digest
+        references[model.name] = reference
         provider_id = store.upsert_provider(
             model.name,
             REFERENCE,
@@ -171,8 +174,33 @@ async def run_round_async(
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+    for model_name, reference in references.items():
+        if outcome.status == "interrupted":  # asked to stop: findings from what was answered
+            break
+        note = await _score_likelihood(store, round_row.id, model_name, reference, progress)
+        reference_note = reference_note or note
     store.finish_round(round_row.id, outcome.status, outcome.stop_reason)
     findings, detector, params = build_findings(store, round_row.id)
     store.save_findings(round_row.id, findings, detector, params)
     log.info("round.finished", round_id=round_row.id, status=outcome.status, stored=outcome.stored)
     return RoundResult(round_row.id, outcome, reference_note)
+
+
+async def _score_likelihood(
+    store: Store,
+    round_id: str,
+    model: str,
+    reference: ReferenceEndpoint,
+    progress: RoundProgress | None,
+) -> str | None:
+    """Every answer of the round under the reference weights; the reason when it cannot."""
+    if reference.scorer is None:
+        return reference.scorer_note
+    try:
+        outcome = await score_round(
+            store, round_id, model, reference.scorer, reference.digest, progress
+        )
+    finally:
+        if reference.scorer is not reference.adapter:
+            await reference.scorer.aclose()
+    return outcome.note

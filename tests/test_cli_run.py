@@ -336,3 +336,40 @@ def test_round_includes_the_embedded_reference(
     assert [c for _, c in cached] == [0] * MINI_REQUESTS + [1] * MINI_REQUESTS
     (entries,) = db.execute("SELECT count(*) FROM reference_cache").fetchone()
     assert entries == MINI_REQUESTS  # the greedy cases once, each sampled case per sample number
+    # Every answer with text, the provider's and the reference's, is scored under the reference.
+    unscored = db.execute(
+        "SELECT count(*) FROM samples s WHERE s.ok AND s.output_text != '' AND NOT EXISTS "
+        "(SELECT 1 FROM scores c WHERE c.sample_id = s.id AND c.metric = 'ref_logprob_mean')"
+    ).fetchone()[0]
+    assert unscored == 0
+    values = db.execute(
+        "SELECT c.value FROM scores c JOIN samples s ON s.id = c.sample_id "
+        "JOIN providers p ON p.id = s.provider_id "
+        "WHERE c.metric = 'ref_top1_share' AND p.kind = 'reference' AND s.probe_id != 'poem'"
+    ).fetchall()
+    assert values and all(v > 0.9 for (v,) in values)  # its own greedy answers: top choices
+
+
+def test_a_reference_that_cannot_score_continuations_reports_not_available(
+    fleet: FleetHandle, tmp_path: Path, sqlite_url: str
+) -> None:
+    template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    tokenizer = tmp_path / "tokenizer_config.json"
+    tokenizer.write_text(json.dumps({"chat_template": template}))
+    reference = {
+        "engine": "endpoint",
+        "base_url": fleet.base_url("bolt"),  # an echo member: no /v1/completions
+        "model": "smollm2-135m-instruct",
+        "tokenizer_path": str(tokenizer),
+    }
+    config = write_config(
+        tmp_path, [provider("acme", fleet.base_url("acme"))], sqlite_url, reference=reference
+    )
+    result = run_auditor("run", "-c", str(config), "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "continuation scores not available" in result.stderr and "404" in result.stderr
+    (finding,) = report_json(tmp_path, "-c", str(config))["findings"]
+    assert finding["baseline"] == "reference"
+    (missing,) = [t for t in finding["tests"] if t["status"] == "not_available"]
+    assert missing["name"] == "reference_likelihood" and missing["p_value"] is None
+    assert "did not score" in missing["note"]

@@ -276,6 +276,15 @@ def test_proportion_known_answer() -> None:
         proportion_test(4, 3, 0, 1)
 
 
+def test_one_sided_proportion_only_rejects_a_higher_rate() -> None:
+    higher = proportion_test(1, 20, 9, 20, greater=True)
+    assert higher.p_value == pytest.approx(
+        sps.fisher_exact([[9, 11], [1, 19]], alternative="greater").pvalue
+    )
+    assert higher.p_value < proportion_test(1, 20, 9, 20).p_value < 0.05
+    assert proportion_test(9, 20, 1, 20, greater=True).p_value > 0.99
+
+
 def test_proportion_null_false_alarm_rate() -> None:
     def run(rng: np.random.Generator) -> float:
         return proportion_test(

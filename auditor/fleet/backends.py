@@ -4,6 +4,11 @@ The server knows nothing about how text is produced. A backend implements one me
 `generate`; a backend that is slow or CPU-bound sets `blocking = True` and the server then
 runs it on the backend's single worker thread, so calls are serialized (one model in memory,
 one generation at a time) and the event loop keeps serving other members meanwhile.
+
+`generate` may report the answer's text while it is produced (`on_text`), which the server
+streams as it comes; a backend that does not simply answers at the end. A backend may also
+serve the legacy text completions (`complete`, POST /v1/completions); by default it refuses
+them with a 404.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import random
 import re
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from auditor.plugins import Registry
 
@@ -98,14 +105,86 @@ class Generation(BaseModel):
     logprobs: list[TokenLogprob] | None = None
 
 
+class TextCompletionRequest(BaseModel):
+    """The body of POST /v1/completions (the legacy text completions), as far as the fleet cares.
+
+    `prompt` is one string (a list holding one string is taken too). `max_tokens` may be 0
+    only with `echo`: the answer is then the prompt alone, scored when `logprobs` is set.
+    `logprobs` is the number of top alternatives per token (0 to 20), as in the OpenAI API.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = ""
+    prompt: str | list[str]
+    max_tokens: int = Field(default=16, ge=0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+    echo: bool = False
+    n: int = Field(default=1, ge=1, le=1)
+    stream: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str:
+        if isinstance(value, str):
+            return value
+        if len(value) != 1:
+            raise ValueError("only one prompt per request is served")
+        return value[0]
+
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]
+
+
+class CompletionLogprobs(BaseModel):
+    """The legacy API's logprobs: one entry per token, `tokens` concatenating to the text.
+
+    With `echo`, the prompt's tokens come first; the very first has no logprob (None), as
+    nothing predicts it. `text_offset` is each token's character offset in the text.
+    """
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
+class TextCompletion(BaseModel):
+    """A backend's text completion: `text` is the echoed prompt (with `echo`) + the answer."""
+
+    text: str
+    finish_reason: Literal["stop", "length"] = "stop"
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    logprobs: CompletionLogprobs | None = None
+
+
 class BackendError(Exception):
     """A request the backend refuses; the server answers it as an OpenAI error."""
 
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, code: str | None = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.param = param
+
+
+#: Called with each new piece of an answer's text while it is generated (see `generate`).
+TextCallback = Callable[[str], None]
+
+_Result = TypeVar("_Result")
 
 
 class Backend(ABC):
@@ -121,8 +200,23 @@ class Backend(ABC):
     _executor_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @abstractmethod
-    def generate(self, request: ChatRequest) -> Generation:
-        """Answer one chat request."""
+    def generate(self, request: ChatRequest, on_text: TextCallback | None = None) -> Generation:
+        """Answer one chat request.
+
+        A backend that can tell its answer while generating it calls `on_text` with each new
+        piece of text (possibly from another thread). The pieces, concatenated, are always a
+        prefix of the final `Generation.text`; the server sends the rest at the end. An empty
+        piece says that the prompt was accepted and generation has begun. A backend may
+        ignore `on_text` and answer at the end only.
+        """
+
+    def complete(self, request: TextCompletionRequest) -> TextCompletion:
+        """Answer one legacy text completion (POST /v1/completions). Default: not served."""
+        raise BackendError(
+            404,
+            "This provider serves chat completions only: use /v1/chat/completions.",
+            "unsupported_endpoint",
+        )
 
     def bind(self, member: FleetMember, seed: int) -> Backend:
         """The backend as `member` uses it (`seed` is the fleet's). Default: shared as is."""
@@ -135,12 +229,23 @@ class Backend(ABC):
         """
         return keep_last_words(messages, budget)
 
-    async def agenerate(self, request: ChatRequest) -> Generation:
+    async def agenerate(
+        self, request: ChatRequest, on_text: TextCallback | None = None
+    ) -> Generation:
         """Call `generate` without stalling the event loop for a blocking backend."""
+        if on_text is None:
+            return await self._call(partial(self.generate, request))
+        return await self._call(partial(self.generate, request, on_text))
+
+    async def acomplete(self, request: TextCompletionRequest) -> TextCompletion:
+        """Call `complete` as `agenerate` calls `generate`."""
+        return await self._call(partial(self.complete, request))
+
+    async def _call(self, call: Callable[[], _Result]) -> _Result:
         if not self.blocking:
-            return self.generate(request)
+            return call()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker(), self.generate, request)
+        return await loop.run_in_executor(self._worker(), call)
 
     def _worker(self) -> ThreadPoolExecutor:
         executor: ThreadPoolExecutor | None = self.__dict__.get("_executor")
@@ -190,9 +295,12 @@ class EchoBackend(Backend):
 
     If the last user message asks to "Answer with one number" about "A + B", the answer is
     the sum, so probes with a known answer score as correct.
+
+    It answers at once, so it ignores `on_text` (a streamed answer comes whole, word by word),
+    and it serves no text completions (/v1/completions answers 404).
     """
 
-    def generate(self, request: ChatRequest) -> Generation:
+    def generate(self, request: ChatRequest, on_text: TextCallback | None = None) -> Generation:
         messages = request.messages
         texts = [m.text() for m in messages]
         prompt_tokens = sum(len(t.split()) for t in texts) + 4 * len(messages)

@@ -1,8 +1,12 @@
 """One fleet member as an OpenAI-compatible ASGI app, with its planted fault.
 
-Routes: GET /healthz, GET /v1/models, POST /v1/chat/completions. Faults act only on chat
-completions; /healthz and /v1/models always answer, so a fleet can be checked for liveness
-whatever it plants.
+Routes: GET /healthz, GET /v1/models, POST /v1/chat/completions (streamed as it is
+generated when the backend can tell its answer early, see `Backend.generate`), and
+POST /v1/completions (the legacy text completions with `echo` and `logprobs`, as vLLM and
+llama.cpp's server serve them; the `llama` backend answers them, `echo` gives a 404). Faults
+act only on the two completion routes; /healthz and /v1/models always answer, so a fleet
+can be checked for liveness whatever it plants. Request faults rewrite a chat request and
+leave text completions alone; the protocol faults and `wrong_model` apply to both.
 
 Faults come in three families. Protocol faults break the HTTP exchange (status codes, bodies
 that are not JSON, hangs, resets, a trickling body). Request faults answer well-formed JSON
@@ -25,15 +29,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import socket
 import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -48,9 +53,14 @@ from auditor.fleet.backends import (
     ChatMessage,
     ChatRequest,
     Generation,
+    TextCompletion,
+    TextCompletionRequest,
     split_tokens,
 )
 from auditor.fleet.spec import FleetMember
+
+logger = logging.getLogger(__name__)
+_Body = TypeVar("_Body", bound=BaseModel)
 
 TRANSPORT_EXTENSION = "auditor.fleet.transport"
 WRONG_MODEL = "smollm2-360m-instruct"
@@ -70,6 +80,12 @@ _STATUS_FAULTS: dict[str, tuple[int, str, str, str | None]] = {
     "http_429": (429, "Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
     "http_500": (500, "The server had an error processing your request.", "server_error", None),
 }
+
+#: Faults that send something else than the answer's plain chunks: a streamed answer is then
+#: generated whole first, as before.
+_BODY_FAULTS = frozenset(
+    {"html_error", "garbage", "error_object", "truncated_json", "slow_drip", "hang"}
+)
 
 _HTML_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
@@ -106,6 +122,7 @@ def build_app(member: FleetMember, backend: Backend, *, seed: int = 0) -> Starle
             Route("/healthz", handler.healthz, methods=["GET"]),
             Route("/v1/models", handler.models, methods=["GET"]),
             Route("/v1/chat/completions", handler.chat, methods=["POST"]),
+            Route("/v1/completions", handler.completions, methods=["POST"]),
         ],
         middleware=[Middleware(_IdentityHeaders, name=member.name)],
         exception_handlers={HTTPException: http_error},
@@ -156,6 +173,7 @@ class _Member:
         self.flaky_rng = random.Random(f"{seed}/{member.name}/flaky")
         self.bytes_rng = random.Random(f"{seed}/{member.name}/bytes")
         self.persona_rng = random.Random(f"{seed}/{member.name}/persona")
+        self.fingerprint = f"fp_fleet_{member.name}"
         self.closing = asyncio.Event()
 
     async def healthz(self, request: Request) -> Response:
@@ -174,33 +192,88 @@ class _Member:
         return JSONResponse({"object": "list", "data": data})
 
     async def chat(self, request: Request) -> Response:
-        member = self.member
-        if member.latency_ms:
-            await asyncio.sleep(member.latency_ms / 1000)
-        early = self._gateway_fault()
+        early = await self._before_body()
         if early is not None:
             return early
+        parsed = await _parse(request, ChatRequest)
+        if isinstance(parsed, Response):
+            return parsed
+        chat = parsed
 
+        rewritten = self._rewrite(chat)
+        answer = _Answer(chat, None, self._model_name(chat.model), self.fingerprint)
+        if chat.stream and not chat.logprobs and self.member.fault not in _BODY_FAULTS:
+            return await self._stream_live(answer, rewritten)
         try:
-            payload = json.loads(await request.body())
-        except ValueError:
-            return error_response(400, "We could not parse the JSON body of your request.")
-        if not isinstance(payload, dict):
-            return error_response(400, "The request body must be a JSON object.")
-        try:
-            chat = ChatRequest.model_validate(payload)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            param = ".".join(str(p) for p in first["loc"]) or None
-            return error_response(400, f"Invalid request: {param}: {first['msg']}", param=param)
-
-        try:
-            generation = await self.backend.agenerate(self._rewrite(chat))
+            answer.gen = await self.backend.agenerate(rewritten)
         except BackendError as exc:
             return error_response(exc.status, exc.message, code=exc.code, param="messages")
-        model = WRONG_MODEL if member.fault == "wrong_model" else chat.model or member.models[0]
-        answer = _Answer(chat, generation, model, f"fp_fleet_{member.name}")
-        return self._package(answer, request)
+        return self._package(answer)
+
+    async def completions(self, request: Request) -> Response:
+        """POST /v1/completions: the legacy text completions, gateway and body faults included."""
+        early = await self._before_body()
+        if early is not None:
+            return early
+        parsed = await _parse(request, TextCompletionRequest)
+        if isinstance(parsed, Response):
+            return parsed
+        body = parsed
+        if body.stream:
+            return error_response(
+                400, "Streaming is not supported on /v1/completions.", param="stream"
+            )
+        if body.max_tokens == 0 and not body.echo:
+            return error_response(
+                400, "max_tokens must be at least 1 unless echo is true.", param="max_tokens"
+            )
+        try:
+            completion = await self.backend.acomplete(body)
+        except BackendError as exc:
+            return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
+        answer = _TextAnswer(completion, self._model_name(body.model), self.fingerprint)
+        return self._package(answer)
+
+    async def _before_body(self) -> Response | None:
+        if self.member.latency_ms:
+            await asyncio.sleep(self.member.latency_ms / 1000)
+        return self._gateway_fault()
+
+    def _model_name(self, asked: str) -> str:
+        if self.member.fault == "wrong_model":
+            return WRONG_MODEL
+        return asked or self.member.models[0]
+
+    async def _stream_live(self, answer: _Answer, rewritten: ChatRequest) -> Response:
+        """A streamed chat answer sent while it is generated.
+
+        The backend's worker thread hands each new piece of text to the event loop through a
+        queue; the response starts once the backend says the prompt was accepted (so that a
+        refused request still gets its 4xx), or with the whole answer if it never says so.
+        If the client goes away, generation finishes in the background, unread.
+        """
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def on_text(piece: str) -> None:  # on the backend's thread
+            loop.call_soon_threadsafe(events.put_nowait, piece)
+
+        def finished(task: asyncio.Future[Generation]) -> None:
+            if not task.cancelled():
+                task.exception()  # retrieved here, so an unread failure is not reported twice
+            events.put_nowait(None)
+
+        generation = asyncio.ensure_future(self.backend.agenerate(rewritten, on_text))
+        generation.add_done_callback(finished)
+        first = await events.get()
+        media = "text/event-stream"
+        if first is None:  # answered without telling anything early
+            try:
+                answer.gen = generation.result()
+            except BackendError as exc:
+                return error_response(exc.status, exc.message, code=exc.code, param="messages")
+            return StreamingResponse(_aiter(answer.sse_events()), media_type=media)
+        return StreamingResponse(answer.live_events(first, events, generation), media_type=media)
 
     def _gateway_fault(self) -> Response | None:
         """Faults decided before the request body is even read, as a gateway would."""
@@ -243,10 +316,10 @@ class _Member:
             return chat.model_copy(update={"messages": _with_persona(chat.messages)})
         return chat
 
-    def _package(self, answer: _Answer, request: Request) -> Response:
+    def _package(self, answer: _Rendered) -> Response:
         """Turn a good answer into what this member actually sends."""
         fault = self.member.fault
-        stream = answer.chat.stream
+        stream = answer.stream
         media = "text/event-stream" if stream else "application/json"
         if fault == "html_error":
             return Response(_HTML_PAGE, 200, media_type="text/html; charset=utf-8")
@@ -279,16 +352,64 @@ class _Member:
         return response
 
 
-class _Answer:
-    """A generation rendered as an OpenAI chat.completion, or as its stream of chunks."""
+async def _parse(request: Request, model: type[_Body]) -> _Body | Response:
+    """The request's JSON body as `model`, or the OpenAI-style 400 that answers it."""
+    try:
+        payload = json.loads(await request.body())
+    except ValueError:
+        return error_response(400, "We could not parse the JSON body of your request.")
+    if not isinstance(payload, dict):
+        return error_response(400, "The request body must be a JSON object.")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        return error_response(400, f"Invalid request: {param}: {first['msg']}", param=param)
 
-    def __init__(self, chat: ChatRequest, generation: Generation, model: str, fingerprint: str):
+
+class _Rendered(Protocol):
+    """An answer as the member would send it, before its body faults."""
+
+    @property
+    def stream(self) -> bool: ...
+
+    def json_bytes(self) -> bytes: ...
+
+    def sse_bytes(self) -> bytes: ...
+
+    def sse_events(self) -> Iterator[bytes]: ...
+
+
+class _Answer:
+    """A generation rendered as an OpenAI chat.completion, or as its stream of chunks.
+
+    `gen` may be set late: a live stream (`live_events`) starts before the generation ends.
+    """
+
+    def __init__(
+        self, chat: ChatRequest, generation: Generation | None, model: str, fingerprint: str
+    ):
         self.chat = chat
-        self.gen = generation
+        self._gen = generation
         self.model = model
         self.fingerprint = fingerprint
         self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
+        self.include_usage = bool((chat.stream_options or {}).get("include_usage"))
+
+    @property
+    def gen(self) -> Generation:
+        assert self._gen is not None, "the generation is not done yet"
+        return self._gen
+
+    @gen.setter
+    def gen(self, generation: Generation) -> None:
+        self._gen = generation
+
+    @property
+    def stream(self) -> bool:
+        return self.chat.stream
 
     def usage(self) -> dict[str, int]:
         g = self.gen
@@ -334,32 +455,27 @@ class _Answer:
         }
         return json.dumps(body, separators=(",", ":")).encode()
 
-    def sse_events(self) -> Iterator[bytes]:
-        include_usage = bool((self.chat.stream_options or {}).get("include_usage"))
-        entries = self._logprob_entries()
-        pieces = [e["token"] for e in entries] if entries else split_tokens(self.gen.text)
+    def _chunk(
+        self, delta: dict[str, Any], logprobs: Any = None, finish: str | None = None
+    ) -> bytes:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.fingerprint,
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+            ],
+        }
+        if self.include_usage:
+            body["usage"] = None
+        return _sse(body)
 
-        def chunk(delta: dict[str, Any], logprobs: Any = None, finish: str | None = None) -> bytes:
-            body: dict[str, Any] = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "system_fingerprint": self.fingerprint,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
-                ],
-            }
-            if include_usage:
-                body["usage"] = None
-            return _sse(body)
-
-        yield chunk({"role": "assistant", "content": ""})
-        for i, piece in enumerate(pieces):
-            logprobs = {"content": [entries[i]], "refusal": None} if entries else None
-            yield chunk({"content": piece}, logprobs)
-        yield chunk({}, finish=self.gen.finish_reason)
-        if include_usage:
+    def _end(self) -> Iterator[bytes]:
+        """The finish chunk, the usage chunk when asked, and [DONE]."""
+        yield self._chunk({}, finish=self.gen.finish_reason)
+        if self.include_usage:
             yield _sse(
                 {
                     "id": self.id,
@@ -373,8 +489,87 @@ class _Answer:
             )
         yield _sse("[DONE]")
 
+    def sse_events(self) -> Iterator[bytes]:
+        entries = self._logprob_entries()
+        pieces = [e["token"] for e in entries] if entries else split_tokens(self.gen.text)
+        yield self._chunk({"role": "assistant", "content": ""})
+        for i, piece in enumerate(pieces):
+            logprobs = {"content": [entries[i]], "refusal": None} if entries else None
+            yield self._chunk({"content": piece}, logprobs)
+        yield from self._end()
+
+    async def live_events(
+        self,
+        first: str,
+        events: asyncio.Queue[str | None],
+        generation: asyncio.Future[Generation],
+    ) -> AsyncIterator[bytes]:
+        """The stream while the answer is generated: each piece the backend tells as it
+        comes (`None` ends them), then what it held back, then the usual end."""
+        yield self._chunk({"role": "assistant", "content": ""})
+        sent = 0
+        piece: str | None = first
+        while piece is not None:
+            if piece:
+                sent += len(piece)
+                yield self._chunk({"content": piece})
+            piece = await events.get()
+        try:
+            self.gen = generation.result()
+        except Exception:
+            # The stream has begun: it can only stop short, as a failing upstream's would.
+            logger.exception("generation failed mid-stream")
+            return
+        for rest in split_tokens(self.gen.text[sent:]):
+            yield self._chunk({"content": rest})
+        for chunk in self._end():
+            yield chunk
+
     def sse_bytes(self) -> bytes:
         return b"".join(self.sse_events())
+
+
+class _TextAnswer:
+    """A text completion rendered as an OpenAI text_completion (never streamed)."""
+
+    stream = False
+
+    def __init__(self, completion: TextCompletion, model: str, fingerprint: str) -> None:
+        self.completion = completion
+        self.model = model
+        self.fingerprint = fingerprint
+        self.id = f"cmpl-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+
+    def json_bytes(self) -> bytes:
+        c = self.completion
+        body = {
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.fingerprint,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": c.text,
+                    "logprobs": None if c.logprobs is None else c.logprobs.model_dump(),
+                    "finish_reason": c.finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": c.prompt_tokens,
+                "completion_tokens": c.completion_tokens,
+                "total_tokens": c.prompt_tokens + c.completion_tokens,
+            },
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def sse_events(self) -> Iterator[bytes]:
+        raise NotImplementedError("text completions are not streamed")
+
+    def sse_bytes(self) -> bytes:
+        raise NotImplementedError("text completions are not streamed")
 
 
 def _sse(data: dict[str, Any] | str) -> bytes:

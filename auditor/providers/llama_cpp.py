@@ -9,7 +9,6 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,10 @@ import numpy as np
 
 from auditor.config import LlamaCppReference
 from auditor.providers.base import ProviderAdapter
+from auditor.providers.continuation import ChatTemplate, ContinuationScorer, TokenScore
 from auditor.records import CompletionRequest, CompletionResponse, ErrorClass, Usage, utcnow
 
 PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-@dataclass(frozen=True)
-class TokenScore:
-    """One token of a given continuation, scored by the reference: rank 0 is its top choice."""
-
-    token: str
-    logprob: float
-    rank: int
-    top: list[tuple[str, float]]
 
 
 PACKAGED_MODEL_ID = "smollm2-135m-instruct"
@@ -59,7 +49,7 @@ def file_digest(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-class LlamaCppEngine(ProviderAdapter):
+class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
     """Runs the official weights in process. One decode at a time (one model, few cores)."""
 
     name = "reference"
@@ -87,6 +77,8 @@ class LlamaCppEngine(ProviderAdapter):
         except (ValueError, RuntimeError) as exc:
             raise ReferenceUnavailable(f"cannot load {self.path}: {exc}") from None
         self._llm_with_logprobs: Any = None
+        self._template: ChatTemplate | None = None
+        self._scoring_state = False  # the logprobs context holds a scoring call's tokens
         # Every call runs on this one thread: llama.cpp's OpenMP keeps a team of worker
         # threads per calling thread, and teams left spinning on other threads would halve
         # the speed on 2 cores. One worker also serializes the calls (one model, one decode).
@@ -115,42 +107,49 @@ class LlamaCppEngine(ProviderAdapter):
 
     def chat_prompt(self, messages: list[dict[str, Any]]) -> str:
         """The prompt text the GGUF's own chat template makes of `messages`."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        llm = self.llm
-        template = llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ValueError("the GGUF has no chat template")
-        formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=llm.detokenize([llm.token_eos()]).decode(errors="replace"),
-            bos_token=llm.detokenize([llm.token_bos()]).decode(errors="replace"),
-        )
-        return formatter(messages=messages).prompt
+        if self._template is None:
+            self._template = ChatTemplate.from_llama(self.llm)
+        return self._template.render(messages)
 
     async def score_continuation(
-        self, messages: list[dict[str, Any]], continuation: str, top_k: int = 5
+        self,
+        messages: list[dict[str, Any]],
+        continuation: str,
+        top_k: int = 5,
+        max_tokens: int | None = None,
     ) -> list[TokenScore]:
         """Log-probability, rank and top-k alternatives of every token of `continuation`
         (a provider's answer) after `messages`, under the reference weights: the answers the
-        reference would rarely give betray other weights or sampling settings."""
+        reference would rarely give betray other weights or sampling settings. Only the
+        first `max_tokens` tokens when set."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self.worker, self.score_continuation_sync, messages, continuation, top_k
+            self.worker, self.score_continuation_sync, messages, continuation, top_k, max_tokens
         )
 
     def score_continuation_sync(
-        self, messages: list[dict[str, Any]], continuation: str, top_k: int = 5
+        self,
+        messages: list[dict[str, Any]],
+        continuation: str,
+        top_k: int = 5,
+        max_tokens: int | None = None,
     ) -> list[TokenScore]:
         llm = self._model_for(wants_logprobs=True)
         prompt = llm.tokenize(self.chat_prompt(messages).encode(), add_bos=False, special=True)
-        answer = llm.tokenize(continuation.encode(), add_bos=False, special=False)
+        answer = llm.tokenize(continuation.encode(), add_bos=False, special=False)[:max_tokens]
         if not answer:
             return []
         if len(prompt) + len(answer) > llm.n_ctx():
             raise ValueError(f"prompt and answer need {len(prompt) + len(answer)} tokens")
-        llm.reset()
-        llm.eval(prompt + answer)
+        tokens = prompt + answer
+        # Answers to the same prompt come one after another: evaluate the shared prefix once
+        # (only after another scoring call: what a generation leaves is not reused).
+        cached = llm.input_ids[: llm.n_tokens].tolist() if self._scoring_state else []
+        self._scoring_state = True
+        pairs = enumerate(zip(cached, tokens, strict=False))
+        keep = next((i for i, (a, b) in pairs if a != b), min(len(cached), len(tokens)))
+        llm.n_tokens = min(keep, len(tokens) - 1)
+        llm.eval(tokens[llm.n_tokens :])
         # Row i of the logits predicts token i + 1.
         logits = np.asarray(
             llm.scores[len(prompt) - 1 : len(prompt) + len(answer) - 1], dtype=np.float64
@@ -160,7 +159,8 @@ class LlamaCppEngine(ProviderAdapter):
         out = []
         for row, token in zip(logprobs, answer, strict=True):
             chosen = row[token]
-            top = np.argsort(row)[::-1][:top_k]
+            best = np.argpartition(row, -top_k)[-top_k:] if top_k else np.array([], dtype=int)
+            top = best[np.argsort(row[best])[::-1]]
             out.append(
                 TokenScore(
                     token=llm.detokenize([token]).decode(errors="replace"),
@@ -188,6 +188,7 @@ class LlamaCppEngine(ProviderAdapter):
         started, t0 = utcnow(), time.monotonic()
         try:
             llm = self._model_for(bool(p.logprobs))
+            self._scoring_state = self._scoring_state and not p.logprobs
             if p.temperature != 0:
                 # Reusing the cached prefix of the previous prompt changes the logits slightly:
                 # enough to change a seeded sample, never a greedy answer (0 of the 40 core

@@ -1,7 +1,8 @@
 """Build the reference endpoint of a model: the official weights on an engine the user trusts.
 
 The runner treats the reference as one more endpoint (same `complete` interface); what only a
-reference can offer (scoring a given continuation) lives on the engine classes themselves.
+reference can offer, scoring a given continuation, is its `scorer` (None, with the reason in
+`scorer_note`, where the engine cannot: the signals that need it are then `not_available`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ from dataclasses import dataclass
 from auditor.config import EndpointReference, LlamaCppReference, ProviderConfig
 from auditor.errors import AuditorError
 from auditor.providers.base import ProviderAdapter, adapters
+from auditor.providers.continuation import (
+    ChatTemplate,
+    ContinuationScorer,
+    EndpointContinuationScorer,
+    ScoringUnavailable,
+)
 
 
 class ReferenceUnavailable(AuditorError):
@@ -24,6 +31,8 @@ class ReferenceEndpoint:
     model_id: str
     base_url: str | None
     limits: ProviderConfig
+    scorer: ContinuationScorer | None = None
+    scorer_note: str | None = None
 
 
 def build_reference(config: LlamaCppReference | EndpointReference) -> ReferenceEndpoint:
@@ -38,12 +47,15 @@ def build_reference(config: LlamaCppReference | EndpointReference) -> ReferenceE
             requests_per_second=1000,
             burst=config.max_concurrency,
         )
+        scorer, note = _endpoint_scorer(config)
         return ReferenceEndpoint(
             adapter=adapters.get("openai")(provider),  # type: ignore[call-arg]
             digest=f"endpoint:{config.model}",
             model_id=config.model,
             base_url=config.base_url,
             limits=provider,
+            scorer=scorer,
+            scorer_note=note,
         )
     from auditor.providers.llama_cpp import LlamaCppEngine
 
@@ -57,4 +69,20 @@ def build_reference(config: LlamaCppReference | EndpointReference) -> ReferenceE
         max_concurrency=1,  # one model, one decode at a time
         timeout_s=600,
     )
-    return ReferenceEndpoint(engine, engine.digest, engine.model_id, None, limits)
+    return ReferenceEndpoint(engine, engine.digest, engine.model_id, None, limits, scorer=engine)
+
+
+def _endpoint_scorer(
+    config: EndpointReference,
+) -> tuple[ContinuationScorer | None, str | None]:
+    """Scoring through the endpoint needs the model's chat template, from `tokenizer_path`."""
+    if config.tokenizer_path is None:
+        return None, (
+            "the endpoint reference has no tokenizer_path (a GGUF or tokenizer_config.json "
+            "holding the chat template): continuation scores are not available"
+        )
+    try:
+        template = ChatTemplate.from_file(config.tokenizer_path)
+    except ScoringUnavailable as exc:
+        return None, str(exc)
+    return EndpointContinuationScorer(config, template), None

@@ -15,8 +15,11 @@ from scipy import stats
 from auditor.stats.outcome import TestOutcome, degenerate, finite_values, safe_float
 
 
-def proportion_test(successes_a: int, n_a: int, successes_b: int, n_b: int) -> TestOutcome:
-    """Two-sided Fisher exact test of equal success probabilities.
+def proportion_test(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, *, greater: bool = False
+) -> TestOutcome:
+    """Two-sided Fisher exact test of equal success probabilities (one-sided, b's rate
+    greater than a's, with `greater`).
 
     For exact-match rates, pass rates, "stopped at max_tokens" rates and the like.
     Null: a's and b's successes are Binomial(n_a, p) and Binomial(n_b, p) with the same p
@@ -31,7 +34,8 @@ def proportion_test(successes_a: int, n_a: int, successes_b: int, n_b: int) -> T
     if n_a == 0 or n_b == 0:
         return degenerate(n_a + n_b)
     table = [[successes_b, n_b - successes_b], [successes_a, n_a - successes_a]]
-    p_value = stats.fisher_exact(table, alternative="two-sided").pvalue
+    alternative = "greater" if greater else "two-sided"
+    p_value = stats.fisher_exact(table, alternative=alternative).pvalue
     log_odds = math.log(
         (successes_b + 0.5)
         * (n_a - successes_a + 0.5)

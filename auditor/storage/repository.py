@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
@@ -28,6 +29,17 @@ from auditor.storage.tables import (
     SampleRow,
     ScoreRow,
 )
+
+
+@dataclass(frozen=True)
+class AnswerText:
+    """A stored answer and the messages it answered."""
+
+    sample_id: int
+    probe_hash: str
+    signals: list[str]
+    messages: list[dict[str, Any]]
+    text: str
 
 
 def _pid_alive(pid: int) -> bool:
@@ -294,6 +306,53 @@ class Store:
                 t["errors"] += count
                 t["errors_by_class"][error_class] = count
         return list(out.values())
+
+    def add_scores(self, sample_id: int, scores: list[ScoreRecord]) -> None:
+        """Scores computed after the sample was stored (the reference likelihood)."""
+        with self.session() as s:
+            for sc in scores:
+                s.add(
+                    ScoreRow(
+                        sample_id=sample_id,
+                        scorer=sc.scorer,
+                        scorer_params=sc.scorer_params,
+                        metric=sc.metric,
+                        value=sc.value,
+                        passed=sc.passed,
+                        detail=sc.detail,
+                    )
+                )
+            s.commit()
+
+    def answers_to_score(self, round_id: str, model: str, scorer: str) -> list[AnswerText]:
+        """The round's answered samples of `model` with text and no score of `scorer` yet,
+        grouped by prompt (probe), with the messages they answered."""
+        with self.session() as s:
+            done = select(ScoreRow.sample_id).where(ScoreRow.scorer == scorer)
+            rows = s.execute(
+                select(SampleRow.id, SampleRow.probe_hash, SampleRow.output_text, ProbeCaseRow.case)
+                .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
+                .join(ProbeCaseRow, SampleRow.probe_hash == ProbeCaseRow.hash)
+                .where(
+                    SampleRow.round_id == round_id,
+                    ProviderRow.model == model,
+                    SampleRow.ok.is_(True),  # type: ignore[attr-defined]
+                    SampleRow.output_text.is_not(None),  # type: ignore[union-attr]
+                    SampleRow.id.not_in(done),  # type: ignore[union-attr]
+                )
+                .order_by(SampleRow.probe_hash, SampleRow.id)
+            ).all()
+        return [
+            AnswerText(
+                sample_id,
+                probe_hash,
+                list(case.get("signals") or []),
+                [{k: v for k, v in m.items() if v is not None} for m in case.get("messages") or []],
+                text,
+            )
+            for sample_id, probe_hash, text, case in rows
+            if text
+        ]
 
     # --- reference cache -------------------------------------------------------------------
 

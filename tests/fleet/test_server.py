@@ -19,6 +19,7 @@ import uvicorn
 from auditor.fleet import (
     DEFAULT_MODEL,
     Backend,
+    BackendError,
     ChatRequest,
     EchoBackend,
     FleetMember,
@@ -57,6 +58,7 @@ MEMBERS: list[dict[str, Any]] = [
     {"name": "sometimes", "fault": "persona", "strength": 0.5},
     {"name": "short", "fault": "truncate_context", "strength": 5},
     {"name": "blocking", "backend": "test-blocking"},
+    {"name": "live", "backend": "test-streaming"},
 ]
 HELLO = [{"role": "user", "content": "Say hello to the auditor."}]
 
@@ -72,7 +74,7 @@ class SlowBackend(Backend):
         self.max_active = 0
         self.lock = threading.Lock()
 
-    def generate(self, request: ChatRequest) -> Generation:
+    def generate(self, request: ChatRequest, on_text: Any = None) -> Generation:
         with self.lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
@@ -80,6 +82,28 @@ class SlowBackend(Backend):
         with self.lock:
             self.active -= 1
         return Generation(text="done", prompt_tokens=1, completion_tokens=1)
+
+
+LIVE_WORDS = ["one", " two", " three", " four", " five", " six"]
+
+
+@backends.register("test-streaming")
+class StreamingBackend(Backend):
+    """A stand-in for a model that tells its answer as it goes: one word every 80 ms, the
+    last one held back until the end (as a possible stop string would be)."""
+
+    blocking = True
+
+    def generate(self, request: ChatRequest, on_text: Any = None) -> Generation:
+        if request.messages[-1].text() == "refuse":
+            raise BackendError(400, "The prompt is too long.", "context_length_exceeded")
+        tell = on_text or (lambda piece: None)
+        tell("")
+        for word in LIVE_WORDS[:-1]:
+            time.sleep(0.08)
+            tell(word)
+        time.sleep(0.08)
+        return Generation(text="".join(LIVE_WORDS), prompt_tokens=3, completion_tokens=6)
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +175,43 @@ def test_stream_round_trip_matches_non_stream(fleet: FleetHandle) -> None:
     assert [c.choices[0].finish_reason for c in finals] == ["stop"]
     assert chunks[-1].choices == []
     assert chunks[-1].usage.model_dump() == whole.usage.model_dump()
+
+
+def test_stream_is_sent_while_it_is_generated(fleet: FleetHandle) -> None:
+    stream = chat(fleet, "live", stream=True, stream_options={"include_usage": True})
+    timed = [(time.monotonic(), c) for c in stream]
+    chunks = [c for _, c in timed]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    content = [
+        (t, c.choices[0].delta.content)
+        for t, c in timed
+        if c.choices and c.choices[0].delta.content
+    ]
+    assert [text for _, text in content] == LIVE_WORDS  # as told, then what was held back
+    assert content[-2][0] - content[0][0] >= 0.2  # the first words came well before the last
+    finals = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finals == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 6
+    whole = chat(fleet, "live")
+    assert whole.choices[0].message.content == "".join(LIVE_WORDS)
+
+
+def test_live_stream_refusal_and_client_leaving(fleet: FleetHandle) -> None:
+    refuse = [{"role": "user", "content": "refuse"}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        chat(fleet, "live", messages=refuse, stream=True)  # refused before the stream began
+    assert caught.value.code == "context_length_exceeded"
+
+    url = fleet.base_url("live") + "/chat/completions"
+    with httpx.stream("POST", url, json={"messages": HELLO, "stream": True}, timeout=5) as r:
+        first = next(line for line in r.iter_lines() if line.startswith("data:"))
+        assert '"role":"assistant"' in first
+    # gone after the first chunk: the generation ends unread and the backend serves on
+    again = chat(fleet, "live", stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in again) == "".join(LIVE_WORDS)
+    assert chat(fleet, "honest").choices[0].message.content
 
 
 def test_stream_without_usage_has_no_usage_chunk(fleet: FleetHandle) -> None:
@@ -406,6 +467,55 @@ def test_slow_drip(fleet: FleetHandle) -> None:
                 break
     assert 0 < len(received) < 100  # 40 bytes/s, far short of the ~400-byte completion
     assert received.startswith(b'{"id":')
+
+
+# --- text completions (/v1/completions) -----------------------------------------------------
+
+
+def complete(fleet: FleetHandle, name: str, **kwargs: Any) -> Any:
+    kwargs.setdefault("prompt", "Say hello to the auditor.")
+    return client(fleet, name).completions.create(model=DEFAULT_MODEL, **kwargs)
+
+
+def test_text_completions_need_a_model_backend(fleet: FleetHandle) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        complete(fleet, "honest")
+    assert "chat completions only" in caught.value.body["message"]
+    assert caught.value.response.headers["server"] == "auditor-fleet/honest"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": "hi", "max_tokens": 0}, "max_tokens"),
+        ({"prompt": "hi", "max_tokens": 0, "echo": False}, "max_tokens"),
+        ({"prompt": ["a", "b"]}, "prompt"),
+        ({"prompt": "hi", "logprobs": 21}, "logprobs"),
+        ({"prompt": "hi", "stream": True}, "stream"),
+        ({"model": "m"}, "prompt"),
+    ],
+)
+def test_bad_text_completions_get_openai_errors(
+    fleet: FleetHandle, body: dict[str, Any], param: str
+) -> None:
+    response = httpx.post(fleet.base_url("honest") + "/completions", json=body, timeout=5)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+
+
+def test_gateway_faults_apply_to_text_completions(fleet: FleetHandle) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        complete(fleet, "h401")
+    with pytest.raises(openai.RateLimitError):
+        complete(fleet, "h429")
+    with pytest.raises(openai.APIConnectionError):
+        complete(fleet, "reset")
+    url = fleet.base_url("flaky") + "/completions"
+    with httpx.Client(timeout=5) as http:
+        statuses = {http.post(url, json={"prompt": "hi"}).status_code for _ in range(30)}
+    assert statuses == {404, 503}  # the echo backend's 404, and the flaky gateway's 503
 
 
 # --- request faults ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gguf import GGUFReader
 
-from auditor.fleet import ChatRequest, FleetMember, LlamaBackend
+from auditor.fleet import ChatRequest, FleetMember, LlamaBackend, TextCompletionRequest
 from auditor.fleet.variants import (
     CACHE_ENV,
     VariantError,
@@ -108,3 +108,24 @@ def test_members_run_on_their_variants(cache: Path) -> None:
     half = backend.bind(member("variant_mix", 0.5), seed=0)
     first = [half.generate(request).logprobs[0].logprob for _ in range(8)]  # type: ignore[index]
     assert set(first) == {honest[0], mixed[0]}  # some requests on each set of weights
+
+
+def test_text_completions_run_on_the_members_weights(cache: Path) -> None:
+    backend = LlamaBackend()
+    body = TextCompletionRequest(
+        prompt="The capital of France is Paris.", echo=True, max_tokens=0, logprobs=1
+    )
+
+    def scores(fault: str, strength: float = 0.0) -> list[float | None]:
+        member = FleetMember(
+            name=fault, port=0, fault=fault, strength=strength, backend="llama", noise=0
+        )
+        completion = backend.bind(member, seed=0).complete(body)
+        assert completion.logprobs is not None
+        assert completion.text == body.prompt
+        return completion.logprobs.token_logprobs
+
+    honest = scores("honest")
+    assert honest[0] is None and scores("honest") == honest
+    assert scores("quantized", 4) != honest  # the requantized weights score the text
+    assert scores("wrong_template") == honest  # the caller's own text: no prompt format
