@@ -93,6 +93,10 @@ class LlamaCppReference(Section):
     model_path: str = "packaged"
     n_ctx: int = Field(default=4096, ge=256)
     n_threads: int | None = Field(default=None, ge=1)
+    # Threads for scoring the round's answers, which happens once every endpoint is done
+    # (unset: n_threads). The demo runs the reference on 1 thread beside its fleet, then
+    # scores on 2 once the fleet is idle.
+    scoring_threads: int | None = Field(default=None, ge=1)
     seed: int = 0
 
 

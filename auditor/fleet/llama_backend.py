@@ -5,7 +5,9 @@ honest member differs from the reference only by the planted numeric noise:
 
 - the GGUF's own chat template (`create_chat_completion`), plain temperature/top-p
   sampling (top_k=0, min_p=0, repeat_penalty=1), `reset()` before every call (a reused
-  prompt prefix changes the logits slightly), 256 completion tokens when none are asked;
+  prompt prefix changes the logits, by up to 0.1 for this Q4_1 model, enough to change a
+  greedy answer: the planted noise stays the only difference), 256 completion tokens when
+  none are asked;
 - the noise: before every sampled token, Gaussian noise of std `noise` is added to the
   logits (a custom llama.cpp sampler, seeded per request). Real GPU serving never matches a
   reference bit for bit, even at temperature 0 (batching, kernels, reduction order); this is
@@ -71,7 +73,7 @@ RAW_STOP = "\nUser:"
 _SCORE_ROWS = 128
 
 MODEL_LOCK = threading.RLock()
-_MODELS: dict[tuple[str, int], Llama] = {}
+_MODELS: dict[tuple[str, int, bool], Llama] = {}
 
 
 def fleet_threads() -> int:
@@ -79,11 +81,13 @@ def fleet_threads() -> int:
     return max(1, int(value)) if value else os.cpu_count() or 1
 
 
-def shared_model(path: Path, n_ctx: int = N_CTX) -> Llama:
-    """The process's one `Llama` for this weights file, loaded on first use."""
+def shared_model(path: Path, n_ctx: int = N_CTX, logits_all: bool = False) -> Llama:
+    """The process's one `Llama` for this weights file, loaded on first use; a second one
+    keeps the logits of every position, for the requests that ask for logprobs (keeping
+    them makes prompt evaluation about 40% slower, so plain requests go without)."""
     from llama_cpp import Llama
 
-    key = (str(Path(path).resolve()), n_ctx)
+    key = (str(Path(path).resolve()), n_ctx, logits_all)
     llm = _MODELS.get(key)  # no lock on the fast path: it is held through every generation
     if llm is not None:
         return llm
@@ -98,7 +102,7 @@ def shared_model(path: Path, n_ctx: int = N_CTX) -> Llama:
                     # llama-cpp-python would use every core for prompts whatever n_threads
                     # says; two processes doing that on 2 cores spin-wait each other to a crawl
                     n_threads_batch=fleet_threads(),
-                    logits_all=True,  # per-token logprobs when asked
+                    logits_all=logits_all,
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
@@ -263,7 +267,7 @@ class LlamaBackend(Backend):
 
         `on_text`, when given, is told the answer's text as it is generated (`_Streamer`).
         """
-        llm = shared_model(weights, self.n_ctx)
+        llm = shared_model(weights, self.n_ctx, logits_all=bool(request.logprobs))
         top = request.top_logprobs or 0
         stops = request.stop_list()
         sampling = _sampling(
@@ -328,7 +332,7 @@ class LlamaBackend(Backend):
         scored from the stored logits: row i predicts token i + 1, plus fresh noise of the
         member's std (seeded apart from the generation's), and the first token gets None.
         """
-        llm = shared_model(weights, self.n_ctx)
+        llm = shared_model(weights, self.n_ctx, logits_all=True)
         prompt = request.prompt_text()
         top = request.logprobs
         scored: list[tuple[float | None, dict[str, float] | None]] = []

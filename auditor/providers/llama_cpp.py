@@ -79,6 +79,7 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
         self._llm_with_logprobs: Any = None
         self._template: ChatTemplate | None = None
         self._scoring_state = False  # the logprobs context holds a scoring call's tokens
+        self._threads: dict[int, int] = {}
         # Every call runs on this one thread: llama.cpp's OpenMP keeps a team of worker
         # threads per calling thread, and teams left spinning on other threads would halve
         # the speed on 2 cores. One worker also serializes the calls (one model, one decode).
@@ -104,6 +105,13 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
         if self._llm_with_logprobs is None:
             self._llm_with_logprobs = self._load(logits_all=True)
         return self._llm_with_logprobs
+
+    def _use_threads(self, llm: Any, threads: int | None) -> None:
+        """Run `llm` on `threads` (None: the configured n_threads) from now on."""
+        n = threads or self.config.n_threads or os.cpu_count() or 1
+        if self._threads.get(id(llm)) != n:
+            llm._ctx.set_n_threads(n, n)
+            self._threads[id(llm)] = n
 
     def chat_prompt(self, messages: list[dict[str, Any]]) -> str:
         """The prompt text the GGUF's own chat template makes of `messages`."""
@@ -135,6 +143,7 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
         max_tokens: int | None = None,
     ) -> list[TokenScore]:
         llm = self._model_for(wants_logprobs=True)
+        self._use_threads(llm, self.config.scoring_threads)
         prompt = llm.tokenize(self.chat_prompt(messages).encode(), add_bos=False, special=True)
         answer = llm.tokenize(continuation.encode(), add_bos=False, special=False)[:max_tokens]
         if not answer:
@@ -188,6 +197,7 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
         started, t0 = utcnow(), time.monotonic()
         try:
             llm = self._model_for(bool(p.logprobs))
+            self._use_threads(llm, None)
             self._scoring_state = self._scoring_state and not p.logprobs
             if p.temperature != 0:
                 # Reusing the cached prefix of the previous prompt changes the logits slightly:
