@@ -252,6 +252,36 @@ def compare(
 
 
 @app.command()
+def calibrate(
+    config_path: ConfigOpt = DEFAULT_CONFIG,
+    round_id: Annotated[
+        str | None, typer.Option("--round", help="Round id (default: last).")
+    ] = None,
+    honest: Annotated[
+        str | None,
+        typer.Option(help="Providers to treat as honest besides trusted ones (a,b,...)."),
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=20, help="Simulated honest rounds.")] = 200,
+    seed: int = 0,
+    database: DatabaseOpt = None,
+) -> None:
+    """Noise band and false-alarm rate from a round's honest providers, stored for reports."""
+    from auditor.compare import calibrate_round
+
+    store = _store(_database_url(config_path, database))
+    row = _pick_round(store, round_id)
+    names = [n.strip() for n in (honest or "").split(",") if n.strip()]
+    for c in calibrate_round(store, row.id, names, rounds, seed):
+        out.print(
+            f"{c.model}: honest providers {', '.join(c.honest_endpoints or [])}; "
+            f"flagged in {c.flagged} of {c.rounds} simulated honest rounds "
+            f"({c.rate:.1%}, 95% upper bound {c.upper_bound:.1%}) at alpha {c.alpha}; "
+            f"{len(c.honest_ranges or {})} noise bands stored (calibration {c.id})",
+            highlight=False,
+        )
+
+
+@app.command()
 def export(
     config_path: ConfigOpt = DEFAULT_CONFIG,
     fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.jsonl,

@@ -13,12 +13,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from auditor.calibration import calibrate
 from auditor.comparisons import compare
 from auditor.diagnose import ALPHA, diagnose, evidence, rejected, severity_for
+from auditor.errors import UsageError
 from auditor.observations import Observation, load_observations
-from auditor.records import Finding
+from auditor.records import Finding, TestResult
 from auditor.storage.repository import Store
-from auditor.storage.tables import ProviderRow, RoundRow, SampleRow
+from auditor.storage.tables import CalibrationRow, ProviderRow, RoundRow, SampleRow
 
 DETECTOR = "comparison-v1"
 MIN_ANSWERED_FRACTION = 0.5
@@ -58,6 +60,15 @@ def _history_baseline(store: Store, round_id: str, model: str, provider: str) ->
     ]
 
 
+def with_band(result: TestResult, bands: dict[str, Any]) -> TestResult:
+    """The test with the calibrated honest band of its statistic (`auditor calibrate`),
+    unless it carries its own (from the round's trusted providers)."""
+    band = bands.get(result.name)
+    if band is None or result.honest_range != (None, None):
+        return result
+    return result.model_copy(update={"honest_range": (float(band[0]), float(band[1]))})
+
+
 def build_findings(
     store: Store,
     round_id: str,
@@ -71,6 +82,7 @@ def build_findings(
         by_endpoint[(o.model, o.endpoint)].append(o)
         kinds[(o.model, o.endpoint)] = o.kind
     findings = []
+    bands: dict[str, dict[str, Any]] = {}
     for (model, name), observations in by_endpoint.items():
         if kinds[(model, name)] == "reference":
             continue
@@ -100,6 +112,10 @@ def build_findings(
         if verdict is None:
             tested = sum(c.result.p_value is not None for c in comparisons)
             verdict = "deviant" if rej else ("consistent" if tested >= 3 else "inconclusive")
+        if model not in bands:
+            calibration = store.latest_calibration(model)
+            bands[model] = (calibration.honest_ranges or {}) if calibration else {}
+        tests = [with_band(c.result, bands[model]) for c in comparisons]
         findings.append(
             Finding(
                 model=model,
@@ -108,7 +124,7 @@ def build_findings(
                 verdict=verdict,  # type: ignore[arg-type]
                 severity=severity_for(verdict, diagnoses),  # type: ignore[arg-type]
                 diagnoses=diagnoses,
-                tests=[c.result for c in comparisons],
+                tests=tests,
                 evidence=evidence(reference, observations, diagnoses)
                 if verdict == "deviant"
                 else [],
@@ -126,3 +142,46 @@ def build_findings(
         "multiple_testing": "BH",
     }
     return findings, DETECTOR, params
+
+
+def calibrate_round(
+    store: Store,
+    round_id: str,
+    honest: list[str] | None = None,
+    rounds: int = 200,
+    seed: int = 0,
+    alpha: float = ALPHA,
+) -> list[CalibrationRow]:
+    """Calibrate each model of a round on its honest providers: those marked `trusted: true`
+    and those named in `honest`, and store the result (see `auditor.calibration`)."""
+    by_endpoint: dict[tuple[str, str], list[Observation]] = defaultdict(list)
+    for o in load_observations(store, round_id):
+        by_endpoint[(o.model, o.endpoint)].append(o)
+    out = []
+    for model in sorted({m for m, _ in by_endpoint}):
+        reference = by_endpoint.get((model, "reference"), [])
+        chosen = {
+            name: obs
+            for (m, name), obs in by_endpoint.items()
+            if m == model
+            and obs[0].kind == "provider"
+            and (obs[0].trusted or name in (honest or []))
+        }
+        if not reference:
+            raise UsageError(f"round {round_id} has no reference samples for {model}")
+        try:
+            result = calibrate(reference, chosen, rounds, seed, alpha)
+        except ValueError as exc:
+            raise UsageError(f"{model}: {exc} (mark them trusted: true or name them)") from None
+        out.append(
+            store.save_calibration(
+                CalibrationRow(
+                    model=model, round_ids=[round_id], honest_endpoints=result.honest_endpoints,
+                    detector=DETECTOR, alpha=alpha, rounds=result.rounds, flagged=result.flagged,
+                    rate=result.rate, upper_bound=result.upper_bound,
+                    honest_ranges={k: list(v) for k, v in result.honest_ranges.items()},
+                    flagged_by_test=result.flagged_by_test,
+                )
+            )
+        )  # fmt: skip
+    return out

@@ -233,7 +233,7 @@ def against_trusted(
     if nb >= MIN_SAMPLES and na >= MIN_SAMPLES:
         outcome = proportion_test(ka, na, kb, nb)
         result = _result("rate:greedy_early_divergence@trusted", outcome).model_copy(
-            update={"honest_range": (0.0, ka / na)}
+            update={"statistic": kb / nb, "honest_range": (0.0, ka / na)}
         )
         out.append(Comparison(result, "greedy_early", "trusted"))
     (vb, mb), (va, ma) = _varying_repeats(provider), _varying_repeats(trusted)

@@ -373,3 +373,38 @@ def test_a_reference_that_cannot_score_continuations_reports_not_available(
     (missing,) = [t for t in finding["tests"] if t["status"] == "not_available"]
     assert missing["name"] == "reference_likelihood" and missing["p_value"] is None
     assert "did not score" in missing["note"]
+
+
+def test_calibrate_stores_honest_bands_that_later_reports_show(
+    fleet: FleetHandle, tmp_path: Path, sqlite_url: str
+) -> None:
+    reference = {
+        "engine": "endpoint",
+        "base_url": fleet.base_url("acme"),  # an echo member stands in for the reference
+        "model": "smollm2-135m-instruct",
+    }
+    providers = [
+        provider("acme", fleet.base_url("acme"), trusted=True),
+        provider("bolt", fleet.base_url("bolt"), trusted=True),
+    ]
+    config = write_config(tmp_path, providers, sqlite_url, reference=reference)
+    result = run_auditor("run", "-c", str(config), "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    alone = run_auditor("calibrate", "-c", str(config), "--rounds", "50", cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr
+    assert "flagged in 0 of 50 simulated honest rounds" in alone.stdout
+    db = sqlite3.connect(tmp_path / "auditor.db")
+    honest, rounds, upper = db.execute(
+        "SELECT honest_endpoints, rounds, upper_bound FROM calibrations"
+    ).fetchone()
+    assert json.loads(honest) == ["acme", "bolt"] and rounds == 50 and 0 < upper < 0.1
+
+    run_auditor("compare", "-c", str(config), cwd=tmp_path)
+    tests = {t["name"]: t for t in report_json(tmp_path, "-c", str(config))["findings"][0]["tests"]}
+    assert tests["shift:words"]["honest_range"][0] is not None  # from the calibration
+
+    bad = run_auditor("calibrate", "-c", str(config), "--honest", "", cwd=tmp_path)
+    assert bad.returncode == 0  # trusted ones suffice; naming none changes nothing
+    missing = run_auditor("calibrate", "-c", str(config), "--round", "nope", cwd=tmp_path)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1

@@ -21,6 +21,7 @@ from auditor.records import (
     utcnow,
 )
 from auditor.storage.tables import (
+    CalibrationRow,
     FindingRow,
     ProbeCaseRow,
     ProviderRow,
@@ -385,6 +386,25 @@ class Store:
                     s.commit()
                 except IntegrityError:  # another writer cached it first
                     s.rollback()
+
+    # --- calibrations ----------------------------------------------------------------------
+
+    def save_calibration(self, row: CalibrationRow) -> CalibrationRow:
+        row.created_at = row.created_at or utcnow()
+        with self.session() as s:
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def latest_calibration(self, model: str) -> CalibrationRow | None:
+        with self.session() as s:
+            return s.execute(
+                select(CalibrationRow)
+                .where(CalibrationRow.model == model)
+                .order_by(CalibrationRow.created_at.desc(), CalibrationRow.id.desc())  # type: ignore[union-attr]
+                .limit(1)
+            ).scalar()
 
     # --- findings --------------------------------------------------------------------------
 

@@ -169,3 +169,24 @@ class ReferenceCacheRow(SQLModel, table=True):
     request: dict[str, Any] = _json(nullable=False)
     response: dict[str, Any] = _json(nullable=False)
     created_at: datetime = _ts()
+
+
+class CalibrationRow(SQLModel, table=True):
+    """The noise band of honest providers and the detector's false-alarm rate on them,
+    from simulated rounds (`auditor calibrate`); later findings show the bands."""
+
+    __tablename__ = "calibrations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(index=True)
+    round_ids: list[str] | None = _json()
+    honest_endpoints: list[str] | None = _json()
+    detector: str
+    alpha: float
+    rounds: int
+    flagged: int
+    rate: float
+    upper_bound: float
+    honest_ranges: dict[str, Any] | None = _json()
+    flagged_by_test: dict[str, Any] | None = _json()
+    created_at: datetime = _ts()
