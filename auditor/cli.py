@@ -251,6 +251,23 @@ def compare(
     report(config_path, row.id, False, fmt, database)
 
 
+def _export_evidence(
+    store: Store, round_id: str | None, provider: str | None, output: Path | None
+) -> None:
+    from auditor.evidence import evidence_bundle
+
+    row = _pick_round(store, round_id)
+    bundle = evidence_bundle(store, row, provider, all_verdicts=provider is not None)
+    if provider is not None and not bundle["findings"]:
+        raise UsageError(f"--provider: no finding for {provider!r} in round {row.id}")
+    text = json.dumps(bundle, ensure_ascii=False, indent=1)
+    if output is None:
+        sys.stdout.write(text + "\n")
+        return
+    output.write_text(text + "\n", encoding="utf-8")
+    err.print(f"wrote evidence for {len(bundle['findings'])} finding(s) to {output}")
+
+
 @app.command()
 def calibrate(
     config_path: ConfigOpt = DEFAULT_CONFIG,
@@ -289,12 +306,26 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File (default stdout).")
     ] = None,
+    evidence: Annotated[
+        bool,
+        typer.Option(
+            "--evidence",
+            help="Instead: one JSON bundle of the round's deviant findings, each probe's "
+            "reference and provider answers side by side, to send to a provider.",
+        ),
+    ] = False,
+    provider: Annotated[
+        str | None, typer.Option(help="With --evidence: only this provider (any verdict).")
+    ] = None,
     database: DatabaseOpt = None,
 ) -> None:
     """Export samples (requests, responses, timings, usage) for analysis."""
     from auditor.export import sample_records, write_csv, write_jsonl
 
     store = _store(_database_url(config_path, database))
+    if evidence:
+        _export_evidence(store, round_id, provider, output)
+        return
     if round_id:
         _pick_round(store, round_id)
     writer = write_jsonl if fmt is ExportFormat.jsonl else write_csv

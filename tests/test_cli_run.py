@@ -404,6 +404,30 @@ def test_calibrate_stores_honest_bands_that_later_reports_show(
     tests = {t["name"]: t for t in report_json(tmp_path, "-c", str(config))["findings"][0]["tests"]}
     assert tests["shift:words"]["honest_range"][0] is not None  # from the calibration
 
+    bundle_path = tmp_path / "evidence.json"
+    exported = run_auditor(
+        "export", "-c", str(config), "--evidence", "--provider", "bolt", "-o", str(bundle_path),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    bundle = json.loads(bundle_path.read_text())
+    (finding,) = bundle["findings"]  # bolt only: never another provider's answers
+    assert bundle["format"] == "auditor-evidence/1" and finding["provider"] == "bolt"
+    assert len(finding["probes"]) == 4  # the mini suite's cases
+    stored = dict(
+        db.execute(
+            "SELECT s.probe_id || '/' || s.sample_index || '/' || p.name, s.output_text "
+            "FROM samples s JOIN providers p ON p.id = s.provider_id"
+        ).fetchall()
+    )
+    for probe in finding["probes"]:
+        for side, name in (("reference", "reference"), ("provider", "bolt")):
+            for answer in probe[side]:
+                key = f"{probe['probe_id']}/{answer['sample_index']}/{name}"
+                assert answer["text"] == stored[key]
+    none = run_auditor("export", "-c", str(config), "--evidence", cwd=tmp_path)
+    assert json.loads(none.stdout)["findings"] == []  # no deviant provider in this round
+
     bad = run_auditor("calibrate", "-c", str(config), "--honest", "", cwd=tmp_path)
     assert bad.returncode == 0  # trusted ones suffice; naming none changes nothing
     missing = run_auditor("calibrate", "-c", str(config), "--round", "nope", cwd=tmp_path)
