@@ -78,6 +78,7 @@ async def run_round_async(
     selection: RoundSelection,
     progress: RoundProgress | None = None,
     with_reference: bool = True,
+    score_likelihood: bool = True,
 ) -> RoundResult:
     suite = selection.suite
     requests = expand_requests(suite)
@@ -175,8 +176,8 @@ async def run_round_async(
         for sig in handled:
             loop.remove_signal_handler(sig)
     for model_name, reference in references.items():
-        if outcome.status == "interrupted":  # asked to stop: findings from what was answered
-            break
+        if outcome.status == "interrupted" or not score_likelihood:
+            break  # asked to stop (findings from what was answered), or not wanted
         note = await _score_likelihood(store, round_row.id, model_name, reference, progress)
         reference_note = reference_note or note
     store.finish_round(round_row.id, outcome.status, outcome.stop_reason)
