@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from auditor import __version__
-from auditor.records import Finding, as_utc
+from auditor.records import Finding, TestResult, as_utc
 from auditor.storage.repository import Store
 from auditor.storage.tables import RoundRow
 
@@ -102,6 +102,10 @@ COLUMNS = (
 )
 
 
+MOVED_P = 0.05
+MOVED_SHOWN = 5
+
+
 def _rows(report: Report) -> list[list[str]]:
     return [
         [
@@ -146,8 +150,35 @@ def print_table(report: Report, console: Console) -> None:
     _print_evidence(report, console)
 
 
+def _moved(f: Finding) -> list[TestResult]:
+    """A deviant provider's tests that moved (p below 0.05, strongest first) and its figures:
+    what to show beside the noise band honest providers have on them."""
+    if f.verdict != "deviant":
+        return []
+    tested = sorted(
+        (t for t in f.tests if t.p_value is not None and t.p_value < MOVED_P),
+        key=lambda t: t.p_value or 0.0,
+    )
+    return tested[:MOVED_SHOWN] + [t for t in f.tests if t.status == "figure"]
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _band(t: TestResult) -> str:
+    low, high = t.honest_range
+    return "-" if low is None or high is None else f"{_number(low)}..{_number(high)}"
+
+
 def _print_evidence(report: Report, console: Console) -> None:
     for f in report.findings:
+        for t in _moved(f):
+            console.print(
+                f"[bold]{f.provider}[/] {t.name}: {_number(t.statistic)} "
+                f"(honest {_band(t)}), p {_number(t.p_value)}",
+                highlight=False,
+            )
         for ev in f.evidence:
             console.print(f"[bold]{f.provider}[/] {ev.probe}: {ev.note}")
             console.print(f"  reference: {ev.reference!r}")
@@ -162,6 +193,16 @@ def to_markdown(report: Report) -> str:
     ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in _rows(report)]
     for f in report.findings:
+        if moved := _moved(f):
+            lines += [
+                f"\n## {f.model} / {f.provider}: what moved\n",
+                "| test | statistic | honest range | p-value |",
+                "|---|---|---|---|",
+                *(
+                    f"| {t.name} | {_number(t.statistic)} | {_band(t)} | {_number(t.p_value)} |"
+                    for t in moved
+                ),
+            ]
         if f.evidence:
             lines.append(f"\n## {f.model} / {f.provider}: evidence\n")
             for ev in f.evidence:

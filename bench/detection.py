@@ -41,7 +41,7 @@ from auditor.observations import load_observations
 from auditor.probes import load_suite
 from auditor.rounds import run_round_async, select
 from auditor.stats import mmd_hamming_test
-from auditor.storage.db import make_engine
+from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,8 +91,8 @@ def fleet_spec() -> FleetSpec:
                 name=name,
                 port=BASE_PORT + i,
                 fault=fault,  # type: ignore[arg-type]
-                strength=strength,
                 backend="llama",
+                **({} if strength is None else {"strength": strength}),
             )
             for i, (name, fault, strength) in enumerate(MEMBERS)
         ]
@@ -217,7 +217,9 @@ def main() -> None:
     (probes_dir / "mmd.yaml").write_text(yaml.safe_dump(mmd_suite(args.mmd_samples)))
     spec = fleet_spec()
     config = config_for(spec, f"sqlite:///{work / 'detection.db'}", probes_dir)
-    store = Store(make_engine(config.database))
+    engine = make_engine(config.database)
+    ensure_schema(engine)
+    store = Store(engine)
     build_weights(spec, print)
     fleet_up(spec, work / "fleet", wait_s=180)
     runs, elapsed = [], []

@@ -67,3 +67,22 @@ def test_markdown_shows_evidence_side_by_side() -> None:
     assert "| reference | provider |" in md
     assert "| Paris. | Great question!! 🎉 \\|Paris\\| |" in md
     assert "| m | acme | deviant | critical |" in md
+
+
+def test_markdown_shows_what_moved_beside_the_honest_band() -> None:
+    moved = TestResult(
+        name="rate:ref_gap_tail@trusted", statistic=0.6, p_value=1e-6, effect=0.5, n=60,
+        honest_range=(0.0, 0.1),
+    )  # fmt: skip
+    still = TestResult(name="shift:words", statistic=300.0, p_value=0.4, effect=0.0, n=60)
+    figure = TestResult(
+        name="greedy:exact_match", statistic=0.1, p_value=None, effect=-0.9, n=20,
+        honest_range=(0.7, 0.9), status="figure",
+    )  # fmt: skip
+    deviant = finding(tests=[still, moved, figure])
+    honest = finding(provider="bolt", verdict="consistent", severity="info", tests=[moved])
+    md = to_markdown(Report(version="x", round=info(), findings=[deviant, honest]))
+    assert "## m / acme: what moved" in md and "## m / bolt: what moved" not in md
+    assert "| rate:ref_gap_tail@trusted | 0.6 | 0..0.1 | 1e-06 |" in md
+    assert "| greedy:exact_match | 0.1 | 0.7..0.9 | - |" in md
+    assert "shift:words" not in md  # did not move
