@@ -271,8 +271,9 @@ def _export_evidence(
 @app.command()
 def calibrate(
     config_path: ConfigOpt = DEFAULT_CONFIG,
-    round_id: Annotated[
-        str | None, typer.Option("--round", help="Round id (default: last).")
+    round_ids: Annotated[
+        list[str] | None,
+        typer.Option("--round", help="Round id, repeatable: rounds of one suite (default: last)."),
     ] = None,
     honest: Annotated[
         str | None,
@@ -286,9 +287,11 @@ def calibrate(
     from auditor.compare import calibrate_round
 
     store = _store(_database_url(config_path, database))
-    row = _pick_round(store, round_id)
+    rows = [_pick_round(store, r) for r in (round_ids or [None])]
+    if len({r.suite for r in rows}) > 1:
+        raise UsageError("--round: calibrate on rounds of one suite")
     names = [n.strip() for n in (honest or "").split(",") if n.strip()]
-    for c in calibrate_round(store, row.id, names, rounds, seed):
+    for c in calibrate_round(store, [r.id for r in rows], names, rounds, seed):
         out.print(
             f"{c.model}: honest providers {', '.join(c.honest_endpoints or [])}; "
             f"flagged in {c.flagged} of {c.rounds} simulated honest rounds "

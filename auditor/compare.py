@@ -146,20 +146,31 @@ def build_findings(
 
 def calibrate_round(
     store: Store,
-    round_id: str,
+    round_ids: list[str],
     honest: list[str] | None = None,
     rounds: int = 200,
     seed: int = 0,
     alpha: float = ALPHA,
 ) -> list[CalibrationRow]:
-    """Calibrate each model of a round on its honest providers: those marked `trusted: true`
-    and those named in `honest`, and store the result (see `auditor.calibration`)."""
+    """Calibrate each model of the rounds (of one suite) on their honest providers: those
+    marked `trusted: true` and those named in `honest`; every round's answers join the
+    pools the simulated rounds draw from, the first round's reference answers are the
+    baseline. Stores the result (see `auditor.calibration`)."""
     by_endpoint: dict[tuple[str, str], list[Observation]] = defaultdict(list)
-    for o in load_observations(store, round_id):
-        by_endpoint[(o.model, o.endpoint)].append(o)
+    references: dict[str, list[Observation]] = {}
+    for round_id in round_ids:
+        answers: dict[str, list[Observation]] = defaultdict(list)
+        for o in load_observations(store, round_id):
+            if o.kind == "reference":
+                answers[o.model].append(o)
+            else:
+                by_endpoint[(o.model, o.endpoint)].append(o)
+        for model, observations in answers.items():
+            references.setdefault(model, observations)
+    names = ", ".join(round_ids)
     out = []
     for model in sorted({m for m, _ in by_endpoint}):
-        reference = by_endpoint.get((model, "reference"), [])
+        reference = references.get(model, [])
         chosen = {
             name: obs
             for (m, name), obs in by_endpoint.items()
@@ -168,7 +179,7 @@ def calibrate_round(
             and (obs[0].trusted or name in (honest or []))
         }
         if not reference:
-            raise UsageError(f"round {round_id} has no reference samples for {model}")
+            raise UsageError(f"round(s) {names} hold no reference samples for {model}")
         try:
             result = calibrate(reference, chosen, rounds, seed, alpha)
         except ValueError as exc:
@@ -176,7 +187,7 @@ def calibrate_round(
         out.append(
             store.save_calibration(
                 CalibrationRow(
-                    model=model, round_ids=[round_id], honest_endpoints=result.honest_endpoints,
+                    model=model, round_ids=round_ids, honest_endpoints=result.honest_endpoints,
                     detector=DETECTOR, alpha=alpha, rounds=result.rounds, flagged=result.flagged,
                     rate=result.rate, upper_bound=result.upper_bound,
                     honest_ranges={k: list(v) for k, v in result.honest_ranges.items()},

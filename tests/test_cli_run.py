@@ -428,7 +428,13 @@ def test_calibrate_stores_honest_bands_that_later_reports_show(
     none = run_auditor("export", "-c", str(config), "--evidence", cwd=tmp_path)
     assert json.loads(none.stdout)["findings"] == []  # no deviant provider in this round
 
-    bad = run_auditor("calibrate", "-c", str(config), "--honest", "", cwd=tmp_path)
-    assert bad.returncode == 0  # trusted ones suffice; naming none changes nothing
+    again = run_auditor("run", "-c", str(config), "--no-progress", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    ids = [r for (r,) in db.execute("SELECT id FROM rounds ORDER BY started_at")]
+    args = [a for r in ids for a in ("--round", r)]
+    both = run_auditor("calibrate", "-c", str(config), *args, "--rounds", "30", cwd=tmp_path)
+    assert both.returncode == 0, both.stderr
+    (stored,) = db.execute("SELECT round_ids FROM calibrations ORDER BY id DESC LIMIT 1").fetchone()
+    assert json.loads(stored) == ids
     missing = run_auditor("calibrate", "-c", str(config), "--round", "nope", cwd=tmp_path)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
