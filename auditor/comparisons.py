@@ -59,6 +59,7 @@ class Comparison:
     scope: str
     direction: float = 0.0  # for prompt accounting: the median difference in tokens
     beyond_honest: float | None = None  # share of values beyond every trusted provider's
+    sampling_likeness: float | None = None  # greedy gaps over the reference's sampled gaps
 
 
 def _result(name: str, outcome: TestOutcome) -> TestResult:
@@ -212,11 +213,15 @@ def _greedy_counts(reference: list[Observation], obs: list[Observation]) -> tupl
 
 
 def _varying_repeats(obs: list[Observation]) -> tuple[int, int]:
-    groups: dict[tuple[str, str], set[str]] = defaultdict(set)
+    """(temperature-0 probes whose repeats diverge early from one another, such probes).
+    Numeric noise flips a near-tie now and then, late in an answer; sampling makes repeats
+    part ways within their first quarter."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for o in obs:
         if o.ok and o.temperature == 0 and o.case.get("samples", 1) > 1:
-            groups[(o.endpoint, o.probe_hash)].add(o.text or "")
-    return sum(len(g) > 1 for g in groups.values()), len(groups)
+            groups[(o.endpoint, o.probe_hash)].append(o.text or "")
+    varying = sum(any(_diverges_early(g[0], t) for t in g[1:]) for g in groups.values())
+    return varying, len(groups)
 
 
 def against_trusted(
@@ -310,8 +315,14 @@ def reference_likelihood(
         )
     gaps = _values(_scored(provider, greedy=True), "ref_gap_mean")
     honest = _values(_scored(trusted, greedy=True), "ref_gap_mean")
+    sampled_gaps = _values(_scored(reference, greedy=False), "ref_gap_mean")
+    likeness = (
+        float(np.mean(gaps)) / float(np.mean(sampled_gaps))
+        if gaps and sampled_gaps and np.mean(sampled_gaps) > 0
+        else None
+    )
     if len(gaps) >= MIN_SAMPLES and len(honest) >= MIN_SAMPLES:
-        out.append(_gap_tail_test(gaps, honest))
+        out.append(_gap_tail_test(gaps, honest, likeness))
     elif gaps:
         figure = TestResult(
             name="likelihood:ref_gap", statistic=float(np.mean(gaps)), p_value=None,
@@ -321,13 +332,18 @@ def reference_likelihood(
     return out
 
 
-def _gap_tail_test(gaps: list[float], honest: list[float]) -> Comparison:
+def _gap_tail_test(gaps: list[float], honest: list[float], likeness: float | None) -> Comparison:
     """How many of the provider's greedy answers fall in the upper tail (above the pooled
     `GAP_TAIL_QUANTILE`) of the gaps, against trusted providers' (Fisher). The threshold is
     a symmetric function of the pooled values, so under the null the count is exactly
     hypergeometric. A tail test, because other weights on a share of the traffic (or in a
     share of the prompts) move a share of the answers far and leave the rest alone; one-sided,
-    because a provider closer to the reference than the trusted ones is no fault."""
+    because a provider closer to the reference than the trusted ones is no fault.
+
+    `likeness` (kept for the diagnosis): the provider's mean greedy gap over the mean gap of
+    the reference's own sampled answers. Greedy decoding on other weights picks the argmax
+    of slightly different logits, tokens near the reference's top; sampling picks tokens as
+    far from it as the reference's own samples do."""
     threshold = float(np.quantile(np.concatenate([gaps, honest]), GAP_TAIL_QUANTILE))
     k_provider = sum(g > threshold for g in gaps)
     k_honest = sum(g > threshold for g in honest)
@@ -336,7 +352,9 @@ def _gap_tail_test(gaps: list[float], honest: list[float]) -> Comparison:
         update={"statistic": k_provider / len(gaps), "honest_range": (0.0, k_honest / len(honest))}
     )
     beyond = sum(g > max(honest) for g in gaps) / len(gaps)
-    return Comparison(result, "ref_gap", "trusted", beyond_honest=beyond)
+    return Comparison(
+        result, "ref_gap", "trusted", beyond_honest=beyond, sampling_likeness=likeness
+    )
 
 
 def compare(

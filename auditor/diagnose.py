@@ -29,6 +29,8 @@ TONE_METRICS = {
 CRITICAL = {"model_variant", "quantization", "context_truncation", "system_prompt", "chat_template"}
 EVIDENCE_ITEMS = 3
 WIDESPREAD_SHARE = 0.7  # answers moved beyond honest noise: all traffic, not a share of it
+SAMPLING_LIKENESS = 0.5  # greedy gaps half those of sampling at temperature 1: sampled
+NEAR_TOP_LIKENESS = 0.15  # greedy gaps under this share of sampling's: not sampled
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,12 @@ def diagnose(rej: list[Rejected], figures: list[Comparison] | None = None) -> li
                 f"tone differs from the released weights: {r.comparison.result.name} "
                 f"effect {r.effect:+.2f}",
             )
-    if (r := _find(rej, "repeats_vary")) and r.effect > 0:
+    # Answers whose tokens stay near the reference's top choices are greedy decoding on other
+    # weights, not sampling, even where those weights' flatter logits let noise split repeats.
+    gap = _find(rej, "ref_gap", "trusted")
+    likeness = gap.comparison.sampling_likeness if gap else None
+    near_top = likeness is not None and likeness < NEAR_TOP_LIKENESS
+    if (r := _find(rej, "repeats_vary")) and r.effect > 0 and not near_top:
         add(
             "sampling_params",
             0.9,
@@ -163,7 +170,7 @@ def diagnose(rej: list[Rejected], figures: list[Comparison] | None = None) -> li
     prompt_changed = any(tokens.values())
     if (r := _find(rej, "greedy_early", "trusted")) and r.effect > 0 and not prompt_changed:
         repeats = next((c for c in figures if c.metric == "repeats_vary_figure"), None)
-        if repeats is not None and (repeats.result.effect or 0) > 0:
+        if repeats is not None and (repeats.result.effect or 0) > 0 and not near_top:
             add(
                 "sampling_params",
                 0.9,
@@ -217,7 +224,18 @@ def _weights_differ(add: Callable[[str, float, Rejected, str], None], r: Rejecte
     answer moved: the same weights degraded throughout, as a heavier quantization does.
     A share moved and the rest match trusted serving: part of the traffic (or of the
     prompts) meets other weights. Weight noise alone cannot tell a heavier quantization
-    from a light fine-tune; tone and task scores can (see the tone rule)."""
+    from a light fine-tune; tone and task scores can (see the tone rule). Gaps as large as
+    the reference's own temperature-1 samples show are sampling, not other weights."""
+    likeness = r.comparison.sampling_likeness
+    if likeness is not None and likeness >= SAMPLING_LIKENESS:
+        add(
+            "sampling_params",
+            0.85,
+            r,
+            f"temperature-0 answers pick tokens {likeness:.0%} as far from the reference's "
+            "top choices as its own temperature-1 samples do: the temperature is not honoured",
+        )
+        return
     share = r.comparison.beyond_honest or 0.0
     moved = (
         f"{share:.0%} of greedy answers hold tokens the reference ranks lower than "

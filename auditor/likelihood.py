@@ -1,7 +1,7 @@
 """Samples -> reference log-likelihood scores: every answer of a round, scored under the
 reference weights.
 
-Each answered sample (the providers' and the reference's own) gets four numbers, stored as
+Each answered sample (the providers' and the reference's own) gets five numbers, stored as
 scores of the `reference_likelihood` scorer as soon as they are computed:
 
 - `ref_logprob_mean`: the mean log-probability the reference gives the answer's tokens;
@@ -9,6 +9,8 @@ scores of the `reference_likelihood` scorer as soon as they are computed:
 - `ref_gap_mean`: the mean gap, in nats, between the reference's top choice and the token
   the answer has (0 where they agree): small where numeric noise broke a near-tie, large
   where other weights or settings chose a token the reference would not;
+- `ref_far_share`: the share of tokens outside the reference's top `TOP_K` choices: greedy
+  decoding on slightly other weights picks near the top, sampling picks from the tail too;
 - `ref_tokens`: the number of tokens scored.
 
 Scoring costs a forward pass over the prompt and the answer, at about prompt-evaluation
@@ -40,7 +42,7 @@ SCORER = "reference_likelihood"
 TOP_K = 5
 MAX_TOKENS = 48
 SKIPPED_SIGNALS = {"long_context"}
-METRICS = ("ref_logprob_mean", "ref_top1_share", "ref_gap_mean", "ref_tokens")
+METRICS = ("ref_logprob_mean", "ref_top1_share", "ref_gap_mean", "ref_far_share", "ref_tokens")
 
 
 @dataclass
@@ -51,13 +53,14 @@ class LikelihoodOutcome:
 
 
 def likelihood_scores(tokens: Sequence[TokenScore], params: dict[str, Any]) -> list[ScoreRecord]:
-    """The four per-answer figures of `tokens` (see the module docstring)."""
+    """The per-answer figures of `tokens` (see the module docstring)."""
     logprobs = np.array([t.logprob for t in tokens])
     gaps = np.array([max(0.0, t.top[0][1] - t.logprob) if t.top else 0.0 for t in tokens])
     values = {
         "ref_logprob_mean": float(logprobs.mean()),
         "ref_top1_share": float(np.mean([t.rank == 0 for t in tokens])),
         "ref_gap_mean": float(gaps.mean()),
+        "ref_far_share": float(np.mean([t.rank >= TOP_K for t in tokens])),
         "ref_tokens": float(len(tokens)),
     }
     return [

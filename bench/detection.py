@@ -11,6 +11,7 @@ samples of the same prompts, at level 0.05. Per fault and strength: detection ra
 tokens per round, for both.
 
     .venv/bin/python bench/detection.py [--rounds 2] [--mmd-samples 10]
+    .venv/bin/python bench/detection.py --reuse sqlite:///path/detection.db   # re-judge
 
 Takes about 10 minutes a repetition on 2 cores (12 members); nothing else should run
 meanwhile.
@@ -33,12 +34,14 @@ from typing import Any
 import numpy as np
 import yaml
 
+from auditor.compare import DETECTOR, build_findings
 from auditor.config import AuditorConfig
 from auditor.fleet import FleetMember, FleetSpec, fleet_down, fleet_up
 from auditor.fleet.demo import EXPECTED, build_weights
 from auditor.fleet.spec import DEFAULT_MODEL, base_url
 from auditor.observations import load_observations
 from auditor.probes import load_suite
+from auditor.records import as_utc
 from auditor.rounds import run_round_async, select
 from auditor.stats import mmd_hamming_test
 from auditor.storage.db import ensure_schema, make_engine
@@ -204,11 +207,37 @@ def summarise(
     return rows
 
 
+def recompute(database: str) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], list[float]]:
+    """The repetitions stored in an earlier run's database, judged by today's detector."""
+    engine = make_engine(database)
+    ensure_schema(engine)
+    store = Store(engine)
+    rows = sorted(store.rounds(limit=1000), key=lambda r: r.started_at)
+    demo = [r for r in rows if r.suite == "demo"]
+    mmd = [r for r in rows if r.suite == "mmd-baseline"]
+    runs, elapsed = [], []
+    for i, (a, b) in enumerate(zip(demo, mmd, strict=True)):
+        findings, detector, params = build_findings(store, a.id)
+        store.save_findings(a.id, findings, detector, params)
+        runs.append(({f.provider: f for f in findings}, mmd_verdicts(store, b.id, seed=i)))
+        elapsed.append((as_utc(b.finished_at) - as_utc(a.started_at)).total_seconds())
+    return runs, elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--mmd-samples", type=int, default=10)
+    parser.add_argument(
+        "--reuse",
+        metavar="DATABASE_URL",
+        help="judge the rounds stored by an earlier run again instead of running the fleet",
+    )
     args = parser.parse_args()
+    if args.reuse:
+        runs, elapsed = recompute(args.reuse)
+        write(runs, elapsed, args.mmd_samples, reused=args.reuse)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="auditor-detection-"))
     probes_dir = work / "probes"
@@ -231,12 +260,23 @@ def main() -> None:
             print(f"repetition {r + 1}/{args.rounds}: {elapsed[-1]:.0f} s", flush=True)
     finally:
         fleet_down(work / "fleet")
+    write(runs, elapsed, args.mmd_samples, reused=None)
+
+
+def write(
+    runs: list[tuple[dict[str, Any], dict[str, Any]]],
+    elapsed: list[float],
+    mmd_samples: int,
+    reused: str | None,
+) -> None:
     result = {
         "benchmark": "detection",
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "rounds": args.rounds,
+        "rounds": len(runs),
+        "detector": DETECTOR,
+        "findings_recomputed_from": reused,
         "suite": "demo",
-        "mmd_baseline_suite": {"prompts": len(MMD_PROMPTS), "samples_per_prompt": args.mmd_samples},
+        "mmd_baseline_suite": {"prompts": len(MMD_PROMPTS), "samples_per_prompt": mmd_samples},
         "alpha": ALPHA,
         "seconds_per_repetition": elapsed,
         "members": summarise(runs, elapsed),

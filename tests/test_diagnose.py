@@ -122,7 +122,7 @@ def test_other_weights_stray_early_where_trusted_providers_do_not() -> None:
 
 def test_ignored_temperature_strays_and_varies_between_repeats() -> None:
     flagged, kinds = kinds_against_trusted(
-        fleet("cobalt", 1, text=lambda o: f"Draw {o.sample_index} {o.probe_id}")
+        fleet("cobalt", 1, text=lambda o: f"{o.sample_index} draws for {o.probe_id}")
     )
     assert flagged and kinds[0] == "sampling_params"
 
