@@ -43,6 +43,10 @@ class AnswerText:
     text: str
 
 
+def _score_row(sample_id: int, score: ScoreRecord) -> ScoreRow:
+    return ScoreRow(sample_id=sample_id, **score.model_dump())
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -216,17 +220,7 @@ class Store:
                 return None
             assert row.id is not None
             for sc in scores:
-                s.add(
-                    ScoreRow(
-                        sample_id=row.id,
-                        scorer=sc.scorer,
-                        scorer_params=sc.scorer_params,
-                        metric=sc.metric,
-                        value=sc.value,
-                        passed=sc.passed,
-                        detail=sc.detail,
-                    )
-                )
+                s.add(_score_row(row.id, sc))
             s.commit()
             return row.id
 
@@ -312,17 +306,7 @@ class Store:
         """Scores computed after the sample was stored (the reference likelihood)."""
         with self.session() as s:
             for sc in scores:
-                s.add(
-                    ScoreRow(
-                        sample_id=sample_id,
-                        scorer=sc.scorer,
-                        scorer_params=sc.scorer_params,
-                        metric=sc.metric,
-                        value=sc.value,
-                        passed=sc.passed,
-                        detail=sc.detail,
-                    )
-                )
+                s.add(_score_row(sample_id, sc))
             s.commit()
 
     def answers_to_score(self, round_id: str, model: str, scorer: str) -> list[AnswerText]:
