@@ -1,0 +1,39 @@
+"""Observations of a provider and of the reference -> statistical comparisons.
+
+One module per kind of evidence; `compare` runs them all for one provider. Pure functions
+over observations; no I/O.
+"""
+
+from __future__ import annotations
+
+from auditor.comparisons.base import Comparison
+from auditor.comparisons.greedy import (
+    against_trusted,
+    common_prefix,
+    greedy_agreement,
+    repeat_variation,
+)
+from auditor.comparisons.likelihood import reference_likelihood
+from auditor.comparisons.metrics import metric_comparisons, prompt_accounting, violations
+from auditor.comparisons.sampled import sampled_outputs
+from auditor.observations import Observation
+
+__all__ = ["Comparison", "common_prefix", "compare", "reference_likelihood"]
+
+
+def compare(
+    reference: list[Observation],
+    provider: list[Observation],
+    seed: str,
+    trusted: list[Observation] | None = None,
+) -> list[Comparison]:
+    return [
+        *against_trusted(reference, provider, trusted or []),
+        *metric_comparisons(reference, provider),
+        *violations(provider),
+        *prompt_accounting(reference, provider),
+        *sampled_outputs(reference, provider, seed),
+        *greedy_agreement(reference, provider),
+        *repeat_variation(reference, provider),
+        *reference_likelihood(reference, provider, trusted or []),
+    ]
