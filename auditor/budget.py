@@ -1,19 +1,24 @@
 """What to send next, and when to stop spending.
 
 A `BudgetPolicy` decides which requests the runner sends next, given what has been answered
-so far; the default sends every probe once per sample. A sequential-testing policy (stop
-asking a provider once its verdict is settled) plugs in through the same method.
-`SpendMeter` enforces the per-round caps (requests, tokens, cost) of the config.
+so far. `SendEverySample` sends every probe once per sample; `SequentialPolicy` asks in looks
+and stops asking a provider once its verdict is settled, so the budget goes where the doubt
+is. `SpendMeter` enforces the per-round caps (requests, tokens, cost) of the config.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
-from auditor.config import RoundBudget
-from auditor.records import CompletionRequest, CompletionResponse
+from auditor.config import RoundBudget, Sequential
+from auditor.records import CompletionRequest, CompletionResponse, ProbeCase
+from auditor.stats import Decision, sequential_decision
+
+EndpointKey = tuple[str, str]  # (model, endpoint name)
+# Each provider's combined p-value on what is stored so far (None: nothing to decide on).
+Judge = Callable[[], Awaitable[dict[EndpointKey, float | None]]]
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,9 @@ class Answer:
 
 class BudgetPolicy(ABC):
     @abstractmethod
-    def next_requests(self, answers: Sequence[Answer]) -> list[PlannedRequest]:
-        """Requests to send next, given the answers that arrived since the last call.
-        An empty list ends the round."""
+    async def next_requests(self, answers: Sequence[Answer]) -> list[PlannedRequest]:
+        """Requests to send next, given the answers that arrived since the last call (all of
+        them stored by then). An empty list ends the round."""
 
 
 class SendEverySample(BudgetPolicy):
@@ -44,9 +49,94 @@ class SendEverySample(BudgetPolicy):
     def __init__(self, plan: list[PlannedRequest]) -> None:
         self._plan: list[PlannedRequest] | None = plan
 
-    def next_requests(self, answers: Sequence[Answer]) -> list[PlannedRequest]:
+    async def next_requests(self, answers: Sequence[Answer]) -> list[PlannedRequest]:
         plan, self._plan = self._plan or [], None
         return plan
+
+
+@dataclass
+class Look:
+    """One provider's state after a look: the decision and the p-value it rests on."""
+
+    decision: Decision
+    p_value: float | None
+    looks: int
+
+
+@dataclass
+class SequentialPolicy(BudgetPolicy):
+    """The whole plan first; then, after each look, more samples of the extendable cases
+    (those with the `sampling` signal) for the providers still in doubt.
+
+    `judge` recomputes every provider's combined p-value from what is stored (the round's
+    own comparisons and diagnosis tests, Benjamini-Hochberg combined). A provider is settled
+    deviant when it is at most alpha / looks (`auditor.stats.sequential`: the union bound
+    over looks keeps the false-alarm rate at alpha; the final verdict uses the same level),
+    settled consistent when it is at least `consistent_p` or the last look is reached.
+    The reference gets the same extra samples once per look while any provider is in doubt,
+    so every extra provider sample has reference samples of the same probe to be compared
+    with."""
+
+    plan: list[PlannedRequest]
+    extendable: list[ProbeCase]
+    providers: list[EndpointKey]
+    references: dict[str, str]  # model -> the reference endpoint's name
+    judge: Judge
+    settings: Sequential
+    alpha: float
+    state: dict[EndpointKey, Look] = field(default_factory=dict)
+    _look: int = 0
+
+    async def next_requests(self, answers: Sequence[Answer]) -> list[PlannedRequest]:
+        if self._look == 0:
+            self._look = 1
+            return self.plan
+        open_keys = self._decide(await self.judge())
+        if self._look >= self.settings.looks or not open_keys or not self.extendable:
+            return []
+        extra = self._extra(open_keys)
+        self._look += 1
+        return extra
+
+    def _decide(self, p_values: dict[EndpointKey, float | None]) -> list[EndpointKey]:
+        """Record each open provider's decision at this look; return those still open."""
+        still_open = []
+        for key in self.providers:
+            if key in self.state and self.state[key].decision != "continue":
+                continue
+            p = p_values.get(key)
+            decision: Decision = (
+                "settled_consistent"  # nothing to test: more of the same will not help
+                if p is None
+                else sequential_decision(
+                    p,
+                    self._look,
+                    self.settings.looks,
+                    looks=self.settings.looks,
+                    alpha=self.alpha,
+                    n_min=1,
+                    consistent_p=self.settings.consistent_p,
+                )
+            )
+            self.state[key] = Look(decision, p, self._look)
+            if decision == "continue":
+                still_open.append(key)
+        return still_open
+
+    def _extra(self, open_keys: list[EndpointKey]) -> list[PlannedRequest]:
+        first = max(c.samples for c in self.extendable) + (self._look - 1) * (
+            self.settings.extra_samples
+        )
+        endpoints = list(open_keys)
+        endpoints += [(m, name) for m, name in self.references.items() if any(
+            k[0] == m for k in open_keys
+        )]  # fmt: skip
+        return [
+            PlannedRequest(model, name, CompletionRequest.from_case(case, first + i))
+            for case in self.extendable
+            for i in range(self.settings.extra_samples)
+            for model, name in endpoints
+        ]
 
 
 @dataclass

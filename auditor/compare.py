@@ -60,6 +60,15 @@ def _history_baseline(store: Store, round_id: str, model: str, provider: str) ->
     ]
 
 
+def _looks(store: Store, round_id: str) -> int:
+    """How many looks the round's budget allowed (sequential testing; 1 without): each look
+    is tested at alpha / looks, and so is the final verdict."""
+    with store.session() as s:
+        row = s.get(RoundRow, round_id)
+    sequential = (row.budget or {}).get("sequential") if row else None
+    return int(sequential["looks"]) if sequential else 1
+
+
 def with_band(result: TestResult, bands: dict[str, Any]) -> TestResult:
     """The test with the calibrated honest band of its statistic (`auditor calibrate`),
     unless it carries its own (from the round's trusted providers)."""
@@ -75,6 +84,8 @@ def build_findings(
     alpha: float = ALPHA,
     min_answered_fraction: float = MIN_ANSWERED_FRACTION,
 ) -> tuple[list[Finding], str, dict[str, Any]]:
+    looks = _looks(store, round_id)
+    alpha_per_look = alpha / looks
     totals = {(t["model"], t["provider"]): t for t in store.provider_totals(round_id)}
     by_endpoint: dict[tuple[str, str], list[Observation]] = defaultdict(list)
     kinds: dict[tuple[str, str], str] = {}
@@ -107,7 +118,7 @@ def build_findings(
         ]
         seed = f"{round_id}/{model}/{name}"
         comparisons = compare(reference, observations, seed, trusted) if reference else []
-        rej = rejected(comparisons, alpha)
+        rej = rejected(comparisons, alpha_per_look)
         diagnoses = diagnose(rej, comparisons) if verdict is None else []
         if verdict is None:
             tested = sum(c.result.p_value is not None for c in comparisons)
@@ -138,6 +149,8 @@ def build_findings(
     findings.sort(key=lambda f: (f.model, f.provider))
     params = {
         "alpha": alpha,
+        "looks": looks,
+        "alpha_per_look": alpha_per_look,
         "min_answered_fraction": min_answered_fraction,
         "multiple_testing": "BH",
     }

@@ -129,12 +129,27 @@ class ModelConfig(Section):
         return self
 
 
+class Sequential(Section):
+    """Ask in looks: after each, providers whose verdict is settled get no more requests;
+    the others get `extra_samples` more samples of every `sampling` case (and so does the
+    reference). Every look tests at alpha / `looks`, so the false-alarm rate stays at alpha."""
+
+    looks: int = Field(default=3, ge=2, le=10)
+    extra_samples: int = Field(default=2, ge=1, le=100)
+    consistent_p: float = Field(default=0.5, gt=0, le=1)
+
+
 class RoundBudget(Section):
     """A round stops cleanly once any of these is spent; unset means unlimited."""
 
     max_requests: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_cost: float | None = Field(default=None, gt=0)
+    sequential: Sequential | None = None
+
+    @property
+    def looks(self) -> int:
+        return self.sequential.looks if self.sequential else 1
 
 
 class AuditorConfig(Section):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from auditor.comparisons import Comparison, common_prefix
 from auditor.observations import Observation
-from auditor.records import Diagnosis, Evidence
+from auditor.records import Diagnosis, Evidence, TestResult
 from auditor.stats import bh_adjust
 
 ALPHA = 0.05
@@ -51,6 +51,14 @@ def rejected(comparisons: list[Comparison], alpha: float = ALPHA) -> list[Reject
     tested = [c for c in comparisons if c.result.p_value is not None]
     adjusted = bh_adjust([c.result.p_value for c in tested])
     return [Rejected(c, float(p)) for c, p in zip(tested, adjusted, strict=True) if p <= alpha]
+
+
+def combined_p(tests: Iterable[TestResult]) -> float | None:
+    """The smallest level at which Benjamini-Hochberg rejects any of the tests (None when
+    none has a p-value): the provider is deviant at level alpha exactly when this is at most
+    alpha."""
+    p_values = [t.p_value for t in tests if t.p_value is not None]
+    return float(min(bh_adjust(p_values))) if p_values else None
 
 
 def _find(rej: Iterable[Rejected], metric: str, scope: str | None = None) -> Rejected | None:
@@ -190,14 +198,9 @@ def diagnose(rej: list[Rejected], figures: list[Comparison] | None = None) -> li
     sampling = "sampling_params" in found
     if (r := _find(rej, "ref_gap", "trusted")) and not prompt_changed and not sampling:
         _weights_differ(add, r)
-    if (r := _find(rej, "ref_logprob", "sampled")) and not prompt_changed and not sampling:
-        add(
-            "model_variant",
-            0.6,
-            r,
-            f"sampled answers are {'less' if r.effect < 0 else 'more'} likely under the "
-            f"reference weights than its own samples (Cliff's delta {r.effect:+.2f})",
-        )
+    for metric in ("ref_logprob", "ref_rank"):
+        if (r := _find(rej, metric, "sampled")) and not prompt_changed and not sampling:
+            _sampled_likelihood(add, r)
     # Other weights move sampled answers too: the MMD names sampling only when nothing else does.
     if (r := _find(rej, "text", "sampled")) and "model_variant" not in found:
         add(
@@ -247,6 +250,29 @@ def _weights_differ(add: Callable[[str, float, Rejected, str], None], r: Rejecte
     else:
         add("model_variant", 0.8, r, f"{moved}: part of the traffic is served by other weights")
         add("quantization", 0.5, r, f"{moved}: or a quantization that hurts some prompts only")
+
+
+def _sampled_likelihood(add: Callable[[str, float, Rejected, str], None], r: Rejected) -> None:
+    """Sampled answers more likely under the reference weights than the reference's own
+    samples: drawn from a narrower distribution (a lower temperature or top_p than asked).
+    Less likely: other weights (or a higher temperature, which the greedy tests tell apart)."""
+    what = f"{r.comparison.result.name}, Cliff's delta {r.effect:+.2f}"
+    if r.effect > 0:
+        add(
+            "sampling_params",
+            0.7,
+            r,
+            f"sampled answers are more likely under the reference weights than its own "
+            f"samples ({what}): sampled at a lower temperature or top_p than asked",
+        )
+    else:
+        add(
+            "model_variant",
+            0.6,
+            r,
+            f"sampled answers are less likely under the reference weights than its own "
+            f"samples ({what}): other weights",
+        )
 
 
 def severity_for(verdict: str, diagnoses: list[Diagnosis]) -> str:

@@ -31,10 +31,32 @@ class RoundInfo(BaseModel):
     planned_requests: int
 
 
+class Spend(BaseModel):
+    """What the round spent on the providers that got one verdict (requests and tokens per
+    verdict: with sequential testing, settled providers stop costing)."""
+
+    providers: int = 0
+    requests: int = 0
+    tokens: int = 0
+
+
 class Report(BaseModel):
     version: str
     round: RoundInfo
     findings: list[Finding]
+    spend_by_verdict: dict[str, Spend] = {}
+
+
+def spend_by_verdict(findings: list[Finding]) -> dict[str, Spend]:
+    spend: dict[str, Spend] = {}
+    for f in findings:
+        s = spend.setdefault(f.verdict, Spend())
+        s.providers, s.requests, s.tokens = (
+            s.providers + 1,
+            s.requests + f.requests,
+            s.tokens + f.tokens,
+        )
+    return spend
 
 
 def round_info(row: RoundRow) -> RoundInfo:
@@ -56,7 +78,13 @@ def round_info(row: RoundRow) -> RoundInfo:
 
 
 def build_report(store: Store, row: RoundRow) -> Report:
-    return Report(version=__version__, round=round_info(row), findings=store.findings(row.id))
+    findings = store.findings(row.id)
+    return Report(
+        version=__version__,
+        round=round_info(row),
+        findings=findings,
+        spend_by_verdict=spend_by_verdict(findings),
+    )
 
 
 def _no_nan(value: Any) -> Any:
@@ -147,7 +175,17 @@ def print_table(report: Report, console: Console) -> None:
         row[2] = f"[{colors[f.verdict]}]{row[2]}[/]"
         table.add_row(*row)
     console.print(table)
+    if report.spend_by_verdict:
+        console.print("spent: " + _spend_text(report), highlight=False)
     _print_evidence(report, console)
+
+
+def _spend_text(report: Report) -> str:
+    return "; ".join(
+        f"{verdict} {s.providers} provider{'s' * (s.providers != 1)}, {s.requests} requests, "
+        f"{s.tokens} tokens"
+        for verdict, s in sorted(report.spend_by_verdict.items())
+    )
 
 
 def _moved(f: Finding) -> list[TestResult]:
@@ -192,6 +230,8 @@ def to_markdown(report: Report) -> str:
         "|" + "---|" * len(COLUMNS),
     ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in _rows(report)]
+    if report.spend_by_verdict:
+        lines.append(f"\nSpent: {_spend_text(report)}.")
     for f in report.findings:
         if moved := _moved(f):
             lines += [

@@ -10,9 +10,17 @@ from dataclasses import dataclass
 import structlog
 
 from auditor import __version__
-from auditor.budget import PlannedRequest, SendEverySample, SpendMeter
+from auditor.budget import (
+    BudgetPolicy,
+    EndpointKey,
+    PlannedRequest,
+    SendEverySample,
+    SequentialPolicy,
+    SpendMeter,
+)
 from auditor.compare import build_findings
 from auditor.config import AuditorConfig, ModelConfig, ProviderConfig
+from auditor.diagnose import ALPHA, combined_p
 from auditor.errors import UsageError
 from auditor.likelihood import score_round
 from auditor.limits import ProviderLimits
@@ -149,15 +157,37 @@ async def run_round_async(
         )
     )
     log.info("round.started", round_id=round_row.id, suite=suite.name, planned=len(plan))
+    round_id = round_row.id
+
+    async def score_likelihood_so_far() -> str | None:
+        notes = [
+            await _score_likelihood(store, round_id, name, reference, progress)
+            for name, reference in references.items()
+        ]
+        return next((n for n in notes if n), None)
+
+    async def judge() -> dict[EndpointKey, float | None]:
+        if score_likelihood:
+            await score_likelihood_so_far()
+        findings, _, _ = await asyncio.to_thread(build_findings, store, round_id)
+        return {
+            (f.model, f.provider): None if f.verdict == "unavailable" else combined_p(f.tests)
+            for f in findings
+        }
+
+    policy: BudgetPolicy = SendEverySample(plan)
+    if config.budget.sequential is not None:
+        policy = SequentialPolicy(
+            plan,
+            extendable=[c for c in suite.cases if "sampling" in c.signals],
+            providers=[e.key for e in endpoints if e.name != REFERENCE],
+            references={m: REFERENCE for m in references},
+            judge=judge,
+            settings=config.budget.sequential,
+            alpha=ALPHA,
+        )
     runner = RoundRunner(
-        store,
-        round_row.id,
-        endpoints,
-        cases,
-        SendEverySample(plan),
-        SpendMeter(config.budget),
-        redactor,
-        progress,
+        store, round_id, endpoints, cases, policy, SpendMeter(config.budget), redactor, progress
     )
     loop = asyncio.get_running_loop()
     handled = []
@@ -169,17 +199,24 @@ async def run_round_async(
             pass
     try:
         outcome = await runner.run()
+        # Asked to stop: findings from what was answered, without waiting for the scoring.
+        if outcome.status != "interrupted" and score_likelihood:
+            reference_note = reference_note or await score_likelihood_so_far()
     except BaseException:
         store.finish_round(round_row.id, "interrupted", "error")
         raise
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
-    for model_name, reference in references.items():
-        if outcome.status == "interrupted" or not score_likelihood:
-            break  # asked to stop (findings from what was answered), or not wanted
-        note = await _score_likelihood(store, round_row.id, model_name, reference, progress)
-        reference_note = reference_note or note
+        for reference in references.values():
+            if reference.scorer is not None and reference.scorer is not reference.adapter:
+                await reference.scorer.aclose()
+    if isinstance(policy, SequentialPolicy):
+        for (model, name), look in policy.state.items():
+            log.info(
+                "sequential.settled", round_id=round_id, model=model, provider=name,
+                decision=look.decision, p_value=look.p_value, looks=look.looks,
+            )  # fmt: skip
     store.finish_round(round_row.id, outcome.status, outcome.stop_reason)
     findings, detector, params = build_findings(store, round_row.id)
     store.save_findings(round_row.id, findings, detector, params)
@@ -194,14 +231,11 @@ async def _score_likelihood(
     reference: ReferenceEndpoint,
     progress: RoundProgress | None,
 ) -> str | None:
-    """Every answer of the round under the reference weights; the reason when it cannot."""
+    """Every answer of the round not scored yet, under the reference weights; the reason
+    when it cannot. The caller closes the scorer once the round is over."""
     if reference.scorer is None:
         return reference.scorer_note
-    try:
-        outcome = await score_round(
-            store, round_id, model, reference.scorer, reference.digest, progress
-        )
-    finally:
-        if reference.scorer is not reference.adapter:
-            await reference.scorer.aclose()
+    outcome = await score_round(
+        store, round_id, model, reference.scorer, reference.digest, progress
+    )
     return outcome.note

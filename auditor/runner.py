@@ -17,7 +17,7 @@ from typing import Protocol
 
 import structlog
 
-from auditor.budget import Answer, BudgetPolicy, PlannedRequest, SpendMeter
+from auditor.budget import Answer, BudgetPolicy, EndpointKey, PlannedRequest, SpendMeter
 from auditor.config import Price
 from auditor.limits import ProviderLimits
 from auditor.providers.base import ProviderAdapter
@@ -27,8 +27,6 @@ from auditor.secrets import Redactor
 from auditor.storage.repository import Store
 
 log = structlog.get_logger(__name__)
-
-EndpointKey = tuple[str, str]  # (model, endpoint name)
 
 
 class RoundProgress(Protocol):
@@ -101,7 +99,8 @@ class RoundRunner:
         answers: list[Answer] = []
         try:
             while not self._stopping.is_set():
-                batch = self.policy.next_requests(answers)
+                await results.join()  # the policy may read what is stored so far
+                batch = await self.policy.next_requests(answers)
                 if not batch:
                     break
                 answers = await self._send_batch(batch, results)
@@ -215,13 +214,14 @@ class RoundRunner:
     async def _write(self, results: asyncio.Queue[Answer | None]) -> None:
         loop = asyncio.get_running_loop()
         while (answer := await results.get()) is not None:
-            if self._storage_error is not None:
-                continue  # keep draining so that workers never block on a full queue
             try:
-                await loop.run_in_executor(self._db, self._store_answer, answer)
+                if self._storage_error is None:  # else keep draining: workers never block
+                    await loop.run_in_executor(self._db, self._store_answer, answer)
             except Exception as exc:
                 self._storage_error = exc
                 self.stop(f"storage error: {type(exc).__name__}")
+            finally:
+                results.task_done()
 
     def _store_answer(self, answer: Answer) -> None:
         planned = answer.planned

@@ -438,3 +438,35 @@ def test_calibrate_stores_honest_bands_that_later_reports_show(
     assert json.loads(stored) == ids
     missing = run_auditor("calibrate", "-c", str(config), "--round", "nope", cwd=tmp_path)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_a_sequential_budget_tests_each_look_at_alpha_over_looks(
+    fleet: FleetHandle, tmp_path: Path, sqlite_url: str
+) -> None:
+    reference = {
+        "engine": "endpoint",
+        "base_url": fleet.base_url("acme"),  # an echo member stands in for the reference
+        "model": "smollm2-135m-instruct",
+    }
+    sequential = {"looks": 2, "extra_samples": 3, "consistent_p": 0.5}
+    config = write_config(
+        tmp_path,
+        [provider("bolt", fleet.base_url("bolt"))],
+        sqlite_url,
+        reference=reference,
+        extra={"budget": {"sequential": sequential}},
+    )
+    result = run_auditor("run", "-c", str(config), "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = report_json(tmp_path, "-c", str(config))
+    (finding,) = report["findings"]
+    assert report["spend_by_verdict"][finding["verdict"]]["requests"] == finding["requests"]
+    db = sqlite3.connect(tmp_path / "auditor.db")
+    (params,) = db.execute("SELECT detector_params FROM findings").fetchone()
+    assert json.loads(params)["looks"] == 2 and json.loads(params)["alpha_per_look"] == 0.025
+    # An echo provider answers as the reference: settled at the first look, nothing more sent.
+    assert finding["requests"] == MINI_REQUESTS
+    recomputed = run_auditor("compare", "-c", str(config), cwd=tmp_path)
+    assert recomputed.returncode == 0, recomputed.stderr
+    (params,) = db.execute("SELECT detector_params FROM findings").fetchone()
+    assert json.loads(params)["alpha_per_look"] == 0.025  # the round's looks, from the database

@@ -130,3 +130,24 @@ def test_ignored_temperature_strays_and_varies_between_repeats() -> None:
 def test_an_honest_provider_matches_the_trusted_ones() -> None:
     flagged, _ = kinds_against_trusted(fleet("honest", 5))
     assert not flagged
+
+
+def with_likelihood(endpoint: str, seed: int, shift: float) -> list[Observation]:
+    """Sampled answers scored under the reference weights, moved by `shift` nats a token."""
+    rng = random.Random(seed + 100)
+    obs = fleet(endpoint, seed)
+    for o in obs:
+        centre = -1.0 - (int(o.probe_hash[1:]) % 7) / 5
+        o.scores["ref_logprob_mean"] = rng.gauss(centre + (shift if o.temperature else 0), 0.2)
+        o.scores["ref_gap_mean"] = 0.0
+    return obs
+
+
+def test_sampled_answers_more_likely_than_the_references_are_a_lowered_temperature() -> None:
+    reference = with_likelihood("reference", 0, 0.0)
+    deviant, kinds = verdict(with_likelihood("p", 1, 0.5), reference)
+    assert deviant and kinds[0] == "sampling_params"
+    deviant, kinds = verdict(with_likelihood("q", 2, -0.5), reference)
+    assert deviant and kinds[0] == "model_variant"
+    honest, _ = verdict(with_likelihood("h", 3, 0.0), reference)
+    assert not honest

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 
 from auditor.records import Evidence, Finding, TestResult
-from auditor.report import Report, RoundInfo, round_info, to_json, to_markdown
+from auditor.report import Report, RoundInfo, round_info, spend_by_verdict, to_json, to_markdown
 from auditor.storage.tables import RoundRow
 
 
@@ -86,3 +86,19 @@ def test_markdown_shows_what_moved_beside_the_honest_band() -> None:
     assert "| rate:ref_gap_tail@trusted | 0.6 | 0..0.1 | 1e-06 |" in md
     assert "| greedy:exact_match | 0.1 | 0.7..0.9 | - |" in md
     assert "shift:words" not in md  # did not move
+
+
+def test_spend_is_summed_per_verdict() -> None:
+    findings = [
+        finding(provider="a", requests=25, tokens=900),
+        finding(provider="b", requests=31, tokens=1100),
+        finding(provider="c", verdict="consistent", severity="info", requests=25, tokens=800),
+    ]
+    spend = spend_by_verdict(findings)
+    assert spend["deviant"].model_dump() == {"providers": 2, "requests": 56, "tokens": 2000}
+    assert spend["consistent"].model_dump() == {"providers": 1, "requests": 25, "tokens": 800}
+    report = Report(version="t", round=info(), findings=findings, spend_by_verdict=spend)
+    assert "Spent: consistent 1 provider, 25 requests, 800 tokens; deviant 2 providers" in (
+        to_markdown(report)
+    )
+    assert json.loads(to_json(report))["spend_by_verdict"]["deviant"]["requests"] == 56

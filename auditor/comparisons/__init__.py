@@ -15,7 +15,7 @@ from auditor.comparisons.greedy import (
 )
 from auditor.comparisons.likelihood import reference_likelihood
 from auditor.comparisons.metrics import metric_comparisons, prompt_accounting, violations
-from auditor.comparisons.sampled import sampled_outputs
+from auditor.comparisons.sampled import likelihood_ranks, sampled_outputs
 from auditor.observations import Observation
 
 __all__ = ["Comparison", "common_prefix", "compare", "reference_likelihood"]
@@ -33,6 +33,7 @@ def compare(
         *violations(provider),
         *prompt_accounting(reference, provider),
         *sampled_outputs(reference, provider, seed),
+        *likelihood_ranks(reference, provider, seed),
         *greedy_agreement(reference, provider),
         *repeat_variation(reference, provider),
         *reference_likelihood(reference, provider, trusted or []),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from auditor.comparisons.base import MIN_SAMPLES, Comparison, result_of, seeded_rng
 from auditor.observations import Observation
-from auditor.stats import mmd_hamming_test
+from auditor.stats import mmd_hamming_test, rank_of, rank_uniformity_test
 
 
 def sampled_outputs(
@@ -26,3 +28,37 @@ def sampled_outputs(
         n_permutations=999,
     )  # fmt: skip
     return [Comparison(result_of("mmd_hamming:sampled", outcome), "text", "sampled")]
+
+
+def likelihood_ranks(
+    reference: list[Observation], provider: list[Observation], seed: str
+) -> list[Comparison]:
+    """Rank test (RUT): per sampled probe, the provider's first sample is ranked by its
+    reference log-likelihood among the reference's own samples of that probe. Under an honest
+    provider the ranks are uniform whatever the score's distribution (`rank_uniformity_test`);
+    one provider sample per probe keeps the ranks independent, so the test is exact."""
+    ref_scores: dict[str, list[float]] = defaultdict(list)
+    for o in _scored_samples(reference):
+        ref_scores[o.probe_hash].append(o.scores["ref_logprob_mean"] or 0.0)
+    first: dict[str, Observation] = {}
+    for o in sorted(_scored_samples(provider), key=lambda o: o.sample_index):
+        first.setdefault(o.probe_hash, o)
+    pairs = [
+        (o.scores["ref_logprob_mean"] or 0.0, ref_scores[h])
+        for h, o in first.items()
+        if len(ref_scores[h]) >= 2
+    ]
+    if len(pairs) < MIN_SAMPLES:
+        return []
+    rng = seeded_rng(seed + "/ranks")
+    ranks = [rank_of(value, refs, rng) for value, refs in pairs]
+    outcome = rank_uniformity_test(ranks, [len(refs) for _, refs in pairs], rng=rng)
+    return [Comparison(result_of("rank:ref_logprob@sampled", outcome), "ref_rank", "sampled")]
+
+
+def _scored_samples(obs: list[Observation]) -> list[Observation]:
+    return [
+        o
+        for o in obs
+        if o.ok and (o.temperature or 0) > 0 and o.scores.get("ref_logprob_mean") is not None
+    ]
