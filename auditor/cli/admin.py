@@ -1,0 +1,119 @@
+"""Probe suites, the config file, the database schema, the version."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from auditor.cli.common import (
+    ConfigOpt,
+    DatabaseOpt,
+    config_app,
+    database_url,
+    db_app,
+    out,
+    print_line,
+    probes_app,
+    probes_dir_of,
+)
+from auditor.config import DEFAULT_CONFIG, load_config, require_secrets
+from auditor.errors import ConfigError
+from auditor.storage.db import current_revision, head_revision, make_engine, upgrade
+from auditor.storage.repository import Store
+from auditor.yamlfile import line_of, read_yaml
+
+
+@probes_app.command("list")
+def probes_list(
+    config_path: ConfigOpt = DEFAULT_CONFIG,
+    suite: Annotated[str | None, typer.Option(help="List the cases of this suite.")] = None,
+    probes_dir: Annotated[Path | None, typer.Option(help="Probe directory.")] = None,
+) -> None:
+    """List the probe suites (or one suite's cases)."""
+    from auditor.probes import load_suite, load_suites
+
+    directory = probes_dir or _default_probes_dir(config_path)
+    if suite:
+        s = load_suite(suite, directory)
+        for case in s.cases:
+            signals = ",".join(case.signals)
+            print_line(f"{case.id}\tsamples={case.samples}\tsignals={signals}")
+        return
+    for s in load_suites(directory).values():
+        n = sum(c.samples for c in s.cases)
+        line = f"{s.name}\t{len(s.cases)} cases\t{n} requests/provider\t{s.hash[:12]}"
+        print_line(f"{line}\t{s.description or ''}")
+
+
+def _default_probes_dir(config_path: Path) -> Path:
+    if config_path.exists():
+        return probes_dir_of(config_path, load_config(config_path))
+    return Path("probes")
+
+
+@probes_app.command("validate")
+def probes_validate(
+    path: Annotated[Path | None, typer.Argument(help="A suite file or a directory.")] = None,
+    config_path: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Check probe files; prints one line per problem-free suite, or the first error."""
+    from auditor.probes import validate_path
+
+    suites = validate_path(path or _default_probes_dir(config_path))
+    for s in suites:
+        out.print(f"ok {s.name}: {len(s.cases)} cases, hash {s.hash[:12]}", highlight=False)
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of providers.yaml."""
+    from auditor.config import config_json_schema
+
+    sys.stdout.write(json.dumps(config_json_schema(), indent=2) + "\n")
+
+
+@config_app.command("validate")
+def config_validate(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Check providers.yaml, its key variables and its suites."""
+    from auditor.probes import load_suites
+
+    config = load_config(config_path)
+    require_secrets(config, config_path)
+    suites = load_suites(probes_dir_of(config_path, config))
+    for i, name in enumerate(config.suites):
+        if name not in suites:
+            _, node = read_yaml(config_path, ConfigError)
+            raise ConfigError(
+                str(config_path),
+                f"unknown suite {name!r}",
+                field=f"suites[{i}]",
+                line=line_of(node, ("suites", i)),
+            )
+    n = sum(len(m.providers) for m in config.models)
+    out.print(f"ok {config_path}: {len(config.models)} model(s), {n} provider(s)", highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config_path: ConfigOpt = DEFAULT_CONFIG, database: DatabaseOpt = None) -> None:
+    """Create or migrate the database schema to this version."""
+    engine = make_engine(database_url(config_path, database))
+    before = current_revision(engine)
+    upgrade(engine)
+    out.print(f"database schema: {before or 'empty'} -> {head_revision()}", highlight=False)
+
+
+@db_app.command("status")
+def db_status(config_path: ConfigOpt = DEFAULT_CONFIG, database: DatabaseOpt = None) -> None:
+    """Show the schema revision and the latest rounds."""
+    engine = make_engine(database_url(config_path, database))
+    current = current_revision(engine)
+    out.print(
+        f"schema {current or 'empty'} (this auditor needs {head_revision()})", highlight=False
+    )
+    if current == head_revision():
+        for r in Store(engine).rounds(limit=10):
+            print_line(f"{r.id}\t{r.suite}\t{r.status}\t{r.started_at:%Y-%m-%d %H:%M:%S}")

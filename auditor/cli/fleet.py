@@ -1,0 +1,173 @@
+"""The local demo fleet and the demo round."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from auditor.cli.common import (
+    FLEET_STATE,
+    ConfigOpt,
+    StateDirOpt,
+    app,
+    err,
+    fleet_app,
+    open_config,
+    open_store,
+    out,
+    print_line,
+)
+from auditor.cli.results import run_rounds
+from auditor.config import DEFAULT_CONFIG
+from auditor.errors import UsageError
+
+
+@fleet_app.command("up")
+def fleet_up_cmd(
+    spec: Annotated[
+        Path | None, typer.Option(help="Fleet spec (YAML); default: the demo fleet.")
+    ] = None,
+    base_port: Annotated[int, typer.Option(min=1024, max=65000)] = 8101,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help="Only these members or faults, comma-separated, each optionally =STRENGTH "
+            "(e.g. 'acme,persona=0.5,quantized'); a fault no member has adds one."
+        ),
+    ] = None,
+    echo: Annotated[
+        bool, typer.Option("--echo", help="The model-free fleet (echo backend), not the demo one.")
+    ] = False,
+    state_dir: StateDirOpt = FLEET_STATE,
+) -> None:
+    """Start the fleet in the background and wait until every member answers."""
+    from auditor.fleet import default_fleet, echo_fleet, fleet_up, load_fleet_spec, pick_members
+    from auditor.fleet.demo import build_weights
+
+    if spec:
+        fleet = load_fleet_spec(spec)
+    else:
+        fleet = echo_fleet(base_port) if echo else default_fleet(base_port)
+    if faults:
+        fleet = pick_members(fleet, [f for f in faults.split(",") if f.strip()])
+    build_weights(fleet, lambda line: err.print(line, highlight=False))
+    handle = fleet_up(fleet, state_dir, wait_s=120)
+    for m in handle.members:
+        print_line(f"{m.name}\t{m.fault}\t{m.base_url}")
+    out.print(f"fleet pid {handle.pid}; stop it with `auditor fleet down`", highlight=False)
+
+
+@fleet_app.command("down")
+def fleet_down_cmd(state_dir: StateDirOpt = FLEET_STATE) -> None:
+    """Stop the fleet started by `auditor fleet up`."""
+    from auditor.fleet import fleet_down
+
+    out.print("fleet stopped" if fleet_down(state_dir) else "no fleet was running")
+
+
+@fleet_app.command("status")
+def fleet_status_cmd(state_dir: StateDirOpt = FLEET_STATE) -> None:
+    """Show the fleet's members and whether they answer."""
+    from auditor.fleet import fleet_status
+
+    status = fleet_status(state_dir)
+    if status is None:
+        out.print("no fleet")
+        raise typer.Exit(1)
+    for m in status.members:
+        state = "up" if m.healthy else "down"
+        print_line(f"{m.name}\t{m.fault}\t{m.base_url}\t{state}")
+
+
+@app.command()
+def demo(
+    config_path: ConfigOpt = DEFAULT_CONFIG,
+    state_dir: StateDirOpt = FLEET_STATE,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    faults: Annotated[
+        str | None,
+        typer.Option(help="Only these fleet members or faults (as for `auditor fleet up`)."),
+    ] = None,
+    base_port: Annotated[int, typer.Option(min=1024, max=65000)] = 8101,
+    echo: Annotated[bool, typer.Option("--echo", help="The model-free fleet.")] = False,
+) -> None:
+    """Start the local fleet, run one round of the demo suite against it and the reference,
+    and print each provider's planted fault beside the auditor's verdict.
+
+    Uses providers.yaml if it exists, else writes demo-providers.yaml for the fleet. The
+    database stays for `auditor report`, `auditor export` and friends.
+    """
+    import time
+
+    from auditor.fleet import (
+        default_fleet,
+        echo_fleet,
+        fleet_down,
+        fleet_status,
+        fleet_up,
+        pick_members,
+    )
+    from auditor.fleet.demo import (
+        build_weights,
+        planted,
+        print_demo_table,
+        provider_times,
+        providers_yaml,
+        spec_from_state,
+    )
+
+    fleet = echo_fleet(base_port) if echo else default_fleet(base_port)
+    if faults:
+        fleet = pick_members(fleet, [f for f in faults.split(",") if f.strip()])
+    if config_path == DEFAULT_CONFIG and not config_path.exists():
+        config_path = Path("demo-providers.yaml")
+        config_path.write_text(providers_yaml(fleet), encoding="utf-8")
+        err.print(f"wrote {config_path} for the demo fleet", highlight=False)
+    config = open_config(config_path)
+    # The demo fleet checks no key; give the example's key variables a throwaway value.
+    for m in config.models:
+        for p in m.providers:
+            if p.api_key_env:
+                os.environ.setdefault(p.api_key_env, "demo-key-not-secret")
+    status = fleet_status(state_dir)
+    started = status is None or not status.running
+    if not started:
+        fleet = spec_from_state(state_dir) or fleet
+    members = planted(fleet, [p for m in config.models for p in m.providers])
+    if faults:  # only the providers behind the chosen members
+        models = [
+            m.model_copy(update={"providers": [p for p in m.providers if p.name in members]})
+            for m in config.models
+        ]
+        config = config.model_copy(update={"models": [m for m in models if m.providers]})
+        if not config.models:
+            raise UsageError(f"--faults: no provider of {config_path} is one of those members")
+    if started:
+        build_weights(fleet, lambda line: err.print(line, highlight=False))
+        err.print(f"starting the demo fleet ({len(fleet.members)} members) ...", highlight=False)
+        fleet_up(fleet, state_dir, wait_s=120)
+    else:
+        assert status is not None
+        err.print(f"using the fleet already running (pid {status.pid})", highlight=False)
+    t0 = time.monotonic()
+    try:
+        findings = run_rounds(config, config_path, "demo", None, None, progress, True)
+    finally:
+        if started:
+            fleet_down(state_dir)
+    elapsed = time.monotonic() - t0
+    store = open_store(config.database)
+    row = store.last_round()
+    print_demo_table(
+        findings,
+        members,
+        provider_times(store, row.id) if row else {},
+        out,
+        f"planted faults and findings (round {row.id if row else '?'}, {elapsed:.0f} s)",
+    )
+    out.print(
+        f"results: {config.database} (try `auditor report`, `auditor export`)", highlight=False
+    )
