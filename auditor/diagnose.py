@@ -198,6 +198,13 @@ def diagnose(rej: list[Rejected], figures: list[Comparison] | None = None) -> li
     sampling = "sampling_params" in found
     if (r := _find(rej, "ref_gap", "trusted")) and not prompt_changed and not sampling:
         _weights_differ(add, r)
+    if (r := _find(rej, "logprob_distance", "trusted")) and r.effect > 0 and not sampling:
+        moved = (
+            f"returned logprobs of the same tokens differ from the reference's by "
+            f"{r.comparison.result.statistic:.3f} nats on average, beyond trusted providers'"
+        )
+        add("quantization", 0.75, r, f"{moved}: the same weights, more heavily quantized")
+        add("model_variant", 0.65, r, f"{moved}: or other weights")
     for metric in ("ref_logprob", "ref_rank"):
         if (r := _find(rej, metric, "sampled")) and not prompt_changed and not sampling:
             _sampled_likelihood(add, r)

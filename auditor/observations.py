@@ -36,6 +36,8 @@ class Observation:
     error_class: str | None
     case: dict[str, Any]
     scores: dict[str, float | None] = field(default_factory=dict)
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI format, as the answer had them
+    logprobs: list[dict[str, Any]] | None = None  # per token, OpenAI format, when returned
 
     @property
     def key(self) -> tuple[str, int]:
@@ -89,6 +91,8 @@ def load_observations(store: Store, round_id: str) -> list[Observation]:
             error_class=sample.error_class,
             case=case,
             scores=scores.get(sample.id or 0, {}),
+            tool_calls=sample.tool_calls_json,
+            logprobs=sample.logprobs_json,
         )
         for sample, provider, case in rows
     ]

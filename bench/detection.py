@@ -3,7 +3,8 @@ MMD baseline. Writes bench/results/detection.json.
 
 A fleet of honest members (two marked trusted, one not: its false alarms are the honest
 rate) and faulty ones at two strengths each is audited for `--rounds` repeated rounds with
-the `demo` suite (the auditor's own detector, every signal). The baseline, the MMD test with
+the `demo` suite (the auditor's own detector, every signal, sequential testing with `--looks`
+looks: providers in doubt get more samples of the sampling probes). The baseline, the MMD test with
 a Hamming kernel of Gao, Liang and Guestrin (2024) alone, gets twice the requests: a suite of
 sampled prompts (temperature 1, `--mmd-samples` answers per prompt) against the reference's
 samples of the same prompts, at level 0.05. Per fault and strength: detection rate (verdict
@@ -102,7 +103,7 @@ def fleet_spec() -> FleetSpec:
     )
 
 
-def config_for(spec: FleetSpec, database: str, probes_dir: Path) -> AuditorConfig:
+def config_for(spec: FleetSpec, database: str, probes_dir: Path, looks: int) -> AuditorConfig:
     providers = [
         {
             "name": m.name,
@@ -126,6 +127,7 @@ def config_for(spec: FleetSpec, database: str, probes_dir: Path) -> AuditorConfi
             },
             "suites": ["demo"],
             "probes_dir": str(probes_dir),
+            "budget": {"sequential": {"looks": looks, "extra_samples": 2}} if looks > 1 else {},
             "models": [{"name": DEFAULT_MODEL, "providers": providers}],
         }
     )
@@ -229,6 +231,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--mmd-samples", type=int, default=10)
     parser.add_argument(
+        "--looks", type=int, default=3, help="sequential looks of the auditor's round (1: plain)"
+    )
+    parser.add_argument(
         "--reuse",
         metavar="DATABASE_URL",
         help="judge the rounds stored by an earlier run again instead of running the fleet",
@@ -236,7 +241,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.reuse:
         runs, elapsed = recompute(args.reuse)
-        write(runs, elapsed, args.mmd_samples, reused=args.reuse)
+        write(runs, elapsed, args.mmd_samples, reused=args.reuse, looks=None)
         return
 
     work = Path(tempfile.mkdtemp(prefix="auditor-detection-"))
@@ -245,7 +250,7 @@ def main() -> None:
     shutil.copy(ROOT / "probes" / "demo.yaml", probes_dir / "demo.yaml")
     (probes_dir / "mmd.yaml").write_text(yaml.safe_dump(mmd_suite(args.mmd_samples)))
     spec = fleet_spec()
-    config = config_for(spec, f"sqlite:///{work / 'detection.db'}", probes_dir)
+    config = config_for(spec, f"sqlite:///{work / 'detection.db'}", probes_dir, args.looks)
     engine = make_engine(config.database)
     ensure_schema(engine)
     store = Store(engine)
@@ -260,7 +265,7 @@ def main() -> None:
             print(f"repetition {r + 1}/{args.rounds}: {elapsed[-1]:.0f} s", flush=True)
     finally:
         fleet_down(work / "fleet")
-    write(runs, elapsed, args.mmd_samples, reused=None)
+    write(runs, elapsed, args.mmd_samples, reused=None, looks=args.looks)
 
 
 def write(
@@ -268,6 +273,7 @@ def write(
     elapsed: list[float],
     mmd_samples: int,
     reused: str | None,
+    looks: int | None,
 ) -> None:
     result = {
         "benchmark": "detection",
@@ -276,6 +282,7 @@ def write(
         "detector": DETECTOR,
         "findings_recomputed_from": reused,
         "suite": "demo",
+        "sequential_looks": looks,  # None: re-judged rounds, see findings_recomputed_from
         "mmd_baseline_suite": {"prompts": len(MMD_PROMPTS), "samples_per_prompt": mmd_samples},
         "alpha": ALPHA,
         "seconds_per_repetition": elapsed,

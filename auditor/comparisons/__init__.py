@@ -14,6 +14,7 @@ from auditor.comparisons.greedy import (
     repeat_variation,
 )
 from auditor.comparisons.likelihood import reference_likelihood
+from auditor.comparisons.logprobs import returned_logprobs
 from auditor.comparisons.metrics import metric_comparisons, prompt_accounting, violations
 from auditor.comparisons.sampled import likelihood_ranks, sampled_outputs
 from auditor.observations import Observation
@@ -37,4 +38,5 @@ def compare(
         *greedy_agreement(reference, provider),
         *repeat_variation(reference, provider),
         *reference_likelihood(reference, provider, trusted or []),
+        *returned_logprobs(reference, provider, trusted or []),
     ]

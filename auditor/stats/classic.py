@@ -57,8 +57,11 @@ def cliffs_delta(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     return float((greater - less) / (xa.size * xb.size))
 
 
-def mean_shift_test(a: npt.ArrayLike, b: npt.ArrayLike, *, method: str = "auto") -> TestOutcome:
-    """Two-sided Mann-Whitney U test for continuous per-sample scores (lengths, rates, logprobs).
+def mean_shift_test(
+    a: npt.ArrayLike, b: npt.ArrayLike, *, method: str = "auto", greater: bool = False
+) -> TestOutcome:
+    """Two-sided Mann-Whitney U test for continuous per-sample scores (lengths, rates, logprobs);
+    one-sided (b stochastically greater than a) with `greater`.
 
     Null: a and b are i.i.d. draws from one distribution (the test has power against
     stochastic dominance, i.e. P(b > a) != P(b < a)). NaN and infinite values are dropped.
@@ -71,7 +74,8 @@ def mean_shift_test(a: npt.ArrayLike, b: npt.ArrayLike, *, method: str = "auto")
     n = int(xa.size + xb.size)
     if xa.size == 0 or xb.size == 0 or np.ptp(np.concatenate([xa, xb])) == 0:
         return degenerate(n)
-    result = stats.mannwhitneyu(xb, xa, alternative="two-sided", method=method)
+    alternative = "greater" if greater else "two-sided"
+    result = stats.mannwhitneyu(xb, xa, alternative=alternative, method=method)
     effect = 2.0 * float(result.statistic) / (xa.size * xb.size) - 1.0
     return TestOutcome(
         statistic=result.statistic, p_value=safe_float(result.pvalue, 1.0), effect=effect, n=n
