@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from auditor.errors import ConfigError
+from auditor.ops_config import AlertsConfig, DaemonConfig, ScheduleEntry, ServerConfig
 from auditor.yamlfile import field_path, line_of, read_yaml, validate
 
 DEFAULT_CONFIG = Path("providers.yaml")
@@ -159,6 +160,10 @@ class AuditorConfig(Section):
     suites: list[str] = Field(default_factory=lambda: ["core"], min_length=1)
     probes_dir: str = "probes"
     budget: RoundBudget = Field(default_factory=RoundBudget)
+    schedule: list[ScheduleEntry] = Field(default_factory=list)  # for `auditor daemon`
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 
     @field_validator("database")
     @classmethod

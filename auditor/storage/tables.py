@@ -190,3 +190,60 @@ class CalibrationRow(SQLModel, table=True):
     honest_ranges: dict[str, Any] | None = _json()
     flagged_by_test: dict[str, Any] | None = _json()
     created_at: datetime = _ts()
+
+
+class IncidentRow(SQLModel, table=True):
+    """A provider (or the auditor itself) in trouble: opened when its findings turn deviant or
+    unavailable, resolved when they return to consistent. Alerts go out per incident."""
+
+    __tablename__ = "incidents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(index=True)
+    provider: str = Field(index=True)  # `auditor` for the auditor's own incidents
+    kind: str = "provider"  # provider | stale_rounds
+    state: str = Field(default="open", index=True)  # open | resolved
+    verdict: str  # what opened it: deviant | unavailable | stale
+    severity: str
+    summary: str
+    diagnoses: list[dict[str, Any]] | None = _json()
+    opened_round_id: str | None = None
+    last_round_id: str | None = None
+    resolved_round_id: str | None = None
+    opened_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    resolved_at: datetime | None = _ts(nullable=True)
+    acknowledged_at: datetime | None = _ts(nullable=True)
+    acknowledged_by: str | None = None
+    muted_until: datetime | None = _ts(nullable=True)  # no alerts until then
+
+
+class OutboxRow(SQLModel, table=True):
+    """One webhook message for one sink, kept until delivered or given up. The id is the
+    `webhook-id` header: the same on every retry, so receivers de-duplicate."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (Index("ix_webhook_outbox_due", "state", "next_attempt_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)  # msg_...
+    sink: str = Field(index=True)
+    event_type: str  # incident.opened | incident.resolved | test
+    incident_id: int | None = Field(default=None, index=True)
+    body: dict[str, Any] = _json(nullable=False)
+    state: str = "pending"  # pending | delivered | failed | disabled
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    created_at: datetime = _ts()
+    next_attempt_at: datetime = _ts()
+    delivered_at: datetime | None = _ts(nullable=True)
+
+
+class SinkStateRow(SQLModel, table=True):
+    """A sink the receiver asked to stop (HTTP 410 Gone): disabled until re-enabled."""
+
+    __tablename__ = "webhook_sinks"
+
+    name: str = Field(primary_key=True, max_length=128)
+    disabled_at: datetime | None = _ts(nullable=True)
+    disabled_reason: str | None = None
