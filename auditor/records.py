@@ -258,3 +258,33 @@ class Finding(Strict):
     tokens: int
     cost: float | None = None
     errors_by_class: dict[str, int] = Field(default_factory=dict)
+
+
+class IncidentInfo(Strict):
+    """An incident as alerts and the API show it (see `auditor.incidents`)."""
+
+    id: int
+    model: str
+    provider: str  # `auditor` for the auditor's own incidents
+    kind: Literal["provider", "stale_rounds"]
+    state: Literal["open", "resolved"]
+    verdict: str  # what opened it: deviant | unavailable | stale
+    severity: Severity
+    summary: str
+    diagnoses: list[Diagnosis] = Field(default_factory=list)
+    opened_round_id: str | None = None
+    last_round_id: str | None = None
+    resolved_round_id: str | None = None
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    acknowledged: bool = False
+
+
+class AlertEvent(Strict):
+    """What an alert sink is told: an incident opened or resolved (or a test), with the
+    finding's evidence (reference and provider answers side by side) when it opened."""
+
+    type: Literal["incident.opened", "incident.resolved", "test"]
+    incident: IncidentInfo | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
+    round_id: str | None = None
