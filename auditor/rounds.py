@@ -87,7 +87,12 @@ async def run_round_async(
     progress: RoundProgress | None = None,
     with_reference: bool = True,
     score_likelihood: bool = True,
+    stop: asyncio.Event | None = None,
+    drain_timeout_s: float = 30.0,
 ) -> RoundResult:
+    """One round of `selection`, stored as it goes. It stops cleanly (in-flight requests get
+    `drain_timeout_s` to finish; the round is marked interrupted) on SIGINT/SIGTERM, or, when
+    the caller owns the signals (the daemon), once `stop` is set."""
     suite = selection.suite
     requests = expand_requests(suite)
     cases: dict[str, ProbeCase] = {c.content_hash: c for c in suite.cases}
@@ -187,20 +192,26 @@ async def run_round_async(
             alpha=ALPHA,
         )
     runner = RoundRunner(
-        store, round_id, endpoints, cases, policy, SpendMeter(config.budget), redactor, progress
-    )
+        store, round_id, endpoints, cases, policy, SpendMeter(config.budget), redactor, progress,
+        drain_timeout_s=drain_timeout_s,
+    )  # fmt: skip
     loop = asyncio.get_running_loop()
     handled = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, runner.stop, f"signal {sig.name}")
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread
-            pass
+    watcher: asyncio.Task[None] | None = None
+    if stop is not None:
+        watcher = asyncio.create_task(_stop_when_set(stop, runner))
+    else:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, runner.stop, f"signal {sig.name}")
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
     try:
         outcome = await runner.run()
         # Asked to stop: findings from what was answered, without waiting for the scoring.
-        if outcome.status != "interrupted" and score_likelihood:
+        stopping = stop is not None and stop.is_set()
+        if outcome.status != "interrupted" and score_likelihood and not stopping:
             reference_note = reference_note or await score_likelihood_so_far()
     except BaseException:
         store.finish_round(round_row.id, "interrupted", "error")
@@ -208,6 +219,8 @@ async def run_round_async(
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+        if watcher is not None:
+            watcher.cancel()
         for reference in references.values():
             if reference.scorer is not None and reference.scorer is not reference.adapter:
                 await reference.scorer.aclose()
@@ -222,6 +235,11 @@ async def run_round_async(
     store.save_findings(round_row.id, findings, detector, params)
     log.info("round.finished", round_id=round_row.id, status=outcome.status, stored=outcome.stored)
     return RoundResult(round_row.id, outcome, reference_note)
+
+
+async def _stop_when_set(stop: asyncio.Event, runner: RoundRunner) -> None:
+    await stop.wait()
+    runner.stop("shutdown")
 
 
 async def _score_likelihood(

@@ -136,6 +136,12 @@ class OpenAICompatibleAdapter(ProviderAdapter):
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
         started_at = utcnow()
         body = self.request_body(request)
+        if self.config.api_key_env and not self.config.api_key():
+            # The daemon keeps going without a provider's key: its requests are recorded as
+            # auth errors (the provider turns unavailable), and nothing is sent.
+            missing = f"environment variable {self.config.api_key_env} is not set; not sent"
+            response = wire.failure(ErrorClass.AUTH, missing)
+            return response.model_copy(update={"raw_request": body, "started_at": started_at})
         attempts = 1
         try:
             response, attempts = await self._with_retries(body)

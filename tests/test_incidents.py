@@ -1,0 +1,88 @@
+"""Incidents open once, resolve once, stay quiet while muted; the auditor watches itself."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from auditor.incidents import (
+    acknowledge,
+    check_staleness,
+    list_incidents,
+    mute,
+    update_from_findings,
+)
+from auditor.ops_config import ScheduleEntry
+from auditor.records import Diagnosis, Evidence, Finding, utcnow
+from auditor.storage.db import ensure_schema, make_engine
+from auditor.storage.repository import Store
+from auditor.storage.tables import RoundRow
+
+
+def store_for(url: str) -> Store:
+    engine = make_engine(url)
+    ensure_schema(engine)
+    return Store(engine)
+
+
+def finding(verdict: str, provider: str = "acme") -> Finding:
+    deviant = verdict == "deviant"
+    return Finding(
+        model="m", provider=provider, baseline="reference", verdict=verdict,  # type: ignore[arg-type]
+        severity="critical" if deviant else ("warning" if verdict == "unavailable" else "info"),
+        diagnoses=[Diagnosis(kind="quantization", confidence=0.8, summary="weights moved")]
+        if deviant else [],
+        evidence=[Evidence(probe="p", reference="Paris", provider="Lyon", note="differs")]
+        if deviant else [],
+        requests=10, errors=10 if verdict == "unavailable" else 0, tokens=100,
+        errors_by_class={"server_error": 10} if verdict == "unavailable" else {},
+    )  # fmt: skip
+
+
+def test_one_alert_when_an_incident_opens_and_one_when_it_resolves(db_url: str) -> None:
+    store = store_for(db_url)
+    (opened,) = update_from_findings(store, "r1", [finding("deviant"), finding("consistent", "b")])
+    assert opened.type == "incident.opened" and opened.incident is not None
+    assert opened.incident.severity == "critical" and opened.evidence[0].provider == "Lyon"
+    assert opened.incident.summary == "deviant: weights moved"
+    assert update_from_findings(store, "r2", [finding("deviant")]) == []  # still open: quiet
+    assert update_from_findings(store, "r3", [finding("inconclusive")]) == []
+    (resolved,) = update_from_findings(store, "r4", [finding("consistent")])
+    assert resolved.type == "incident.resolved" and resolved.incident is not None
+    assert resolved.incident.opened_round_id == "r1"
+    assert resolved.incident.resolved_round_id == "r4"
+    (row,) = list_incidents(store)
+    assert row.state == "resolved" and row.last_round_id == "r4"
+
+
+def test_unavailable_opens_an_incident_naming_the_errors(db_url: str) -> None:
+    store = store_for(db_url)
+    (opened,) = update_from_findings(store, "r1", [finding("unavailable")])
+    assert opened.incident is not None and "server_error 10" in opened.incident.summary
+
+
+def test_a_muted_incident_resolves_without_an_alert(db_url: str) -> None:
+    store = store_for(db_url)
+    (opened,) = update_from_findings(store, "r1", [finding("deviant")])
+    assert opened.incident is not None
+    assert mute(store, opened.incident.id, utcnow() + timedelta(hours=1))
+    assert acknowledge(store, opened.incident.id, "ops")
+    assert update_from_findings(store, "r2", [finding("consistent")]) == []
+    (row,) = list_incidents(store)
+    assert row.state == "resolved" and row.acknowledged_by == "ops"
+    assert not mute(store, 999, None) and not acknowledge(store, 999, "ops")
+
+
+def test_a_stale_schedule_opens_an_incident_about_the_auditor(db_url: str) -> None:
+    store = store_for(db_url)
+    entry = ScheduleEntry(suite="core", every=timedelta(minutes=10))
+    now = utcnow()
+    started = now - timedelta(minutes=15)
+    assert check_staleness(store, [entry], 2.0, started, now) == []  # 15 min < 2 intervals
+    (opened,) = check_staleness(store, [entry], 2.0, started, now + timedelta(minutes=10))
+    assert opened.incident is not None and opened.incident.provider == "auditor"
+    assert "suite core" in opened.incident.summary and opened.incident.kind == "stale_rounds"
+    assert check_staleness(store, [entry], 2.0, started, now + timedelta(minutes=11)) == []
+    store.start_round(RoundRow(id="r", suite="core", suite_hash="h", auditor_version="t"))
+    store.finish_round("r", "complete", None)
+    (resolved,) = check_staleness(store, [entry], 2.0, started, utcnow())
+    assert resolved.type == "incident.resolved"
