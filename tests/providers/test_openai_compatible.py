@@ -220,11 +220,20 @@ async def test_happy_path_records_answer_usage_and_identity(
     assert SECRET not in result.model_dump_json()
 
 
-async def test_no_authorization_header_without_a_key() -> None:
+async def test_no_authorization_header_without_a_key_variable() -> None:
     provider = Provider(httpx.Response(200, json=completion()))
-    result = await run(provider, api_key_env="ACME_KEY_UNSET")
+    result = await run(provider)
     assert result.ok
     assert "authorization" not in provider.requests[0].headers
+
+
+async def test_a_key_variable_that_is_not_set_is_an_auth_error_and_nothing_is_sent() -> None:
+    """The daemon keeps running without a provider's key: the provider turns unavailable."""
+    provider = Provider(httpx.Response(200, json=completion()))
+    result = await run(provider, api_key_env="ACME_KEY_UNSET")
+    assert not result.ok and result.error_class == ErrorClass.AUTH
+    assert "ACME_KEY_UNSET is not set" in (result.error_message or "")
+    assert provider.requests == [] and result.raw_request["messages"]
 
 
 async def test_key_echoed_by_the_provider_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
