@@ -89,7 +89,7 @@ class ProviderLimits:
             self.stats.token_wait_s += t2 - t1
             self.stats.rate_wait_s += t3 - t2
             self.stats.reserved_tokens += reserved
-            held = Reservation(self, reserved)
+            held = Reservation(self, reserved, waited_s=t3 - t0)
             yield held
 
     def reconcile(self, reserved: int, actual: int | None) -> None:
@@ -104,6 +104,7 @@ class ProviderLimits:
 class Reservation:
     limits: ProviderLimits
     tokens: int
+    waited_s: float = 0.0  # for a slot, the request's token reservation and its rate token
 
     def settle(self, actual_tokens: int | None) -> None:
         self.limits.reconcile(self.tokens, actual_tokens)

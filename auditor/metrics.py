@@ -7,13 +7,19 @@ read when Prometheus scrapes, by `auditor.web`. One registry per process.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from auditor.records import CompletionResponse
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 REQUESTS = Counter(
     "auditor_requests",
-    "Requests sent to providers and the reference, by outcome (ok or the error class).",
+    "Requests sent to providers and the reference, by outcome: ok, the error class, or cached "
+    "(a reference answer reused from the database, not recomputed).",
     ["model", "provider", "outcome"],
     registry=REGISTRY,
 )
@@ -54,3 +60,18 @@ LEADER = Gauge(
     "1 while this daemon holds the leader lock and runs rounds, else 0.",
     registry=REGISTRY,
 )
+
+
+def observe_answer(
+    model: str, provider: str, response: CompletionResponse, elapsed_s: float
+) -> None:
+    """Count one answer as it arrives. A cached reference answer cost no time and no tokens:
+    it is counted under outcome `cached` only."""
+    if response.cached:
+        REQUESTS.labels(model, provider, "cached").inc()
+        return
+    outcome = "ok" if response.ok else str(response.error_class or "error")
+    REQUESTS.labels(model, provider, outcome).inc()
+    REQUEST_LATENCY.labels(model, provider).observe(elapsed_s)
+    if tokens := response.usage.spent:
+        TOKENS.labels(model, provider).inc(tokens)

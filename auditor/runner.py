@@ -9,6 +9,7 @@ sample as it arrives, in its own thread, so a killed round loses nothing already
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from typing import Protocol
 
 import structlog
 
+from auditor import metrics
 from auditor.budget import Answer, BudgetPolicy, EndpointKey, PlannedRequest, SpendMeter
 from auditor.config import Price
 from auditor.limits import ProviderLimits
@@ -175,7 +177,10 @@ class RoundRunner:
                         self.stop(reason)
                     return
                 self.spend.sent(reservation.tokens)
+                metrics.LIMITER_WAIT.labels(*endpoint.key).observe(reservation.waited_s)
+                started = time.monotonic()
                 response = await self._complete(endpoint, planned)
+                metrics.observe_answer(*endpoint.key, response, time.monotonic() - started)
                 tokens = response.usage.spent
                 reservation.settle(tokens if response.ok else None)
                 cost = self._cost(endpoint, response)
@@ -194,6 +199,7 @@ class RoundRunner:
         except Exception as exc:
             log.error(
                 "adapter.failed",
+                round_id=self.round_id,
                 provider=endpoint.name,
                 probe_id=planned.request.probe_id,
                 error=repr(exc),

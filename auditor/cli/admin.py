@@ -15,13 +15,14 @@ from auditor.cli.common import (
     config_app,
     database_url,
     db_app,
+    open_store,
     out,
     print_line,
     probes_app,
     probes_dir_of,
 )
 from auditor.config import DEFAULT_CONFIG, load_config, require_secrets
-from auditor.errors import ConfigError
+from auditor.errors import ConfigError, UsageError
 from auditor.storage.db import current_revision, head_revision, make_engine, upgrade
 from auditor.storage.repository import Store
 from auditor.yamlfile import line_of, read_yaml
@@ -117,3 +118,27 @@ def db_status(config_path: ConfigOpt = DEFAULT_CONFIG, database: DatabaseOpt = N
     if current == head_revision():
         for r in Store(engine).rounds(limit=10):
             print_line(f"{r.id}\t{r.suite}\t{r.status}\t{r.started_at:%Y-%m-%d %H:%M:%S}")
+
+
+@db_app.command("prune")
+def db_prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Retention period, e.g. 90d (s, m, h, d).")
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, change nothing.")] = False,
+    config_path: ConfigOpt = DEFAULT_CONFIG,
+    database: DatabaseOpt = None,
+) -> None:
+    """Drop raw payloads older than the period; keep findings, incidents and scores."""
+    from auditor.ops_config import parse_duration
+    from auditor.retention import prune
+
+    try:
+        period = parse_duration(older_than)
+    except ValueError as exc:
+        raise UsageError(f"--older-than: {exc}") from None
+    if period.total_seconds() <= 0:
+        raise UsageError("--older-than: must be a positive duration")
+    store = open_store(database_url(config_path, database))
+    for line in prune(store, period, dry_run=dry_run).lines():
+        print_line(line)
