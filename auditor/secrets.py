@@ -33,6 +33,8 @@ class Redactor:
         env_names += [r.api_key_env for r in refs if isinstance(r, EndpointReference)]
         values += [os.environ.get(n or "", "") for n in env_names if n]
         values += [v for m in config.models for p in m.providers for v in p.headers.values()]
+        for sink in config.alerts.sinks:  # webhook secrets, several while rotating
+            values += os.environ.get(sink.secret_env, "").split()
         return cls(values)
 
     def text(self, value: str) -> str:

@@ -33,6 +33,10 @@ app.add_typer(config_app, name="config")
 fleet_app = typer.Typer(help="The local demo fleet of providers (127.0.0.1).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(fleet_app, name="fleet")
+alerts_app = typer.Typer(help="Webhook alerts and their outbox.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+incidents_app = typer.Typer(help="Incidents the daemon opened.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
 
 FLEET_STATE = Path(".auditor/fleet")
 StateDirOpt = Annotated[Path, typer.Option("--state-dir", help="Where the fleet's pid and log go.")]
