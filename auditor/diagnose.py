@@ -216,6 +216,15 @@ def diagnose(rej: list[Rejected], figures: list[Comparison] | None = None) -> li
             r,
             f"sampled answers are distributed differently (MMD {r.effect:.3f})",
         )
+    if (r := _find(rej, "perturbation_gap")) and r.effect > 0:
+        add(
+            "model_variant",
+            0.85,
+            r,
+            f"solves the original problems but not their perturbed twins (gap "
+            f"{r.comparison.result.statistic:+.0%}, {r.effect:+.0%} beyond the reference's): "
+            "a benchmark-tuned variant",
+        )
     if not found and rej:
         r = min(rej, key=lambda x: x.adjusted_p)
         add(

@@ -16,6 +16,7 @@ from auditor.comparisons.greedy import (
 from auditor.comparisons.likelihood import reference_likelihood
 from auditor.comparisons.logprobs import returned_logprobs
 from auditor.comparisons.metrics import metric_comparisons, prompt_accounting, violations
+from auditor.comparisons.perturbation import perturbation_gap
 from auditor.comparisons.sampled import likelihood_ranks, sampled_outputs
 from auditor.observations import Observation
 
@@ -39,4 +40,5 @@ def compare(
         *repeat_variation(reference, provider),
         *reference_likelihood(reference, provider, trusted or []),
         *returned_logprobs(reference, provider, trusted or []),
+        *perturbation_gap(reference, provider),
     ]

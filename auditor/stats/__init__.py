@@ -14,6 +14,7 @@ excess_rate_test            violations at most a tolerated rate         rate - t
 mean_shift_test             same score distribution                     Cliff's delta
 paired_shift_test           paired differences symmetric about 0        median of b - a
 fisher_combine              all component nulls (independent)           mean(-log p) - 1
+label_permutation_test      labels exchangeable within each group       labelled - others
 ==========================  ==========================================  =====================
 
 Plus multiple-testing control (`bh_adjust`, `benjamini_hochberg`), intervals
@@ -32,6 +33,7 @@ from auditor.stats.intervals import clopper_pearson, honest_range
 from auditor.stats.mmd import PAD, encode_completions, hamming_kernel, mmd_hamming_test
 from auditor.stats.multiple import benjamini_hochberg, bh_adjust, fisher_combine
 from auditor.stats.outcome import TestOutcome
+from auditor.stats.permutation import label_permutation_floor, label_permutation_test
 from auditor.stats.ranks import rank_of, rank_uniformity_test, ranks_of
 from auditor.stats.sequential import Decision, per_look_alpha, sequential_decision
 
@@ -48,6 +50,8 @@ __all__ = [
     "fisher_combine",
     "hamming_kernel",
     "honest_range",
+    "label_permutation_floor",
+    "label_permutation_test",
     "mean_shift_test",
     "mmd_hamming_test",
     "paired_shift_test",
