@@ -65,8 +65,8 @@ class Look:
 
 @dataclass
 class SequentialPolicy(BudgetPolicy):
-    """The whole plan first; then, after each look, more samples of the extendable cases
-    (those with the `sampling` signal) for the providers still in doubt.
+    """The whole plan first; then, after each look, `extra_samples` more samples of every case
+    in `extendable` (the suite) for the providers still in doubt.
 
     `judge` recomputes every provider's combined p-value from what is stored (the round's
     own comparisons and diagnosis tests, Benjamini-Hochberg combined). A provider is settled
@@ -75,7 +75,8 @@ class SequentialPolicy(BudgetPolicy):
     settled consistent when it is at least `consistent_p` or the last look is reached.
     The reference gets the same extra samples once per look while any provider is in doubt,
     so every extra provider sample has reference samples of the same probe to be compared
-    with."""
+    with. Every case is extended, not only sampled ones: whatever kind of evidence is in doubt
+    (a clamp hit now and then, an answer that moves on some requests) grows with it."""
 
     plan: list[PlannedRequest]
     extendable: list[ProbeCase]

@@ -132,11 +132,11 @@ class ModelConfig(Section):
 
 class Sequential(Section):
     """Ask in looks: after each, providers whose verdict is settled get no more requests;
-    the others get `extra_samples` more samples of every `sampling` case (and so does the
-    reference). Every look tests at alpha / `looks`, so the false-alarm rate stays at alpha."""
+    the others get `extra_samples` more samples of every case (and so does the reference).
+    Every look tests at alpha / `looks`, so the false-alarm rate stays at alpha."""
 
     looks: int = Field(default=3, ge=2, le=10)
-    extra_samples: int = Field(default=2, ge=1, le=100)
+    extra_samples: int = Field(default=1, ge=1, le=100)
     consistent_p: float = Field(default=0.5, gt=0, le=1)
 
 

@@ -216,6 +216,31 @@ def diagnose(rej: list[Rejected], figures: list[Comparison] | None = None) -> li
             r,
             f"sampled answers are distributed differently (MMD {r.effect:.3f})",
         )
+    f1 = next((c for c in figures if c.metric == "tool_decision_f1"), None)
+    against = f" (F1 {f1.result.statistic:.2f} against the reference's decisions)" if f1 else ""
+    if (r := _find(rej, "tool_decision_differs")) and r.effect > 0:
+        add(
+            "tool_calling",
+            0.95,
+            r,
+            f"calls tools where the reference does not, or answers in text where it calls"
+            f"{against}: the model's tool calls are not parsed as it writes them",
+        )
+    if (r := _find(rej, "tool_args_broken")) and r.effect > 0:
+        add(
+            "tool_calling",
+            0.9,
+            r,
+            "tool-call arguments fall short of the reference's (not JSON, or not valid for the "
+            "tool's schema) on the same probes: the calls are mangled on the way out",
+        )
+    if (r := _find(rej, "tool_args_valid")) and r.effect < 0:
+        add(
+            "tool_calling",
+            0.8,
+            r,
+            f"fewer tool calls have arguments valid for the tool's schema ({r.effect:+.0%})",
+        )
     if (r := _find(rej, "perturbation_gap")) and r.effect > 0:
         add(
             "model_variant",

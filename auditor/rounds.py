@@ -184,7 +184,7 @@ async def run_round_async(
     if config.budget.sequential is not None:
         policy = SequentialPolicy(
             plan,
-            extendable=[c for c in suite.cases if "sampling" in c.signals],
+            extendable=list(suite.cases),
             providers=[e.key for e in endpoints if e.name != REFERENCE],
             references={m: REFERENCE for m in references},
             judge=judge,

@@ -18,6 +18,7 @@ from auditor.comparisons.logprobs import returned_logprobs
 from auditor.comparisons.metrics import metric_comparisons, prompt_accounting, violations
 from auditor.comparisons.perturbation import perturbation_gap
 from auditor.comparisons.sampled import likelihood_ranks, sampled_outputs
+from auditor.comparisons.tools import tool_use
 from auditor.observations import Observation
 
 __all__ = ["Comparison", "common_prefix", "compare", "reference_likelihood"]
@@ -41,4 +42,5 @@ def compare(
         *reference_likelihood(reference, provider, trusted or []),
         *returned_logprobs(reference, provider, trusted or []),
         *perturbation_gap(reference, provider),
+        *tool_use(reference, provider),
     ]

@@ -70,6 +70,8 @@ class ChatRequest(BaseModel):
     n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None  # offered as `auditor.fleet.tools` says
+    tool_choice: str | dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _merge_max_tokens(self) -> ChatRequest:
@@ -96,13 +98,18 @@ class TokenLogprob(BaseModel):
 
 
 class Generation(BaseModel):
-    """A backend's answer. When `logprobs` is set, its tokens concatenate to `text`."""
+    """A backend's answer. When `logprobs` is set, its tokens concatenate to `text`.
+
+    `tool_calls` (OpenAI format) are set by the server from the text of an answer to a
+    request with tools (`auditor.fleet.tools`); `text` is then what is outside the calls.
+    """
 
     text: str
-    finish_reason: Literal["stop", "length"] = "stop"
+    finish_reason: Literal["stop", "length", "tool_calls"] = "stop"
     prompt_tokens: int = Field(ge=0)
     completion_tokens: int = Field(ge=0)
     logprobs: list[TokenLogprob] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class TextCompletionRequest(BaseModel):

@@ -31,7 +31,10 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "max_tokens_cap": ("deviant", "max_tokens"),
     "quantized": ("deviant", "quantization"),
     "variant_mix": ("deviant", "model_variant"),
+    "memorized": ("deviant", "model_variant"),  # on a suite with perturbed pairs (deep)
     "wrong_model": ("deviant", "other"),
+    "tool_parser_raw": ("deviant", "tool_calling"),  # on a suite with tools (probes/tools.yaml)
+    "tool_args_corrupt": ("deviant", "tool_calling"),
     # protocol faults: no answer to judge
     "http_401": ("unavailable", None),
     "http_404": ("unavailable", None),

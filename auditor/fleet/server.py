@@ -14,7 +14,8 @@ to a silently altered request (max_tokens capped, sampling overridden, system pr
 dropped, replaced or extended with a hidden persona, context truncated, another model's
 name); they are applied here, whatever the backend. Model faults (another set of weights,
 a wrong prompt format) live below the request, in the member's view of its backend
-(`Backend.bind`, see `auditor.fleet.llama_backend`).
+(`Backend.bind`, see `auditor.fleet.llama_backend`), as does `memorized` (listed prompts
+answered from memory, see `auditor.fleet.memorized`).
 
 `reset` closes the TCP connection with an RST and no response. The fleet's uvicorn protocol
 (see `auditor.fleet.process`) puts the connection's asyncio transport into the ASGI scope
@@ -57,7 +58,9 @@ from auditor.fleet.backends import (
     TextCompletionRequest,
     split_tokens,
 )
+from auditor.fleet.memorized import with_memory
 from auditor.fleet.spec import FleetMember
+from auditor.fleet.tools import ToolHandling
 
 logger = logging.getLogger(__name__)
 _Body = TypeVar("_Body", bound=BaseModel)
@@ -111,7 +114,7 @@ def error_response(
 
 def build_app(member: FleetMember, backend: Backend, *, seed: int = 0) -> Starlette:
     """The ASGI app of one member. `seed` (the fleet's) makes its random faults reproducible."""
-    handler = _Member(member, backend.bind(member, seed), seed)
+    handler = _Member(member, with_memory(backend.bind(member, seed), member), seed)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -173,6 +176,7 @@ class _Member:
         self.flaky_rng = random.Random(f"{seed}/{member.name}/flaky")
         self.bytes_rng = random.Random(f"{seed}/{member.name}/bytes")
         self.persona_rng = random.Random(f"{seed}/{member.name}/persona")
+        self.tools = ToolHandling(member, seed)
         self.fingerprint = f"fp_fleet_{member.name}"
         self.closing = asyncio.Event()
 
@@ -200,12 +204,14 @@ class _Member:
             return parsed
         chat = parsed
 
-        rewritten = self._rewrite(chat)
+        # tools are rendered into the conversation after the request faults, as a template would
+        rewritten = self.tools.prepare(self._rewrite(chat))
         answer = _Answer(chat, None, self._model_name(chat.model), self.fingerprint)
-        if chat.stream and not chat.logprobs and self.member.fault not in _BODY_FAULTS:
+        live = not chat.logprobs and not self.tools.offered(chat)  # calls are parsed at the end
+        if chat.stream and live and self.member.fault not in _BODY_FAULTS:
             return await self._stream_live(answer, rewritten)
         try:
-            answer.gen = await self.backend.agenerate(rewritten)
+            answer.gen = self.tools.finish(chat, await self.backend.agenerate(rewritten))
         except BackendError as exc:
             return error_response(exc.status, exc.message, code=exc.code, param="messages")
         return self._package(answer)
@@ -446,7 +452,7 @@ class _Answer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": self.gen.text, "refusal": None},
+                    "message": self._message(),
                     "logprobs": None if entries is None else {"content": entries, "refusal": None},
                     "finish_reason": self.gen.finish_reason,
                 }
@@ -454,6 +460,12 @@ class _Answer:
             "usage": self.usage(),
         }
         return json.dumps(body, separators=(",", ":")).encode()
+
+    def _message(self) -> dict[str, Any]:
+        calls = self.gen.tool_calls
+        content = None if calls and not self.gen.text else self.gen.text
+        message = {"role": "assistant", "content": content, "refusal": None}
+        return {**message, "tool_calls": calls} if calls else message
 
     def _chunk(
         self, delta: dict[str, Any], logprobs: Any = None, finish: str | None = None
@@ -490,12 +502,16 @@ class _Answer:
         yield _sse("[DONE]")
 
     def sse_events(self) -> Iterator[bytes]:
-        entries = self._logprob_entries()
+        calls = self.gen.tool_calls or []
+        entries = None if calls else self._logprob_entries()
         pieces = [e["token"] for e in entries] if entries else split_tokens(self.gen.text)
-        yield self._chunk({"role": "assistant", "content": ""})
+        opening = None if calls and not self.gen.text else ""
+        yield self._chunk({"role": "assistant", "content": opening})
         for i, piece in enumerate(pieces):
             logprobs = {"content": [entries[i]], "refusal": None} if entries else None
             yield self._chunk({"content": piece}, logprobs)
+        for i, call in enumerate(calls):
+            yield self._chunk({"tool_calls": [{"index": i, **call}]})
         yield from self._end()
 
     async def live_events(

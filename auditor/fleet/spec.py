@@ -49,6 +49,11 @@ Fault = Literal[
     "inject_system",
     "truncate_context",
     "persona",
+    # a benchmark-tuned variant: listed prompts get their memorised answers (`memorized`)
+    "memorized",
+    # tool calling: the calls in the model's answer are not parsed, or parsed badly
+    "tool_parser_raw",
+    "tool_args_corrupt",
     # model-level: need a model backend ("llama"); the weights or the prompt format differ
     "wrong_template",
     "quantized",
@@ -58,7 +63,9 @@ Fault = Literal[
 #: Faults that act on the model itself (weights, prompt format): a model backend is needed.
 MODEL_FAULTS = frozenset({"wrong_template", "quantized", "variant_mix"})
 #: Faults whose strength is a fraction of requests.
-FRACTION_FAULTS = frozenset({"flaky", "persona", "wrong_template", "variant_mix"})
+FRACTION_FAULTS = frozenset(
+    {"flaky", "persona", "wrong_template", "variant_mix", "tool_parser_raw", "tool_args_corrupt"}
+)
 #: Logits noise (std, in logits) of a member that does not say: about what batching and
 #: kernel choices on real GPU servers add. See docs/fleet.md for how it was measured.
 DEFAULT_NOISE = 0.02
@@ -86,6 +93,14 @@ FAULT_STRENGTH: dict[str, tuple[str, float]] = {
         2.0,
     ),
     "variant_mix": ("fraction of chat requests answered by the perturbed variant (0..1)", 0.5),
+    "tool_parser_raw": (
+        "fraction of requests with tools whose <tool_call> text is sent as plain content (0..1)",
+        1.0,
+    ),
+    "tool_args_corrupt": (
+        "fraction of requests with tools whose calls' arguments lose their last character (0..1)",
+        1.0,
+    ),
 }
 
 
@@ -105,6 +120,12 @@ class FleetMember(BaseModel):
     latency_ms: float = Field(default=0.0, ge=0.0)
     backend: str = "echo"
     models: list[str] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
+    memorized: dict[str, str | int | float] | Path | None = Field(
+        default=None,
+        description="the `memorized` fault's answers: a mapping of prompt text (the last user "
+        "message) to the answer given instead of the model's, or a YAML file holding one "
+        "(see auditor.fleet.memorized)",
+    )
     noise: float = Field(
         default=DEFAULT_NOISE,
         ge=0.0,
@@ -117,6 +138,10 @@ class FleetMember(BaseModel):
     def _check_strength(self) -> FleetMember:
         if self.fault in FRACTION_FAULTS and self.strength > 1.0:
             raise ValueError(f"{self.fault} strength is a fraction of requests and must be <= 1")
+        if self.fault == "memorized" and not self.memorized:
+            raise ValueError(
+                "fault memorized needs its answers: memorized: {prompt: answer} or a YAML file"
+            )
         if self.fault in MODEL_FAULTS and self.backend == "echo":
             raise ValueError(
                 f"fault {self.fault} acts on the model and needs a model backend "

@@ -17,6 +17,7 @@ import numpy as np
 from auditor.config import LlamaCppReference
 from auditor.providers.base import ProviderAdapter
 from auditor.providers.continuation import ChatTemplate, ContinuationScorer, TokenScore
+from auditor.providers.tool_prompt import needs_rendering, offers_tools, tool_answer, with_tools
 from auditor.records import CompletionRequest, CompletionResponse, ErrorClass, Usage, utcnow
 
 PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -194,6 +195,9 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
             "messages": [m.model_dump(exclude_none=True) for m in request.messages],
             **p.wire(),
         }
+        messages = body["messages"]
+        if needs_rendering(messages, p.tools, p.tool_choice):  # the template knows no tools
+            messages = with_tools(messages, p.tools, p.tool_choice)
         started, t0 = utcnow(), time.monotonic()
         try:
             llm = self._model_for(bool(p.logprobs))
@@ -205,7 +209,7 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
                 # prompts, bench/reference.py), so only sampled requests start afresh.
                 llm.reset()
             result = llm.create_chat_completion(
-                messages=body["messages"],
+                messages=messages,
                 temperature=1.0 if p.temperature is None else p.temperature,
                 top_p=1.0 if p.top_p is None else p.top_p,
                 # Plain temperature/top-p sampling, as the reference distribution is defined:
@@ -233,11 +237,15 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
         choice = result["choices"][0]
         usage = result.get("usage") or {}
         logprobs = (choice.get("logprobs") or {}).get("content")
+        text, finish, calls = choice["message"].get("content"), choice.get("finish_reason"), None
+        if offers_tools(p.tool_choice, p.tools):
+            text, calls, finish = tool_answer(text, finish, p.tool_choice)
         return CompletionResponse(
             ok=True,
             status_code=200,
-            text=choice["message"].get("content"),
-            finish_reason=choice.get("finish_reason"),
+            text=text,
+            finish_reason=finish,
+            tool_calls=calls,
             usage=Usage(
                 **{k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
             ),

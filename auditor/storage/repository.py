@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from auditor.providers.tool_prompt import needs_rendering, with_tools
 from auditor.records import (
     CompletionRequest,
     CompletionResponse,
@@ -41,6 +42,17 @@ class AnswerText:
     signals: list[str]
     messages: list[dict[str, Any]]
     text: str
+
+
+def _prompt_messages(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """A case's messages as the reference engine prompts with them: tools offered, and tool
+    turns written out, by `with_tools` (chat templates without tool support fail on them)."""
+    messages = [{k: v for k, v in m.items() if v is not None} for m in case.get("messages") or []]
+    params = case.get("params") or {}
+    tools, choice = params.get("tools"), params.get("tool_choice")
+    if needs_rendering(messages, tools, choice):
+        return with_tools(messages, tools, choice)
+    return messages
 
 
 def _score_row(sample_id: int, score: ScoreRecord) -> ScoreRow:
@@ -329,11 +341,7 @@ class Store:
             ).all()
         return [
             AnswerText(
-                sample_id,
-                probe_hash,
-                list(case.get("signals") or []),
-                [{k: v for k, v in m.items() if v is not None} for m in case.get("messages") or []],
-                text,
+                sample_id, probe_hash, list(case.get("signals") or []), _prompt_messages(case), text
             )
             for sample_id, probe_hash, text, case in rows
             if text
