@@ -39,9 +39,7 @@ def wait_for_line(proc: subprocess.Popen[str], timeout: float) -> bool:
         return bool(sel.select(timeout)) and proc.stdout.readline().strip() == "leader"
 
 
-@pytest.mark.parametrize(
-    "db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_standby_takes_over_when_the_leader_dies(
     db: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
