@@ -127,7 +127,7 @@ def config_for(spec: FleetSpec, database: str, probes_dir: Path, looks: int) -> 
             },
             "suites": ["demo"],
             "probes_dir": str(probes_dir),
-            "budget": {"sequential": {"looks": looks, "extra_samples": 2}} if looks > 1 else {},
+            "budget": {"sequential": {"looks": looks, "extra_samples": 1}} if looks > 1 else {},
             "models": [{"name": DEFAULT_MODEL, "providers": providers}],
         }
     )
