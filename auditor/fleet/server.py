@@ -28,16 +28,13 @@ returning, which makes the server close the connection mid-body.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
 import socket
 import struct
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -48,15 +45,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from auditor.fleet.answers import ChatAnswer, Rendered, TextAnswer, aiter_bytes, drip, sse
 from auditor.fleet.backends import (
     Backend,
     BackendError,
     ChatMessage,
     ChatRequest,
     Generation,
-    TextCompletion,
     TextCompletionRequest,
-    split_tokens,
 )
 from auditor.fleet.memorized import with_memory
 from auditor.fleet.spec import FleetMember
@@ -206,7 +202,7 @@ class _Member:
 
         # tools are rendered into the conversation after the request faults, as a template would
         rewritten = self.tools.prepare(self._rewrite(chat))
-        answer = _Answer(chat, None, self._model_name(chat.model), self.fingerprint)
+        answer = ChatAnswer(chat, None, self._model_name(chat.model), self.fingerprint)
         live = not chat.logprobs and not self.tools.offered(chat)  # calls are parsed at the end
         if chat.stream and live and self.member.fault not in _BODY_FAULTS:
             return await self._stream_live(answer, rewritten)
@@ -237,7 +233,7 @@ class _Member:
             completion = await self.backend.acomplete(body)
         except BackendError as exc:
             return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
-        answer = _TextAnswer(completion, self._model_name(body.model), self.fingerprint)
+        answer = TextAnswer(completion, self._model_name(body.model), self.fingerprint)
         return self._package(answer)
 
     async def _before_body(self) -> Response | None:
@@ -250,7 +246,7 @@ class _Member:
             return WRONG_MODEL
         return asked or self.member.models[0]
 
-    async def _stream_live(self, answer: _Answer, rewritten: ChatRequest) -> Response:
+    async def _stream_live(self, answer: ChatAnswer, rewritten: ChatRequest) -> Response:
         """A streamed chat answer sent while it is generated.
 
         The backend's worker thread hands each new piece of text to the event loop through a
@@ -278,7 +274,7 @@ class _Member:
                 answer.gen = generation.result()
             except BackendError as exc:
                 return error_response(exc.status, exc.message, code=exc.code, param="messages")
-            return StreamingResponse(_aiter(answer.sse_events()), media_type=media)
+            return StreamingResponse(aiter_bytes(answer.sse_events()), media_type=media)
         return StreamingResponse(answer.live_events(first, events, generation), media_type=media)
 
     def _gateway_fault(self) -> Response | None:
@@ -322,7 +318,7 @@ class _Member:
             return chat.model_copy(update={"messages": _with_persona(chat.messages)})
         return chat
 
-    def _package(self, answer: _Rendered) -> Response:
+    def _package(self, answer: Rendered) -> Response:
         """Turn a good answer into what this member actually sends."""
         fault = self.member.fault
         stream = answer.stream
@@ -340,21 +336,23 @@ class _Member:
         if fault == "error_object":
             body = error_body("The model produced invalid content.", "server_error", "model_error")
             if stream:
-                return Response(_sse(body) + _sse("[DONE]"), 200, media_type=media)
+                return Response(sse(body) + sse("[DONE]"), 200, media_type=media)
             return JSONResponse(body, 200)
         if fault == "truncated_json":
             full = answer.sse_bytes() if stream else answer.json_bytes()
             return Response(full[: len(full) // 2], 200, media_type=media)
         if fault == "slow_drip":
             full = answer.sse_bytes() if stream else answer.json_bytes()
-            drip = _drip(full, self.strength, self.closing)
-            return StreamingResponse(drip, 200, media_type=media)
+            trickle = drip(full, self.strength, self.closing)
+            return StreamingResponse(trickle, 200, media_type=media)
         if stream:
-            response: Response = StreamingResponse(_aiter(answer.sse_events()), media_type=media)
+            response: Response = StreamingResponse(
+                aiter_bytes(answer.sse_events()), media_type=media
+            )
         else:
             response = Response(answer.json_bytes(), media_type=media)
         if fault == "hang":
-            return _AnswerLater(self.strength, response, self.closing)
+            return ChatAnswerLater(self.strength, response, self.closing)
         return response
 
 
@@ -374,244 +372,6 @@ async def _parse(request: Request, model: type[_Body]) -> _Body | Response:
         return error_response(400, f"Invalid request: {param}: {first['msg']}", param=param)
 
 
-class _Rendered(Protocol):
-    """An answer as the member would send it, before its body faults."""
-
-    @property
-    def stream(self) -> bool: ...
-
-    def json_bytes(self) -> bytes: ...
-
-    def sse_bytes(self) -> bytes: ...
-
-    def sse_events(self) -> Iterator[bytes]: ...
-
-
-class _Answer:
-    """A generation rendered as an OpenAI chat.completion, or as its stream of chunks.
-
-    `gen` may be set late: a live stream (`live_events`) starts before the generation ends.
-    """
-
-    def __init__(
-        self, chat: ChatRequest, generation: Generation | None, model: str, fingerprint: str
-    ):
-        self.chat = chat
-        self._gen = generation
-        self.model = model
-        self.fingerprint = fingerprint
-        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        self.created = int(time.time())
-        self.include_usage = bool((chat.stream_options or {}).get("include_usage"))
-
-    @property
-    def gen(self) -> Generation:
-        assert self._gen is not None, "the generation is not done yet"
-        return self._gen
-
-    @gen.setter
-    def gen(self, generation: Generation) -> None:
-        self._gen = generation
-
-    @property
-    def stream(self) -> bool:
-        return self.chat.stream
-
-    def usage(self) -> dict[str, int]:
-        g = self.gen
-        return {
-            "prompt_tokens": g.prompt_tokens,
-            "completion_tokens": g.completion_tokens,
-            "total_tokens": g.prompt_tokens + g.completion_tokens,
-        }
-
-    def _logprob_entries(self) -> list[dict[str, Any]] | None:
-        if not self.chat.logprobs or self.gen.logprobs is None:
-            return None
-        return [
-            {
-                "token": t.token,
-                "logprob": t.logprob,
-                "bytes": list(t.token.encode()),
-                "top_logprobs": [
-                    {"token": a.token, "logprob": a.logprob, "bytes": list(a.token.encode())}
-                    for a in t.top_logprobs
-                ],
-            }
-            for t in self.gen.logprobs
-        ]
-
-    def json_bytes(self) -> bytes:
-        entries = self._logprob_entries()
-        body = {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": self.fingerprint,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": self._message(),
-                    "logprobs": None if entries is None else {"content": entries, "refusal": None},
-                    "finish_reason": self.gen.finish_reason,
-                }
-            ],
-            "usage": self.usage(),
-        }
-        return json.dumps(body, separators=(",", ":")).encode()
-
-    def _message(self) -> dict[str, Any]:
-        calls = self.gen.tool_calls
-        content = None if calls and not self.gen.text else self.gen.text
-        message = {"role": "assistant", "content": content, "refusal": None}
-        return {**message, "tool_calls": calls} if calls else message
-
-    def _chunk(
-        self, delta: dict[str, Any], logprobs: Any = None, finish: str | None = None
-    ) -> bytes:
-        body: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": self.fingerprint,
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
-            ],
-        }
-        if self.include_usage:
-            body["usage"] = None
-        return _sse(body)
-
-    def _end(self) -> Iterator[bytes]:
-        """The finish chunk, the usage chunk when asked, and [DONE]."""
-        yield self._chunk({}, finish=self.gen.finish_reason)
-        if self.include_usage:
-            yield _sse(
-                {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "system_fingerprint": self.fingerprint,
-                    "choices": [],
-                    "usage": self.usage(),
-                }
-            )
-        yield _sse("[DONE]")
-
-    def sse_events(self) -> Iterator[bytes]:
-        calls = self.gen.tool_calls or []
-        entries = None if calls else self._logprob_entries()
-        pieces = [e["token"] for e in entries] if entries else split_tokens(self.gen.text)
-        opening = None if calls and not self.gen.text else ""
-        yield self._chunk({"role": "assistant", "content": opening})
-        for i, piece in enumerate(pieces):
-            logprobs = {"content": [entries[i]], "refusal": None} if entries else None
-            yield self._chunk({"content": piece}, logprobs)
-        for i, call in enumerate(calls):
-            yield self._chunk({"tool_calls": [{"index": i, **call}]})
-        yield from self._end()
-
-    async def live_events(
-        self,
-        first: str,
-        events: asyncio.Queue[str | None],
-        generation: asyncio.Future[Generation],
-    ) -> AsyncIterator[bytes]:
-        """The stream while the answer is generated: each piece the backend tells as it
-        comes (`None` ends them), then what it held back, then the usual end."""
-        yield self._chunk({"role": "assistant", "content": ""})
-        sent = 0
-        piece: str | None = first
-        while piece is not None:
-            if piece:
-                sent += len(piece)
-                yield self._chunk({"content": piece})
-            piece = await events.get()
-        try:
-            self.gen = generation.result()
-        except Exception:
-            # The stream has begun: it can only stop short, as a failing upstream's would.
-            logger.exception("generation failed mid-stream")
-            return
-        for rest in split_tokens(self.gen.text[sent:]):
-            yield self._chunk({"content": rest})
-        for chunk in self._end():
-            yield chunk
-
-    def sse_bytes(self) -> bytes:
-        return b"".join(self.sse_events())
-
-
-class _TextAnswer:
-    """A text completion rendered as an OpenAI text_completion (never streamed)."""
-
-    stream = False
-
-    def __init__(self, completion: TextCompletion, model: str, fingerprint: str) -> None:
-        self.completion = completion
-        self.model = model
-        self.fingerprint = fingerprint
-        self.id = f"cmpl-{uuid.uuid4().hex[:24]}"
-        self.created = int(time.time())
-
-    def json_bytes(self) -> bytes:
-        c = self.completion
-        body = {
-            "id": self.id,
-            "object": "text_completion",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": self.fingerprint,
-            "choices": [
-                {
-                    "index": 0,
-                    "text": c.text,
-                    "logprobs": None if c.logprobs is None else c.logprobs.model_dump(),
-                    "finish_reason": c.finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": c.prompt_tokens,
-                "completion_tokens": c.completion_tokens,
-                "total_tokens": c.prompt_tokens + c.completion_tokens,
-            },
-        }
-        return json.dumps(body, separators=(",", ":")).encode()
-
-    def sse_events(self) -> Iterator[bytes]:
-        raise NotImplementedError("text completions are not streamed")
-
-    def sse_bytes(self) -> bytes:
-        raise NotImplementedError("text completions are not streamed")
-
-
-def _sse(data: dict[str, Any] | str) -> bytes:
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return b"data: " + text.encode() + b"\n\n"
-
-
-async def _aiter(items: Iterator[bytes]) -> AsyncIterator[bytes]:
-    for item in items:
-        yield item
-
-
-async def _drip(
-    body: bytes, bytes_per_second: float, closing: asyncio.Event
-) -> AsyncIterator[bytes]:
-    """The body in small pieces, about `bytes_per_second` of them each second."""
-    step = max(1, round(bytes_per_second / 4))
-    pause = step / bytes_per_second
-    for start in range(0, len(body), step):
-        yield body[start : start + step]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closing.wait(), pause)
-        if closing.is_set():
-            return
-
-
 def _with_persona(messages: list[ChatMessage]) -> list[ChatMessage]:
     """The hidden persona first in the system prompt; the caller's system text stays after it."""
     system = [m.text() for m in messages if m.role in ("system", "developer")]
@@ -625,7 +385,7 @@ async def _wait_disconnect(receive: Receive) -> None:
         pass
 
 
-class _AnswerLater(Response):
+class ChatAnswerLater(Response):
     """Sends `response` after `seconds`, unless the client gives up or the server stops."""
 
     def __init__(self, seconds: float, response: Response, closing: asyncio.Event) -> None:
