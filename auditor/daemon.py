@@ -143,6 +143,7 @@ class Daemon:
 
     async def _lead(self) -> None:
         self._lost.clear()
+        await asyncio.to_thread(self.store.reap_dead_rounds)  # a dead leader's round, if any
         scheduler = AsyncIOScheduler(timezone=UTC)
         now = utcnow()
         for entry in self.config.schedule:

@@ -127,3 +127,66 @@ def test_a_run_missed_while_down_runs_once_within_its_grace() -> None:
     nightly = ScheduleEntry(suite="deep", cron="0 3 * * *", grace=timedelta(hours=6))
     assert missed_run(nightly, now - timedelta(hours=20), now.replace(hour=5))  # 03:00 missed
     assert not missed_run(nightly, now - timedelta(hours=20), now.replace(hour=10))
+
+
+@pytest.mark.postgres
+def test_two_daemons_on_one_postgres_one_leads_the_other_takes_over(
+    fleet: FleetHandle, tmp_path: Path, pg_url: str
+) -> None:
+    import sqlalchemy
+
+    config = write_config(
+        tmp_path,
+        [provider("bolt", fleet.base_url("bolt"))],
+        pg_url,
+        reference={"engine": "endpoint", "base_url": fleet.base_url("acme"),
+                   "model": "smollm2-135m-instruct"},
+        extra={
+            "schedule": [{"suite": "mini", "every": "1s"}],
+            "server": {"host": "127.0.0.1", "port": 0},
+            "daemon": {"lock_retry": "0.5s", "shutdown_deadline": "3s"},
+        },
+    )  # fmt: skip
+    engine = sqlalchemy.create_engine(pg_url)
+
+    def pids() -> list[int]:
+        with engine.connect() as conn:
+            try:
+                rows = conn.execute(sqlalchemy.text("SELECT pid FROM rounds")).all()
+            except sqlalchemy.exc.ProgrammingError:
+                return []  # no schema yet
+        return [r[0] for r in rows]
+
+    daemons = [
+        subprocess.Popen(
+            [AUDITOR, "daemon", "-c", str(config)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / f"daemon-{i}.log").open("w"),
+        )
+        for i in range(2)
+    ]
+    try:
+        assert wait_until(lambda: len(pids()) >= 3, 60)
+        (leader,) = set(pids())  # only one of them runs rounds
+        assert leader in {d.pid for d in daemons}
+        first = next(d for d in daemons if d.pid == leader)
+        first.kill()  # dies holding the lock: PostgreSQL ends its session
+        first.wait()
+        standby = next(d for d in daemons if d.pid != leader)
+        assert wait_until(lambda: standby.pid in pids(), 30)
+        with engine.connect() as conn:
+            running = conn.execute(
+                sqlalchemy.text(
+                    "SELECT count(*) FROM rounds WHERE status = 'running' AND pid = :p"
+                ),
+                {"p": leader},
+            ).scalar()
+        assert running == 0  # the dead leader's round was marked interrupted
+        standby.send_signal(signal.SIGTERM)
+        assert standby.wait(timeout=10) == 0
+    finally:
+        for d in daemons:
+            if d.poll() is None:
+                d.kill()
+        engine.dispose()

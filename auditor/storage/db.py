@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from auditor.errors import AuditorError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK_KEY = zlib.crc32(b"provider-auditor/migrations")
 
 
 class DatabaseError(AuditorError):
@@ -79,9 +84,37 @@ def current_revision(engine: Engine) -> str | None:
         raise DatabaseError(f"database: cannot connect: {exc.orig}") from None
 
 
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """One process migrates at a time (two daemons starting on an empty database): a
+    PostgreSQL advisory lock, or a lock file beside a SQLite database."""
+    url = make_url(str(engine.url))
+    if url.get_backend_name() == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                conn.commit()
+        return
+    if not url.database or url.database == ":memory:":
+        yield
+        return
+    path = Path(url.database).expanduser()
+    with open(path.with_name(path.name + ".migrate.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     try:
-        command.upgrade(_alembic_config(engine), revision)
+        with _migration_lock(engine):
+            command.upgrade(_alembic_config(engine), revision)
     except OperationalError as exc:
         raise DatabaseError(f"database: cannot connect: {exc.orig}") from None
 
@@ -90,7 +123,7 @@ def ensure_schema(engine: Engine) -> None:
     """Create the schema in an empty database; refuse to write into an outdated one."""
     current = current_revision(engine)
     if current is None:
-        upgrade(engine)
+        upgrade(engine)  # under the migration lock: a racing process's upgrade is a no-op
     elif current != head_revision():
         raise DatabaseError(
             f"database schema is at revision {current}, this auditor needs {head_revision()}: "
