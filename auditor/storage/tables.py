@@ -75,13 +75,19 @@ class ProbeCaseRow(SQLModel, table=True):
     first_seen: datetime = _ts()
 
 
+_SUMMARY = ("ok", "latency_ms", "total_tokens")
+
+
 class SampleRow(SQLModel, table=True):
     """One request and its response, committed the moment it arrives."""
 
     __tablename__ = "samples"
     __table_args__ = (
         UniqueConstraint("round_id", "provider_id", "probe_hash", "sample_index"),
-        Index("ix_samples_provider_created", "provider_id", "created_at"),
+        # covering: error rate, latency and tokens per provider over a time window, read from
+        # an index alone (SQLite's planner takes the first, PostgreSQL's the second)
+        Index("ix_samples_provider_summary", "provider_id", "created_at", *_SUMMARY),
+        Index("ix_samples_created_summary", "created_at", "provider_id", *_SUMMARY),
         Index("ix_samples_probe_created", "probe_id", "created_at"),
     )
 
