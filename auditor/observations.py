@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import load_only
 
 from auditor.storage.repository import Store
 from auditor.storage.tables import ProbeCaseRow, ProviderRow, SampleRow, ScoreRow
@@ -56,10 +57,19 @@ class Observation:
         return any(m.get("role") == "system" for m in self.case.get("messages") or [])
 
 
+_SAMPLE_COLUMNS = (
+    SampleRow.id, SampleRow.provider_id, SampleRow.probe_id, SampleRow.probe_hash,
+    SampleRow.sample_index, SampleRow.ok, SampleRow.output_text, SampleRow.finish_reason,
+    SampleRow.prompt_tokens, SampleRow.completion_tokens, SampleRow.total_tokens,
+    SampleRow.error_class, SampleRow.logprobs_json, SampleRow.tool_calls_json,
+)  # fmt: skip
+
+
 def load_observations(store: Store, round_id: str) -> list[Observation]:
     with store.session() as s:
         rows = s.execute(
             select(SampleRow, ProviderRow, ProbeCaseRow.case)
+            .options(load_only(*_SAMPLE_COLUMNS))  # not the raw payloads: memory stays small
             .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
             .join(ProbeCaseRow, SampleRow.probe_hash == ProbeCaseRow.hash)
             .where(SampleRow.round_id == round_id)

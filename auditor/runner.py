@@ -3,7 +3,8 @@ store each answer the moment it arrives.
 
 Each endpoint (a provider or the reference) has its own queue and `max_concurrency` workers,
 so a slow provider never holds up a fast one. A single writer task scores and commits every
-sample as it arrives, in its own thread, so a killed round loses nothing already answered.
+sample as it arrives, in its own thread, so a killed round loses nothing already stored;
+answers that arrive while a commit runs are committed together in the next one.
 """
 
 from __future__ import annotations
@@ -17,18 +18,28 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 
 from auditor import metrics
 from auditor.budget import Answer, BudgetPolicy, EndpointKey, PlannedRequest, SpendMeter
 from auditor.config import Price
 from auditor.limits import ProviderLimits
 from auditor.providers.base import ProviderAdapter
-from auditor.records import CompletionResponse, ErrorClass, ProbeCase
+from auditor.records import (
+    CompletionRequest,
+    CompletionResponse,
+    ErrorClass,
+    ProbeCase,
+    ScoreRecord,
+)
 from auditor.scorers import score_all
 from auditor.secrets import Redactor
 from auditor.storage.repository import Store
 
 log = structlog.get_logger(__name__)
+
+WRITE_BATCH = 256
+"""At most this many queued answers are committed in one transaction."""
 
 
 class RoundProgress(Protocol):
@@ -137,7 +148,12 @@ class RoundRunner:
         answers: list[Answer] = []
 
         async def collect(answer: Answer) -> None:
-            answers.append(answer)
+            # The policy sees what came back, without the raw payloads (stored already): a
+            # round's memory stays flat in the number of requests.
+            slim = answer.response.model_copy(
+                update={"raw_request": {}, "raw_response": None, "logprobs": None, "headers": {}}
+            )
+            answers.append(Answer(answer.planned, slim))
             await results.put(answer)
 
         workers = [
@@ -218,38 +234,71 @@ class RoundRunner:
         return endpoint.price.cost(usage.prompt_tokens or 0, usage.completion_tokens or 0)
 
     async def _write(self, results: asyncio.Queue[Answer | None]) -> None:
+        """Commit answers as they arrive: whatever has queued up while the last commit ran
+        (at most WRITE_BATCH) goes in the next transaction, so a commit's cost (an fsync on
+        PostgreSQL) is shared when answers come faster than one commit each."""
         loop = asyncio.get_running_loop()
-        while (answer := await results.get()) is not None:
+        finished = False
+        while not finished:
+            batch: list[Answer] = []
+            item = await results.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= WRITE_BATCH or results.empty():
+                    break
+                item = results.get_nowait()
+            finished = item is None
+            if not batch:
+                continue
             try:
                 if self._storage_error is None:  # else keep draining: workers never block
-                    await loop.run_in_executor(self._db, self._store_answer, answer)
+                    await loop.run_in_executor(self._db, self._store_answers, batch)
             except Exception as exc:
                 self._storage_error = exc
                 self.stop(f"storage error: {type(exc).__name__}")
             finally:
-                results.task_done()
+                for _ in batch:
+                    results.task_done()
 
-    def _store_answer(self, answer: Answer) -> None:
+    def _store_answers(self, answers: list[Answer]) -> None:
+        """Score and store answers in one transaction. Should one be a duplicate (which
+        aborts the transaction), they are stored one at a time and the duplicate skipped."""
+        rows = [self._sample_row(answer) for answer in answers]
+        if len(rows) == 1:
+            ids = [self.store.add_sample(*rows[0])]
+        else:
+            try:
+                with self.store.transaction() as conn:
+                    ids = [self.store.add_sample(*row, connection=conn) for row in rows]
+            except IntegrityError:
+                ids = [self.store.add_sample(*row) for row in rows]
+        for answer, sample_id in zip(answers, ids, strict=True):
+            if sample_id is not None:
+                self._stored += 1
+            log.debug(
+                "sample.stored",
+                round_id=self.round_id,
+                provider=answer.planned.endpoint,
+                probe_id=answer.planned.request.probe_id,
+                ok=answer.response.ok,
+                error_class=answer.response.error_class,
+                duplicate=sample_id is None,
+            )
+
+    def _sample_row(
+        self, answer: Answer
+    ) -> tuple[str, int, CompletionRequest, CompletionResponse, list[ScoreRecord], float | None]:
+        """The arguments of `Store.add_sample` for an answer: redacted, scored, priced."""
         planned = answer.planned
         endpoint = self.endpoints[(planned.model, planned.endpoint)]
         case = self.cases[planned.request.probe_hash]
         response = self.redactor.redact_response(answer.response)
         scores = score_all(case, response)
-        sample_id = self.store.add_sample(
+        return (
             self.round_id,
             endpoint.provider_id,
             planned.request,
             response,
             scores,
             self._cost(endpoint, response),
-        )
-        if sample_id is not None:
-            self._stored += 1
-        log.debug(
-            "sample.stored",
-            round_id=self.round_id,
-            provider=endpoint.name,
-            probe_id=planned.request.probe_id,
-            ok=response.ok,
-            error_class=response.error_class,
         )
