@@ -68,13 +68,21 @@ _SAMPLE_COLUMNS = (
 def load_observations(store: Store, round_id: str) -> list[Observation]:
     with store.session() as s:
         rows = s.execute(
-            select(SampleRow, ProviderRow, ProbeCaseRow.case)
+            select(SampleRow, ProviderRow)
             .options(load_only(*_SAMPLE_COLUMNS))  # not the raw payloads: memory stays small
             .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
-            .join(ProbeCaseRow, SampleRow.probe_hash == ProbeCaseRow.hash)
             .where(SampleRow.round_id == round_id)
             .order_by(SampleRow.id)
         ).all()
+        # Each case once, shared by its samples (not a copy of its JSON per sample).
+        in_round = select(SampleRow.probe_hash).where(SampleRow.round_id == round_id)
+        cases = dict(
+            s.execute(
+                select(ProbeCaseRow.hash, ProbeCaseRow.case).where(
+                    ProbeCaseRow.hash.in_(in_round)  # type: ignore[attr-defined]
+                )
+            ).all()
+        )
         score_rows = s.execute(
             select(ScoreRow.sample_id, ScoreRow.metric, ScoreRow.value)
             .join(SampleRow, ScoreRow.sample_id == SampleRow.id)
@@ -99,10 +107,11 @@ def load_observations(store: Store, round_id: str) -> list[Observation]:
             completion_tokens=sample.completion_tokens,
             total_tokens=sample.total_tokens,
             error_class=sample.error_class,
-            case=case,
+            case=cases[sample.probe_hash],
             scores=scores.get(sample.id or 0, {}),
             tool_calls=sample.tool_calls_json,
             logprobs=sample.logprobs_json,
         )
-        for sample, provider, case in rows
+        for sample, provider in rows
+        if sample.probe_hash in cases
     ]
