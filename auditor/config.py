@@ -7,6 +7,7 @@ are read from the environment when a client is built and are never stored or pri
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -16,7 +17,13 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from auditor.errors import ConfigError
-from auditor.ops_config import AlertsConfig, DaemonConfig, ScheduleEntry, ServerConfig
+from auditor.ops_config import (
+    AlertsConfig,
+    DaemonConfig,
+    ScheduleEntry,
+    ServerConfig,
+    parsable_url,
+)
 from auditor.yamlfile import field_path, line_of, read_yaml, validate
 
 DEFAULT_CONFIG = Path("providers.yaml")
@@ -24,7 +31,8 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity are refused: they cannot be stored as JSON (PostgreSQL).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _check_http_url(url: str) -> str:
@@ -35,10 +43,30 @@ def _check_http_url(url: str) -> str:
         parts.port  # noqa: B018  (raises on a malformed port)
     except ValueError as exc:
         raise ValueError(f"bad port in URL {url!r}") from exc
-    return url.rstrip("/")
+    return parsable_url(url.rstrip("/"))
 
 
 HttpUrlText = Annotated[str, AfterValidator(_check_http_url)]
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+
+
+def _plain_json(value: Any) -> Any:
+    """Values sent as they are in a request body, and stored: JSON, finite numbers."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        raise ValueError("must be plain JSON (no NaN or infinity, dates, binary or sets)") from None
+    return value
+
+
+def _check_headers(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"header name {name!r} is not an HTTP token")
+        if not _HEADER_VALUE.fullmatch(value):  # the value is not shown: it may be a secret
+            raise ValueError(f"header {name}: the value must be printable ASCII")
+    return headers
 
 
 class Price(Section):
@@ -72,8 +100,8 @@ class ProviderConfig(Section):
     max_concurrency: int = Field(default=4, ge=1, le=1024)
     timeout_s: float = Field(default=60.0, gt=0)
     stream: bool = False
-    params: dict[str, Any] = Field(default_factory=dict)
-    headers: dict[str, str] = Field(default_factory=dict)
+    params: Annotated[dict[str, Any], AfterValidator(_plain_json)] = Field(default_factory=dict)
+    headers: Annotated[dict[str, str], AfterValidator(_check_headers)] = Field(default_factory=dict)
     price: Price | None = None
     trusted: bool = False
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -217,22 +245,28 @@ def load_config(path: Path | str = DEFAULT_CONFIG) -> AuditorConfig:
     data, node = read_yaml(path, ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(str(path), "expected a mapping with 'models' at the top level")
-    data = _interpolate(data, path, node)
+    try:
+        data = _interpolate(data, path, node)
+    except RecursionError:  # an alias inside itself: `a: &x [*x]`
+        raise ConfigError(str(path), "nested too deeply (a recursive alias?)") from None
     return validate(AuditorConfig, data, path, node, ConfigError)
 
 
 def require_secrets(config: AuditorConfig, path: Path | str, model: str | None = None) -> None:
-    """Fail with one line if a provider's key variable is named but not set."""
+    """Fail with one line if a provider's key variable is named but not set (or holds what
+    no HTTP header can carry: the value is not shown)."""
     _, node = read_yaml(Path(path), ConfigError)
     for mi, m in enumerate(config.models):
         if model and m.name != model:
             continue
         for pi, p in enumerate(m.providers):
-            if p.api_key_env and not os.environ.get(p.api_key_env):
+            key = os.environ.get(p.api_key_env or "")
+            if p.api_key_env and not (key and _HEADER_VALUE.fullmatch(key)):
                 loc = ("models", mi, "providers", pi, "api_key_env")
+                why = "holds a value that is not printable ASCII" if key else "is not set"
                 raise ConfigError(
                     str(path),
-                    f"environment variable {p.api_key_env} is not set",
+                    f"environment variable {p.api_key_env} {why}",
                     field=f"models[{mi}].providers[{pi}].api_key_env",
                     line=line_of(node, loc),
                 )

@@ -10,8 +10,17 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import httpx
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -21,10 +30,13 @@ def parse_duration(value: Any) -> timedelta:
     """`90s`, `10m`, `1h`, `1.5d`, or a number of seconds."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
-    if isinstance(value, str) and (m := _DURATION.match(value)):
-        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=float(value))
+        if isinstance(value, str) and (m := _DURATION.match(value)):
+            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    except OverflowError:
+        raise ValueError("duration too long") from None
     raise ValueError("expected a duration like 90s, 10m, 1h or 2d")
 
 
@@ -43,8 +55,21 @@ Duration = Annotated[
 ]
 
 
+def parsable_url(url: str) -> str:
+    """A URL the HTTP client takes (`urlsplit` lets through hosts it refuses, such as
+    `999.0.0.1`)."""
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"not a valid URL: {exc}"[:200]) from None
+    return url
+
+
+Url = Annotated[str, AfterValidator(parsable_url)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ScheduleEntry(_Section):
@@ -89,12 +114,12 @@ class WebhookSink(_Section):
     space-separated while rotating: every one signs, the receiver accepts any."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-    url: str = Field(pattern=r"^https?://")
+    url: Url = Field(pattern=r"^https?://")
     secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     min_severity: Literal["info", "warning", "critical"] = "warning"
     models: list[str] | None = None  # only these models (all when unset)
     providers: list[str] | None = None  # only these providers (all when unset)
-    public_url: str | None = Field(default=None, pattern=r"^https?://")  # dashboard, for links
+    public_url: Url | None = Field(default=None, pattern=r"^https?://")  # dashboard, for links
     timeout_s: float = Field(default=10, gt=0)
 
 

@@ -29,6 +29,10 @@ def read_yaml(path: Path, error: type[InputFileError]) -> tuple[Any, yaml.Node |
         raise error(str(path), f"invalid YAML: {exc.problem}", line=line) from None
     except yaml.YAMLError as exc:
         raise error(str(path), f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise error(str(path), "invalid YAML: nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # a scalar's value: a 5000-digit int, a date
+        raise error(str(path), f"invalid YAML: {exc}") from None
     return data, node
 
 

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         fail("aborted", 130)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except OSError as exc:
+        # A path that cannot be used (too long, unreadable, a directory...): input, not a bug.
+        fail(str(exc), 2)
     except SQLAlchemyError as exc:
         # The database failed mid-command: samples stored until then are kept.
         fail(f"database: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}", 1)

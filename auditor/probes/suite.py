@@ -10,6 +10,7 @@ prints a single line such as::
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,13 +313,15 @@ def _expect_problem(expect: Expect) -> tuple[Loc, str] | None:
     if expect.regex is not None:
         try:
             re.compile(expect.regex)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
             return ("expect", "regex"), f"invalid regular expression: {exc}"
     if expect.json_schema is not None:
         try:
             jsonschema.validators.validator_for(expect.json_schema).check_schema(expect.json_schema)
         except jsonschema.SchemaError as exc:
             return ("expect", "json_schema"), f"invalid JSON Schema: {exc.message}"
+        except (TypeError, ValueError, RecursionError) as exc:  # e.g. "$schema: []"
+            return ("expect", "json_schema"), f"invalid JSON Schema: {exc}"
     return None
 
 
@@ -400,4 +403,11 @@ def _to_case(f: _File, raw: dict[str, Any], suite: str, loc: Loc) -> ProbeCase:
     if messages is None:
         messages = [{"role": "system", "content": system}] if system is not None else []
         messages.append({"role": "user", "content": prompt})
-    return f.validate(ProbeCase, {**raw, "messages": messages, "suite": suite}, loc)
+    case: ProbeCase = f.validate(ProbeCase, {**raw, "messages": messages, "suite": suite}, loc)
+    try:  # what a round stores and sends: JSON, finite numbers, UTF-8 text
+        json.dumps(case.model_dump(mode="json"), allow_nan=False).encode()
+        case.content_hash  # noqa: B018
+    except (TypeError, ValueError) as exc:
+        message = "must be plain JSON (no NaN or infinity, binary or lone surrogates)"
+        raise f.error(loc, f"{message}: {str(exc)[:100]}") from None
+    return case

@@ -58,6 +58,11 @@ class _Progress:
         return wire.failure(error_class, message, status_code=self.status, raw_response=raw)
 
 
+def _header_safe(value: str) -> bool:
+    """A value HTTP can carry in a header (the client refuses others, or the server does)."""
+    return value.isascii() and value.isprintable()
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -104,7 +109,7 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         self._rng = rng or random.Random()
         headers = dict(config.headers)
         key = config.api_key()
-        if key:
+        if key and _header_safe(key):
             headers["Authorization"] = f"Bearer {key}"
         secret_headers = [
             v for n, v in headers.items() if any(h in n.lower() for h in _SECRET_HEADER_HINTS)
@@ -136,10 +141,12 @@ class OpenAICompatibleAdapter(ProviderAdapter):
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
         started_at = utcnow()
         body = self.request_body(request)
-        if self.config.api_key_env and not self.config.api_key():
+        key = self.config.api_key()
+        if self.config.api_key_env and not (key and _header_safe(key)):
             # The daemon keeps going without a provider's key: its requests are recorded as
             # auth errors (the provider turns unavailable), and nothing is sent.
-            missing = f"environment variable {self.config.api_key_env} is not set; not sent"
+            why = "does not hold a printable ASCII key" if key else "is not set"
+            missing = f"environment variable {self.config.api_key_env} {why}; not sent"
             response = wire.failure(ErrorClass.AUTH, missing)
             return response.model_copy(update={"raw_request": body, "started_at": started_at})
         attempts = 1

@@ -8,6 +8,10 @@ allowances, because they are behaviour worth recording rather than broken framin
   the provider sent is recorded as is.
 - `usage` is read on its own into our `Usage`, so a provider that omits `total_tokens` still
   yields an answer; a usage of the wrong type is still a protocol error.
+
+Whatever is decoded is made storable: NUL characters (which PostgreSQL text refuses) and lone
+surrogates (valid JSON escapes that no UTF-8 column or output takes) become U+FFFD, and token
+counts a database integer column cannot hold (negative, or 2**31 and over) are off-spec.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_STREAM_EVENTS = 100_000
 RAW_TEXT_LIMIT = 65_536
 """How much of a non-JSON body is kept in `raw_response["raw_text"]`."""
+MAX_TOKEN_COUNT = 2**31 - 1
+"""The largest token count a usage may report (a PostgreSQL integer column)."""
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 
@@ -48,6 +54,7 @@ _IDENTITY_HEADERS = frozenset(
 )
 _IDENTITY_PREFIXES = ("x-ratelimit-",)
 _LINE_BREAK = re.compile(rb"\r\n?|\n")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class WireError(Exception):
@@ -71,8 +78,23 @@ def identity_headers(headers: httpx.Headers) -> dict[str, str]:
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
+    flat = " ".join(storable(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def storable(text: str) -> str:
+    """The text with NUL characters and lone surrogates replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def raw_text(body: bytes) -> dict[str, Any]:
@@ -84,9 +106,13 @@ def _reject_constant(name: str) -> NoReturn:
 
 
 def decode_json(body: bytes | str) -> Any:
-    """Strict JSON: NaN and Infinity are refused, since they cannot be stored as JSON."""
+    """Strict JSON: NaN and Infinity are refused, since they cannot be stored as JSON; strings
+    are made storable (NUL and lone surrogates only come from \\u escapes, or, in bytes, from
+    a surrogate's UTF-8 form, which `json.loads` lets through)."""
+    escaped = "\\u" in body if isinstance(body, str) else (b"\\u" in body or b"\xed" in body)
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        value = json.loads(body, parse_constant=_reject_constant)
+        return _storable(value) if escaped else value
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply") from exc
 
@@ -194,9 +220,13 @@ def parse_usage(raw: Any) -> Usage:
         raise WireError(ErrorClass.PROTOCOL_ERROR, "usage is not an object")
     fields = ("prompt_tokens", "completion_tokens", "total_tokens")
     try:
-        return Usage.model_validate({k: raw.get(k) for k in fields})
+        usage = Usage.model_validate({k: raw.get(k) for k in fields})
     except ValidationError as exc:
         raise WireError(ErrorClass.PROTOCOL_ERROR, f"off-spec usage: {_describe(exc)}") from exc
+    for name, count in usage.model_dump().items():
+        if count is not None and not 0 <= count <= MAX_TOKEN_COUNT:
+            raise WireError(ErrorClass.PROTOCOL_ERROR, f"off-spec usage: {name} out of range")
+    return usage
 
 
 def parse_completion(body: bytes, status: int = 200) -> CompletionResponse:

@@ -68,12 +68,23 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number as a float, refusing one too large to be finite (not storable as JSON)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
 def parse_json(text: str) -> tuple[Any, bool, str | None]:
     """(value, fenced, error): the whole answer as JSON, else a ```json fenced block."""
     error = None
     for fenced, candidate in ((False, text), *((True, m.group(1)) for m in _FENCE.finditer(text))):
         try:
-            return json.loads(candidate, parse_constant=_reject_constant), fenced, None
+            value = json.loads(
+                candidate, parse_constant=_reject_constant, parse_float=_finite_float
+            )
+            return value, fenced, None
         except (ValueError, RecursionError) as exc:
             error = error or f"not JSON: {exc}"[:DETAIL_CHARS]
     return None, False, error or "no JSON found"

@@ -43,7 +43,7 @@ def arguments_object(call: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     return arguments if isinstance(arguments, dict) else None
 
@@ -60,6 +60,8 @@ def call_problem(call: dict[str, Any], offered: dict[str, dict[str, Any]]) -> st
             arguments = json.loads(arguments)
         except ValueError as exc:
             return f"{name}: arguments are not JSON ({exc.msg})"
+        except RecursionError:
+            return f"{name}: arguments are not JSON (nested too deeply)"
     if not isinstance(arguments, dict):
         return f"{name}: arguments are not a JSON object"
     schema = offered[name]
@@ -68,6 +70,8 @@ def call_problem(call: dict[str, Any], offered: dict[str, dict[str, Any]]) -> st
         error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
     except jsonschema.exceptions.SchemaError as exc:
         return f"{name}: the offered schema is invalid ({exc.message})"
+    except RecursionError:
+        return f"{name}: arguments nested too deeply to validate"
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "arguments"
         return f"{name}: {where}: {error.message}"

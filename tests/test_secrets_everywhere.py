@@ -1,0 +1,274 @@
+"""No secret value reaches anything the auditor writes: the database, the logs, the reports,
+the exports, the evidence bundles, the outbox and the webhook bodies.
+
+The secrets are a provider key (`api_key_env`), a provider header (`${TEAM_TOKEN}`) and a
+webhook sink secret, set to unique values. The providers are careless on purpose: one puts
+the key and the header it received in its answers (the text, a response header, stream
+chunks), one quotes the key in its 401 errors, and the webhook receiver quotes the signature
+and its secret in a 500 page. Two rounds (the second real `auditor run` with debug JSON logs)
+make `acme` deviant against its own history, so its finding carries evidence (its answers,
+with the echoed key) and opens an incident; the incident's alert goes through the outbox to
+the real receiver, as does `auditor alerts test`. Then every output, every file in the
+directory and every text or JSON column of the database is searched for the values.
+
+test_crash_and_secrets.py has the quicker first version of this test (one round, no webhook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import yaml
+from cli_helpers import RecordingProvider, provider, run_auditor, write_config
+from test_crash_trials import Zygote
+
+from auditor.alerts import delivery, outbox
+from auditor.cli.common import open_store
+from auditor.config import load_config
+from auditor.incidents import update_from_findings
+from tests.alerts.receiver import Receiver, Reply
+
+CITIES = ["Paris", "Rome", "Madrid", "Berlin", "Vienna", "Lisbon", "Dublin", "Oslo", "Bern",
+          "Prague", "Warsaw", "Athens"]  # fmt: skip
+SUITE = {
+    "suite": "capitals",
+    "defaults": {"params": {"temperature": 0, "max_tokens": 16}},
+    "cases": [
+        {"id": f"capital-{i}", "prompt": f"Capital number {i}? One word.",
+         "expect": {"exact": city}}
+        for i, city in enumerate(CITIES)
+    ],
+}  # fmt: skip
+
+
+class EchoingProvider:
+    """Answers the capitals right; once `careless` is set, answers wrong, quoting the
+    Authorization and X-Team headers it received in the text and in `x-request-id`, as a
+    stream when asked for one."""
+
+    def __init__(self) -> None:
+        self.careless = False
+        self.seen: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                outer.seen.append(headers)
+                prompt = body["messages"][-1]["content"]
+                number = int(prompt.split()[2].rstrip("?"))
+                text = CITIES[number]
+                if outer.careless:
+                    text = (
+                        f"I would rather not. Debug: authorization={headers.get('authorization')}"
+                        f" team={headers.get('x-team')}"
+                    )
+                usage = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+                if body.get("stream"):
+                    events = [
+                        {"id": "x", "object": "chat.completion.chunk", "created": 1,
+                         "model": "m", "choices": [{"index": 0, "delta": {"content": text},
+                                                    "finish_reason": None}]},
+                        {"id": "x", "object": "chat.completion.chunk", "created": 1,
+                         "model": "m", "choices": [{"index": 0, "delta": {},
+                                                    "finish_reason": "stop"}], "usage": usage},
+                    ]  # fmt: skip
+                    data = "".join(f"data: {json.dumps(e)}\n\n" for e in events)
+                    data = (data + "data: [DONE]\n\n").encode()
+                    content_type = "text/event-stream"
+                else:
+                    answer = {"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+                              "choices": [{"index": 0, "finish_reason": "stop",
+                                           "message": {"role": "assistant", "content": text}}],
+                              "usage": usage}  # fmt: skip
+                    data = json.dumps(answer).encode()
+                    content_type = "application/json"
+                self.send_response(200)
+                self.send_header("content-type", content_type)
+                if outer.careless:
+                    self.send_header("x-request-id", headers.get("authorization", ""))
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[Zygote]:
+    z = Zygote()
+    yield z
+    z.close()
+
+
+def secrets() -> dict[str, str]:
+    raw = os.urandom(24)
+    hook = "whsec_" + base64.b64encode(raw).decode()
+    return {
+        "AUDITOR_TEST_KEY": "sk-audit-" + os.urandom(10).hex(),
+        "TEAM_TOKEN": "tok-" + os.urandom(10).hex(),
+        "HOOK_SECRET": hook,
+    }
+
+
+def forbidden(env: dict[str, str]) -> list[str]:
+    """The values, and the parts of them that are secret on their own."""
+    hook = env["HOOK_SECRET"]
+    return [env["AUDITOR_TEST_KEY"], env["TEAM_TOKEN"], hook, hook.removeprefix("whsec_")]
+
+
+def database_text(url: str) -> str:
+    """Every text and JSON column of every table, as text."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            tables = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            return "\n".join(
+                repr(row) for t in tables for row in conn.execute(f'SELECT * FROM "{t}"')
+            )
+    dsn = url.replace("postgresql+psycopg", "postgresql")
+    parts: list[str] = []
+    with psycopg.connect(dsn) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND data_type IN "
+            "('text', 'character varying', 'json', 'jsonb', 'ARRAY')"
+        ).fetchall()
+        assert columns
+        for table, column in columns:
+            rows = conn.execute(f'SELECT "{column}"::text FROM "{table}"').fetchall()
+            parts += [r[0] for r in rows if r[0] is not None]
+    return "\n".join(parts)
+
+
+def test_no_secret_reaches_any_output(
+    tmp_path: Path, db_url: str, zygote: Zygote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = secrets()
+    debug = {**env, "AUDITOR_LOG_LEVEL": "debug", "AUDITOR_LOG_FORMAT": "json"}
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    (probes / "capitals.yaml").write_text(yaml.safe_dump(SUITE))
+    receiver = Receiver([env["HOOK_SECRET"]]).start()
+    echo = EchoingProvider()
+    outputs: dict[str, str] = {}
+
+    def command(name: str, *argv: str, code: int = 0) -> str:
+        exit_code, output = zygote.command([*argv, "-c", str(config)], tmp_path, debug)
+        assert exit_code == code, (name, output)
+        outputs[name] = output
+        return output
+
+    try:
+        with RecordingProvider(echo_key=True) as leaky:
+            providers = [
+                provider("acme", echo.base_url, api_key_env="AUDITOR_TEST_KEY",
+                         headers={"X-Team": "${TEAM_TOKEN}"}),
+                provider("acme-stream", echo.base_url, api_key_env="AUDITOR_TEST_KEY",
+                         headers={"X-Team": "${TEAM_TOKEN}"}, stream=True),
+                provider("leaky", leaky.base_url, api_key_env="AUDITOR_TEST_KEY"),
+            ]  # fmt: skip
+            sink = {"name": "ops", "url": receiver.url, "secret_env": "HOOK_SECRET",
+                    "min_severity": "info", "timeout_s": 5}  # fmt: skip
+            config = write_config(
+                tmp_path, providers, db_url, suites=["capitals"], probes_dir="probes",
+                extra={"alerts": {"sinks": [sink]}},
+            )  # fmt: skip
+            command("round 1", "run", "--no-progress")
+            echo.careless = True
+            # The second round is the real console script, its debug JSON logs captured.
+            run = run_auditor("run", "-c", str(config), "--no-progress", cwd=tmp_path, env=debug)
+            assert run.returncode == 0, run.stderr
+            outputs["round 2"] = run.stdout + run.stderr
+        # The secrets really were sent, and echoed: the test would prove nothing otherwise.
+        assert echo.seen[-1]["authorization"] == f"Bearer {env['AUDITOR_TEST_KEY']}"
+        assert echo.seen[-1]["x-team"] == env["TEAM_TOKEN"]
+        assert '"sample.stored"' in outputs["round 2"]
+
+        report = json.loads(command("report json", "report", "--format", "json"))
+        verdicts = {f["provider"]: f["verdict"] for f in report["findings"]}
+        assert verdicts["acme"] == "deviant" and verdicts["leaky"] == "unavailable", verdicts
+        command("report markdown", "report", "--format", "markdown")
+        command("report table", "report")
+        command("compare", "compare")
+        command("export jsonl", "export", "--format", "jsonl")
+        command("export csv", "export", "--format", "csv")
+        command("export file", "export", "--format", "jsonl", "-o", str(tmp_path / "s.jsonl"))
+        command("evidence", "export", "--evidence", "-o", str(tmp_path / "evidence.json"))
+        command("evidence leaky", "export", "--evidence", "--provider", "leaky")
+        bundle = json.loads((tmp_path / "evidence.json").read_text())
+        assert "[REDACTED]" in json.dumps(bundle), "the echoed key is in the evidence, redacted"
+
+        # A webhook receiver that quotes the secret in its error page, then the incidents'
+        # alerts through the outbox, as the daemon sends them.
+        receiver.script(Reply(500, echo=True))
+        command("alerts test", "alerts", "test", code=1)
+        command("alerts list", "alerts", "list")
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        store = open_store(db_url)
+        loaded = load_config(config)
+        events = update_from_findings(
+            store, report["round"]["id"], store.findings(report["round"]["id"])
+        )
+        opened_for = {e.incident.provider for e in events if e.incident}
+        assert opened_for == {"acme", "acme-stream", "leaky"}
+        for event in events:
+            outbox.enqueue(store, event, loaded.alerts)
+
+        async def send() -> dict[str, int]:
+            async with httpx.AsyncClient() as client:
+                return await delivery.deliver_due(store, loaded.alerts, client)
+
+        assert asyncio.run(send()) == {"delivered": len(events)}
+        store.engine.dispose()
+        command("incidents", "incidents", "list")
+        command("alerts list after", "alerts", "list")
+    finally:
+        receiver.stop()
+        echo.close()
+
+    bodies = [r.body.decode() for r in receiver.requests]
+    assert len(bodies) == 1 + len(opened_for) and all(r.verified for r in receiver.requests)
+    opened = [json.loads(b) for b in bodies if '"incident.opened"' in b]
+    evidence = json.dumps([o["data"]["evidence"] for o in opened])
+    assert "[REDACTED]" in evidence, "the alert's evidence holds the echoed key, redacted"
+
+    texts = {**outputs, **{f"webhook {i}": b for i, b in enumerate(bodies)}}
+    texts["database"] = database_text(db_url)
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            texts[f"file {path.name}"] = path.read_bytes().decode("utf-8", "replace")
+    leaks = [(name, value[:12]) for name, text in texts.items() for value in forbidden(env)
+             if value in text]  # fmt: skip
+    assert not leaks
+    assert "[REDACTED]" in texts["database"]
