@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -103,7 +105,29 @@ def run_auditor(
     )
 
 
-class RecordingProvider:
+class LoopbackProvider:
+    """A real HTTP server on 127.0.0.1 (a free port) for a handler class, serving on a
+    background thread inside a `with` block; `base_url` is its OpenAI-style /v1 root."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class RecordingProvider(LoopbackProvider):
     """A real OpenAI-compatible HTTP server that numbers its answers and records when each
     one was completely written, so a test can tell which answers the client had received.
 
@@ -112,9 +136,6 @@ class RecordingProvider:
     """
 
     def __init__(self, delay_s: float = 0.0, echo_key: bool = False) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         self.delay_s = delay_s
         self.sent: list[tuple[str, float]] = []
         self.headers_seen: list[dict[str, str]] = []
@@ -178,18 +199,4 @@ class RecordingProvider:
                 with lock:
                     outer.sent.append((answer, time.monotonic()))
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self) -> RecordingProvider:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)

@@ -19,17 +19,16 @@ import itertools
 import json
 import random
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from cli_helpers import provider, run_auditor, write_config
+from cli_helpers import LoopbackProvider, provider, run_auditor, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion
@@ -594,7 +593,7 @@ HOSTILE: dict[str, tuple[int, str, bytes, ErrorClass | None]] = {
 }  # fmt: skip
 
 
-class HostileProvider:
+class HostileProvider(LoopbackProvider):
     """A real OpenAI-compatible server: "Answer i." to question i, or, once `hostile` is set,
     the answers of HOSTILE; "slow" questions drip their answer past the client's deadline."""
 
@@ -638,21 +637,7 @@ class HostileProvider:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self) -> HostileProvider:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def test_a_round_goes_on_through_garbage_and_errors_are_not_differences(tmp_path: Path) -> None:
