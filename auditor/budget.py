@@ -9,7 +9,8 @@ is. `SpendMeter` enforces the per-round caps (requests, tokens, cost) of the con
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from auditor.config import RoundBudget, Sequential
@@ -36,21 +37,81 @@ class Answer:
     response: CompletionResponse
 
 
+Requests = Callable[[], Iterator[CompletionRequest]]
+
+
+class Plan:
+    """Requests to send, by endpoint: how many, and a generator of them that the runner's
+    workers draw from as they go. A round of any size is never held as a list of requests,
+    so its memory stays flat in the number of requests."""
+
+    def __init__(self, streams: dict[EndpointKey, tuple[int, Requests]] | None = None) -> None:
+        self._streams = {k: v for k, v in (streams or {}).items() if v[0] > 0}
+
+    @classmethod
+    def of(cls, planned: Iterable[PlannedRequest]) -> Plan:
+        """A plan of requests written out, each endpoint's in the order given."""
+        by_key: dict[EndpointKey, list[CompletionRequest]] = defaultdict(list)
+        for p in planned:
+            by_key[(p.model, p.endpoint)].append(p.request)
+        return cls({k: (len(v), v.__iter__) for k, v in by_key.items()})
+
+    @classmethod
+    def samples(
+        cls,
+        endpoints: Iterable[EndpointKey],
+        cases: Sequence[ProbeCase],
+        first: int = 0,
+        count: int | None = None,
+    ) -> Plan:
+        """For every endpoint, samples `first` to `first + count` of every case in order, the
+        samples of a case together; `count` None: each case's own `samples`."""
+
+        def numbers(case: ProbeCase) -> range:
+            return range(first, first + (case.samples if count is None else count))
+
+        def requests() -> Iterator[CompletionRequest]:
+            for case in cases:
+                for k in numbers(case):
+                    yield CompletionRequest.from_case(case, k)
+
+        total = sum(len(numbers(c)) for c in cases)
+        return cls({key: (total, requests) for key in endpoints})
+
+    def endpoints(self) -> list[EndpointKey]:
+        return list(self._streams)
+
+    def count(self, key: EndpointKey) -> int:
+        return self._streams[key][0] if key in self._streams else 0
+
+    def requests(self, key: EndpointKey) -> Iterator[PlannedRequest]:
+        """The endpoint's requests, generated one at a time."""
+        model, name = key
+        return (PlannedRequest(model, name, r) for r in self._streams[key][1]())
+
+    def __len__(self) -> int:
+        return sum(n for n, _ in self._streams.values())
+
+    def __iter__(self) -> Iterator[PlannedRequest]:
+        for key in self._streams:
+            yield from self.requests(key)
+
+
 class BudgetPolicy(ABC):
     @abstractmethod
-    async def next_requests(self, answers: Sequence[Answer]) -> list[PlannedRequest]:
-        """Requests to send next, given the answers that arrived since the last call (all of
-        them stored by then). An empty list ends the round."""
+    async def next_requests(self) -> Plan:
+        """Requests to send next (everything sent so far is stored by then, for a policy
+        that reads it). An empty plan ends the round."""
 
 
 class SendEverySample(BudgetPolicy):
     """The plain policy: the whole plan at once, nothing more."""
 
-    def __init__(self, plan: list[PlannedRequest]) -> None:
-        self._plan: list[PlannedRequest] | None = plan
+    def __init__(self, plan: Plan) -> None:
+        self._plan: Plan | None = plan
 
-    async def next_requests(self, answers: Sequence[Answer]) -> list[PlannedRequest]:
-        plan, self._plan = self._plan or [], None
+    async def next_requests(self) -> Plan:
+        plan, self._plan = self._plan or Plan(), None
         return plan
 
 
@@ -78,7 +139,7 @@ class SequentialPolicy(BudgetPolicy):
     with. Every case is extended, not only sampled ones: whatever kind of evidence is in doubt
     (a clamp hit now and then, an answer that moves on some requests) grows with it."""
 
-    plan: list[PlannedRequest]
+    plan: Plan
     extendable: list[ProbeCase]
     providers: list[EndpointKey]
     references: dict[str, str]  # model -> the reference endpoint's name
@@ -88,13 +149,13 @@ class SequentialPolicy(BudgetPolicy):
     state: dict[EndpointKey, Look] = field(default_factory=dict)
     _look: int = 0
 
-    async def next_requests(self, answers: Sequence[Answer]) -> list[PlannedRequest]:
+    async def next_requests(self) -> Plan:
         if self._look == 0:
             self._look = 1
             return self.plan
         open_keys = self._decide(await self.judge())
         if self._look >= self.settings.looks or not open_keys or not self.extendable:
-            return []
+            return Plan()
         extra = self._extra(open_keys)
         self._look += 1
         return extra
@@ -124,7 +185,7 @@ class SequentialPolicy(BudgetPolicy):
                 still_open.append(key)
         return still_open
 
-    def _extra(self, open_keys: list[EndpointKey]) -> list[PlannedRequest]:
+    def _extra(self, open_keys: list[EndpointKey]) -> Plan:
         first = max(c.samples for c in self.extendable) + (self._look - 1) * (
             self.settings.extra_samples
         )
@@ -132,12 +193,7 @@ class SequentialPolicy(BudgetPolicy):
         endpoints += [(m, name) for m, name in self.references.items() if any(
             k[0] == m for k in open_keys
         )]  # fmt: skip
-        return [
-            PlannedRequest(model, name, CompletionRequest.from_case(case, first + i))
-            for case in self.extendable
-            for i in range(self.settings.extra_samples)
-            for model, name in endpoints
-        ]
+        return Plan.samples(endpoints, self.extendable, first, self.settings.extra_samples)
 
 
 @dataclass

@@ -14,10 +14,15 @@ from typing import Any
 from sqlalchemy import select
 
 from auditor.calibration import calibrate
-from auditor.comparisons import compare
+from auditor.comparisons import Comparison, compare
 from auditor.diagnose import ALPHA, diagnose, evidence, rejected, severity_for
 from auditor.errors import UsageError
-from auditor.observations import Observation, load_observations
+from auditor.observations import (
+    Observation,
+    RoundEndpoint,
+    load_observations,
+    round_endpoints,
+)
 from auditor.records import Finding, TestResult
 from auditor.storage.repository import Store
 from auditor.storage.tables import CalibrationRow, ProviderRow, RoundRow, SampleRow
@@ -34,7 +39,9 @@ def verdict_for(requests: int, errors: int, min_answered_fraction: float) -> str
     return None
 
 
-def _history_baseline(store: Store, round_id: str, model: str, provider: str) -> list[Observation]:
+def _history_baseline(
+    store: Store, round_id: str, model: str, provider: str, provider_id: int
+) -> list[Observation]:
     """The provider's samples from the latest earlier round of the same suite."""
     with store.session() as s:
         current = s.get(RoundRow, round_id)
@@ -55,9 +62,7 @@ def _history_baseline(store: Store, round_id: str, model: str, provider: str) ->
         ).scalar()
     if earlier is None:
         return []
-    return [
-        o for o in load_observations(store, earlier) if o.model == model and o.endpoint == provider
-    ]
+    return load_observations(store, earlier, [provider_id])
 
 
 def _looks(store: Store, round_id: str) -> int:
@@ -78,6 +83,15 @@ def with_band(result: TestResult, bands: dict[str, Any]) -> TestResult:
     return result.model_copy(update={"honest_range": (float(band[0]), float(band[1]))})
 
 
+def _trusted(
+    store: Store, round_id: str, endpoints: list[RoundEndpoint]
+) -> dict[str, list[Observation]]:
+    """The observations of a model's trusted providers, by name, in round order."""
+    trusted = [e for e in endpoints if e.kind == "provider" and e.trusted]
+    loaded = load_observations(store, round_id, [e.provider_id for e in trusted])
+    return {e.name: [o for o in loaded if o.endpoint == e.name] for e in trusted}
+
+
 def build_findings(
     store: Store,
     round_id: str,
@@ -87,65 +101,63 @@ def build_findings(
     looks = _looks(store, round_id)
     alpha_per_look = alpha / looks
     totals = {(t["model"], t["provider"]): t for t in store.provider_totals(round_id)}
-    by_endpoint: dict[tuple[str, str], list[Observation]] = defaultdict(list)
-    kinds: dict[tuple[str, str], str] = {}
-    for o in load_observations(store, round_id):
-        by_endpoint[(o.model, o.endpoint)].append(o)
-        kinds[(o.model, o.endpoint)] = o.kind
+    endpoints = round_endpoints(store, round_id)
     findings = []
     bands: dict[str, dict[str, Any]] = {}
-    for (model, name), observations in by_endpoint.items():
-        if kinds[(model, name)] == "reference":
-            continue
-        t = totals[(model, name)]
-        reference = next(
-            (
-                obs
-                for (m, _), obs in by_endpoint.items()
-                if m == model and kinds[(m, _)] == "reference"
-            ),
-            None,
-        )
-        baseline = "reference" if reference else "history"
-        if reference is None:
-            reference = _history_baseline(store, round_id, model, name)
-        verdict = verdict_for(t["requests"], t["errors"], min_answered_fraction)
-        trusted = [
-            o
-            for (m, n), obs in by_endpoint.items()
-            if m == model and n != name and kinds[(m, n)] == "provider" and obs and obs[0].trusted
-            for o in obs
-        ]
-        seed = f"{round_id}/{model}/{name}"
-        comparisons = compare(reference, observations, seed, trusted) if reference else []
-        rej = rejected(comparisons, alpha_per_look)
-        diagnoses = diagnose(rej, comparisons) if verdict is None else []
-        if verdict is None:
-            tested = sum(c.result.p_value is not None for c in comparisons)
-            verdict = "deviant" if rej else ("consistent" if tested >= 3 else "inconclusive")
-        if model not in bands:
-            calibration = store.latest_calibration(model)
-            bands[model] = (calibration.honest_ranges or {}) if calibration else {}
-        tests = [with_band(c.result, bands[model]) for c in comparisons]
-        findings.append(
-            Finding(
-                model=model,
-                provider=name,
-                baseline=baseline,  # type: ignore[arg-type]
-                verdict=verdict,  # type: ignore[arg-type]
-                severity=severity_for(verdict, diagnoses),  # type: ignore[arg-type]
-                diagnoses=diagnoses,
-                tests=tests,
-                evidence=evidence(reference, observations, diagnoses)
-                if verdict == "deviant"
-                else [],
-                requests=t["requests"],
-                errors=t["errors"],
-                tokens=t["tokens"],
-                cost=t["cost"],
-                errors_by_class=t["errors_by_class"],
+    # One model at a time, one provider at a time: in memory are the provider's observations,
+    # its baseline's and the model's trusted providers' (what the comparisons read), never
+    # the whole round's.
+    for model in dict.fromkeys(e.model for e in endpoints):
+        of_model = [e for e in endpoints if e.model == model]
+        ref = next((e for e in of_model if e.kind == "reference"), None)
+        reference_obs = load_observations(store, round_id, [ref.provider_id]) if ref else []
+        trusted_obs: dict[str, list[Observation]] | None = None
+        for e in of_model:
+            if e.kind == "reference":
+                continue
+            t = totals[(model, e.name)]
+            reference = reference_obs
+            baseline = "reference" if reference else "history"
+            if not reference:
+                reference = _history_baseline(store, round_id, model, e.name, e.provider_id)
+            verdict = verdict_for(t["requests"], t["errors"], min_answered_fraction)
+            comparisons: list[Comparison] = []
+            observations: list[Observation] = []
+            if reference:
+                observations = load_observations(store, round_id, [e.provider_id])
+                if trusted_obs is None:
+                    trusted_obs = _trusted(store, round_id, of_model)
+                trusted = [o for n, obs in trusted_obs.items() if n != e.name for o in obs]
+                comparisons = compare(reference, observations, f"{round_id}/{model}/{e.name}",
+                                      trusted)  # fmt: skip
+            rej = rejected(comparisons, alpha_per_look)
+            diagnoses = diagnose(rej, comparisons) if verdict is None else []
+            if verdict is None:
+                tested = sum(c.result.p_value is not None for c in comparisons)
+                verdict = "deviant" if rej else ("consistent" if tested >= 3 else "inconclusive")
+            if model not in bands:
+                calibration = store.latest_calibration(model)
+                bands[model] = (calibration.honest_ranges or {}) if calibration else {}
+            tests = [with_band(c.result, bands[model]) for c in comparisons]
+            findings.append(
+                Finding(
+                    model=model,
+                    provider=e.name,
+                    baseline=baseline,  # type: ignore[arg-type]
+                    verdict=verdict,  # type: ignore[arg-type]
+                    severity=severity_for(verdict, diagnoses),  # type: ignore[arg-type]
+                    diagnoses=diagnoses,
+                    tests=tests,
+                    evidence=evidence(reference, observations, diagnoses)
+                    if verdict == "deviant"
+                    else [],
+                    requests=t["requests"],
+                    errors=t["errors"],
+                    tokens=t["tokens"],
+                    cost=t["cost"],
+                    errors_by_class=t["errors_by_class"],
+                )
             )
-        )
     findings.sort(key=lambda f: (f.model, f.provider))
     params = {
         "alpha": alpha,

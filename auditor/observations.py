@@ -7,17 +7,18 @@ recompute any round's findings later.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import load_only
 
 from auditor.storage.repository import Store
 from auditor.storage.tables import ProbeCaseRow, ProviderRow, SampleRow, ScoreRow
 
 
-@dataclass
+@dataclass(slots=True)
 class Observation:
     """One sample of one endpoint, with its probe and its scores."""
 
@@ -65,28 +66,62 @@ _SAMPLE_COLUMNS = (
 )  # fmt: skip
 
 
-def load_observations(store: Store, round_id: str) -> list[Observation]:
+@dataclass(frozen=True)
+class RoundEndpoint:
+    """An endpoint (provider or reference) with samples in a round."""
+
+    provider_id: int
+    model: str
+    name: str
+    kind: str  # provider | reference
+    trusted: bool
+
+
+def round_endpoints(store: Store, round_id: str) -> list[RoundEndpoint]:
+    """The round's endpoints, in the order of their first stored sample."""
+    first = func.min(SampleRow.id)
+    with store.session() as s:
+        rows = s.execute(
+            select(ProviderRow.id, ProviderRow.model, ProviderRow.name, ProviderRow.kind,
+                   ProviderRow.trusted)
+            .join(SampleRow, SampleRow.provider_id == ProviderRow.id)
+            .where(SampleRow.round_id == round_id)
+            .group_by(ProviderRow.id, ProviderRow.model, ProviderRow.name, ProviderRow.kind,
+                      ProviderRow.trusted)
+            .order_by(first)
+        ).all()  # fmt: skip
+    return [RoundEndpoint(*row) for row in rows]
+
+
+def load_observations(
+    store: Store, round_id: str, provider_ids: Collection[int] | None = None
+) -> list[Observation]:
+    """The round's observations in sample order; with `provider_ids`, those endpoints' only
+    (the comparisons of one provider never need the whole round in memory)."""
+    in_round = SampleRow.round_id == round_id
+    if provider_ids is not None:
+        in_round = in_round & SampleRow.provider_id.in_(list(provider_ids))  # type: ignore[attr-defined]
     with store.session() as s:
         rows = s.execute(
             select(SampleRow, ProviderRow)
             .options(load_only(*_SAMPLE_COLUMNS))  # not the raw payloads: memory stays small
             .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
-            .where(SampleRow.round_id == round_id)
+            .where(in_round)
             .order_by(SampleRow.id)
         ).all()
         # Each case once, shared by its samples (not a copy of its JSON per sample).
-        in_round = select(SampleRow.probe_hash).where(SampleRow.round_id == round_id)
+        hashes = select(SampleRow.probe_hash).where(in_round)
         cases = dict(
             s.execute(
                 select(ProbeCaseRow.hash, ProbeCaseRow.case).where(
-                    ProbeCaseRow.hash.in_(in_round)  # type: ignore[attr-defined]
+                    ProbeCaseRow.hash.in_(hashes)  # type: ignore[attr-defined]
                 )
             ).all()
         )
         score_rows = s.execute(
             select(ScoreRow.sample_id, ScoreRow.metric, ScoreRow.value)
             .join(SampleRow, ScoreRow.sample_id == SampleRow.id)
-            .where(SampleRow.round_id == round_id)
+            .where(in_round)
         ).all()
     scores: dict[int, dict[str, float | None]] = defaultdict(dict)
     for sample_id, metric, value in score_rows:

@@ -13,7 +13,7 @@ from auditor import __version__
 from auditor.budget import (
     BudgetPolicy,
     EndpointKey,
-    PlannedRequest,
+    Plan,
     SendEverySample,
     SequentialPolicy,
     SpendMeter,
@@ -24,7 +24,7 @@ from auditor.diagnose import ALPHA, combined_p
 from auditor.errors import UsageError
 from auditor.likelihood import score_round
 from auditor.limits import ProviderLimits
-from auditor.probes import Suite, expand_requests
+from auditor.probes import Suite
 from auditor.providers.base import ProviderAdapter, adapters
 from auditor.providers.cache import CachedReference
 from auditor.providers.reference import ReferenceEndpoint, ReferenceUnavailable, build_reference
@@ -94,7 +94,6 @@ async def run_round_async(
     `drain_timeout_s` to finish; the round is marked interrupted) on SIGINT/SIGTERM, or, when
     the caller owns the signals (the daemon), once `stop` is set."""
     suite = selection.suite
-    requests = expand_requests(suite)
     cases: dict[str, ProbeCase] = {c.content_hash: c for c in suite.cases}
     store.upsert_probe_cases(suite.cases)
     redactor = Redactor.from_config(config)
@@ -148,7 +147,7 @@ async def run_round_async(
             )
         )
 
-    plan = [PlannedRequest(e.model, e.name, r) for r in requests for e in endpoints]
+    plan = Plan.samples([e.key for e in endpoints], suite.cases)
     round_row = store.start_round(
         RoundRow(
             id=uuid.uuid4().hex[:12],

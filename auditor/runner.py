@@ -1,10 +1,11 @@
 """One round: send the budget policy's requests to every endpoint under its own limits, and
 store each answer the moment it arrives.
 
-Each endpoint (a provider or the reference) has its own queue and `max_concurrency` workers,
-so a slow provider never holds up a fast one. A single writer task scores and commits every
-sample as it arrives, in its own thread, so a killed round loses nothing already stored;
-answers that arrive while a commit runs are committed together in the next one.
+Each endpoint (a provider or the reference) has `max_concurrency` workers drawing its
+requests from the plan one at a time, so a slow provider never holds up a fast one and no
+round is ever held in memory whole. A single writer task scores every answer as it arrives
+and commits it from its own thread, so a killed round loses nothing already stored; answers
+that arrive while a commit runs are committed together in the next one.
 """
 
 from __future__ import annotations
@@ -12,29 +13,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 
 from auditor import metrics
-from auditor.budget import Answer, BudgetPolicy, EndpointKey, PlannedRequest, SpendMeter
+from auditor.budget import Answer, BudgetPolicy, EndpointKey, Plan, PlannedRequest, SpendMeter
 from auditor.config import Price
 from auditor.limits import ProviderLimits
 from auditor.providers.base import ProviderAdapter
-from auditor.records import (
-    CompletionRequest,
-    CompletionResponse,
-    ErrorClass,
-    ProbeCase,
-    ScoreRecord,
-)
+from auditor.records import CompletionResponse, ErrorClass, ProbeCase
 from auditor.scorers import score_all
 from auditor.secrets import Redactor
-from auditor.storage.repository import Store
+from auditor.storage.repository import NewSample, Store, sample_values
 
 log = structlog.get_logger(__name__)
 
@@ -109,14 +103,13 @@ class RoundRunner:
     async def run(self) -> RoundOutcome:
         results: asyncio.Queue[Answer | None] = asyncio.Queue(maxsize=1024)
         writer = asyncio.create_task(self._write(results))
-        answers: list[Answer] = []
         try:
             while not self._stopping.is_set():
                 await results.join()  # the policy may read what is stored so far
-                batch = await self.policy.next_requests(answers)
-                if not batch:
+                plan = await self.policy.next_requests()
+                if not len(plan):
                     break
-                answers = await self._send_batch(batch, results)
+                await self._send(plan, results)
         finally:
             await results.put(None)
             await writer
@@ -133,34 +126,24 @@ class RoundRunner:
             errors_by_endpoint=dict(self._errors),
         )
 
-    async def _send_batch(
-        self, batch: list[PlannedRequest], results: asyncio.Queue[Answer | None]
-    ) -> list[Answer]:
-        queues: dict[EndpointKey, asyncio.Queue[PlannedRequest]] = defaultdict(asyncio.Queue)
-        for planned in batch:
-            key = (planned.model, planned.endpoint)
+    async def _send(self, plan: Plan, results: asyncio.Queue[Answer | None]) -> None:
+        """Send the plan: each endpoint's workers draw its requests one at a time from the
+        plan's generator, and every answer goes to the writer's (bounded) queue; nothing is
+        kept here once it is queued."""
+        keys = plan.endpoints()
+        for key in keys:
             if key not in self.endpoints:
                 raise KeyError(f"policy planned a request for unknown endpoint {key}")
-            queues[key].put_nowait(planned)
         if self.progress:
-            for key, q in queues.items():
-                self.progress.planned(key, q.qsize())
-        answers: list[Answer] = []
-
-        async def collect(answer: Answer) -> None:
-            # The policy sees what came back, without the raw payloads (stored already): a
-            # round's memory stays flat in the number of requests.
-            slim = answer.response.model_copy(
-                update={"raw_request": {}, "raw_response": None, "logprobs": None, "headers": {}}
-            )
-            answers.append(Answer(answer.planned, slim))
-            await results.put(answer)
-
-        workers = [
-            asyncio.create_task(self._work(self.endpoints[key], q, collect))
-            for key, q in queues.items()
-            for _ in range(min(self.endpoints[key].limits.config.max_concurrency, q.qsize()))
-        ]
+            for key in keys:
+                self.progress.planned(key, plan.count(key))
+        workers = []
+        for key in keys:
+            endpoint, requests = self.endpoints[key], plan.requests(key)
+            slots = min(endpoint.limits.config.max_concurrency, plan.count(key))
+            workers += [
+                asyncio.create_task(self._work(endpoint, requests, results)) for _ in range(slots)
+            ]
         stop_waiter = asyncio.create_task(self._stopping.wait())
         done = asyncio.gather(*workers)
         await asyncio.wait([done, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
@@ -174,16 +157,17 @@ class RoundRunner:
         stop_waiter.cancel()
         if done.done() and not done.cancelled() and done.exception() is not None:
             raise done.exception()  # type: ignore[misc]
-        return answers
 
     async def _work(
         self,
         endpoint: Endpoint,
-        queue: asyncio.Queue[PlannedRequest],
-        collect: Callable[[Answer], Awaitable[None]],
+        requests: Iterator[PlannedRequest],
+        results: asyncio.Queue[Answer | None],
     ) -> None:
-        while not queue.empty() and not self._stopping.is_set():
-            planned = queue.get_nowait()
+        while not self._stopping.is_set():
+            planned = next(requests, None)
+            if planned is None:
+                return
             async with endpoint.limits.slot(planned.request) as reservation:
                 # Checked after waiting for the limits: the budget may have run out meanwhile.
                 reason = self.spend.exhausted()
@@ -203,7 +187,7 @@ class RoundRunner:
                 self.spend.answered(reservation.tokens, tokens, cost)
             if not response.ok:
                 self._errors[endpoint.key] += 1
-            await collect(Answer(planned, response))
+            await results.put(Answer(planned, response))
             if self.progress:
                 self.progress.answered(endpoint.key, response.ok)
 
@@ -261,17 +245,9 @@ class RoundRunner:
                     results.task_done()
 
     def _store_answers(self, answers: list[Answer]) -> None:
-        """Score and store answers in one transaction. Should one be a duplicate (which
-        aborts the transaction), they are stored one at a time and the duplicate skipped."""
-        rows = [self._sample_row(answer) for answer in answers]
-        if len(rows) == 1:
-            ids = [self.store.add_sample(*rows[0])]
-        else:
-            try:
-                with self.store.transaction() as conn:
-                    ids = [self.store.add_sample(*row, connection=conn) for row in rows]
-            except IntegrityError:
-                ids = [self.store.add_sample(*row) for row in rows]
+        """Score answers and store them in one transaction: two statements, however many
+        (duplicates skipped, see `add_samples`)."""
+        ids = self.store.add_samples([self._sample_row(answer) for answer in answers])
         for answer, sample_id in zip(answers, ids, strict=True):
             if sample_id is not None:
                 self._stored += 1
@@ -285,20 +261,17 @@ class RoundRunner:
                 duplicate=sample_id is None,
             )
 
-    def _sample_row(
-        self, answer: Answer
-    ) -> tuple[str, int, CompletionRequest, CompletionResponse, list[ScoreRecord], float | None]:
-        """The arguments of `Store.add_sample` for an answer: redacted, scored, priced."""
+    def _sample_row(self, answer: Answer) -> NewSample:
+        """An answer's row and scores: redacted, scored, priced."""
         planned = answer.planned
         endpoint = self.endpoints[(planned.model, planned.endpoint)]
         case = self.cases[planned.request.probe_hash]
         response = self.redactor.redact_response(answer.response)
-        scores = score_all(case, response)
-        return (
+        values = sample_values(
             self.round_id,
             endpoint.provider_id,
             planned.request,
             response,
-            scores,
             self._cost(endpoint, response),
         )
+        return values, score_all(case, response)

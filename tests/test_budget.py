@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auditor.budget import EndpointKey, PlannedRequest, SequentialPolicy, SpendMeter
+from auditor.budget import EndpointKey, Plan, PlannedRequest, SequentialPolicy, SpendMeter
 from auditor.config import RoundBudget, Sequential
 from auditor.records import CompletionRequest, Message, ProbeCase
 from auditor.runner import RoundRunner
@@ -19,13 +19,13 @@ SAMPLED = ProbeCase(
 PROVIDERS: list[EndpointKey] = [("m", "deviant"), ("m", "honest"), ("m", "doubt")]
 
 
-def plan() -> list[PlannedRequest]:
-    return [
+def plan() -> Plan:
+    return Plan.of(
         PlannedRequest("m", name, CompletionRequest.from_case(case, k))
         for case in (GREEDY, SAMPLED)
         for k in range(case.samples)
         for name in ("deviant", "honest", "doubt", "reference")
-    ]
+    )
 
 
 def policy(p_values: list[dict[EndpointKey, float | None]], looks: int = 3) -> SequentialPolicy:
@@ -42,8 +42,8 @@ def policy(p_values: list[dict[EndpointKey, float | None]], looks: int = 3) -> S
 
 async def test_settled_providers_get_no_more_requests_and_doubt_gets_more() -> None:
     seq = policy([{("m", "deviant"): 0.001, ("m", "honest"): 0.9, ("m", "doubt"): 0.2}])
-    assert len(await seq.next_requests([])) == 16  # the whole plan first
-    extra = await seq.next_requests([])
+    assert len(await seq.next_requests()) == 16  # the whole plan first
+    extra = await seq.next_requests()
     assert {(r.endpoint, r.request.probe_id) for r in extra} == {
         ("doubt", "s"),
         ("reference", "s"),
@@ -57,29 +57,29 @@ async def test_settled_providers_get_no_more_requests_and_doubt_gets_more() -> N
 async def test_each_look_tests_at_alpha_over_looks() -> None:
     """0.03 is below alpha but above alpha / 3: not settled as deviant on the first look."""
     seq = policy([{k: 0.03 for k in PROVIDERS}, {k: 0.01 for k in PROVIDERS}])
-    await seq.next_requests([])
-    first = await seq.next_requests([])
+    await seq.next_requests()
+    first = await seq.next_requests()
     assert {r.endpoint for r in first} == {"deviant", "honest", "doubt", "reference"}
-    second = await seq.next_requests([])
-    assert second == [] and all(s.decision == "settled_deviant" for s in seq.state.values())
+    second = await seq.next_requests()
+    assert len(second) == 0 and all(s.decision == "settled_deviant" for s in seq.state.values())
     assert all(s.looks == 2 for s in seq.state.values())
 
 
 async def test_the_last_look_settles_everyone_and_indices_never_repeat() -> None:
     doubt = {k: 0.2 for k in PROVIDERS}
     seq = policy([doubt, doubt, doubt], looks=3)
-    await seq.next_requests([])
-    indices = [r.request.sample_index for r in await seq.next_requests([])]
-    indices += [r.request.sample_index for r in await seq.next_requests([])]
-    assert await seq.next_requests([]) == []
+    await seq.next_requests()
+    indices = [r.request.sample_index for r in await seq.next_requests()]
+    indices += [r.request.sample_index for r in await seq.next_requests()]
+    assert len(await seq.next_requests()) == 0
     assert sorted(set(indices)) == [3, 4, 5, 6]
     assert all(s.decision == "settled_consistent" for s in seq.state.values())
 
 
 async def test_a_provider_without_tests_is_not_asked_again() -> None:
     seq = policy([{("m", "deviant"): None, ("m", "honest"): None, ("m", "doubt"): None}])
-    await seq.next_requests([])
-    assert await seq.next_requests([]) == []
+    await seq.next_requests()
+    assert len(await seq.next_requests()) == 0
 
 
 async def test_the_judge_sees_every_answer_stored(tmp_path: Path) -> None:
@@ -93,11 +93,11 @@ async def test_the_judge_sees_every_answer_stored(tmp_path: Path) -> None:
         seen.append({t["provider"]: t["requests"] for t in store.provider_totals("r")})
         return {("m", "honest"): 0.9, ("m", "doubt"): 0.2}
 
-    first = [
+    first = Plan.of(
         PlannedRequest("m", e.name, CompletionRequest.from_case(CASE, k))
         for k in range(5)
         for e in endpoints
-    ]
+    )
     seq = SequentialPolicy(
         first, [CASE], [("m", "honest"), ("m", "doubt")], {}, judge,
         Sequential(looks=3, extra_samples=4), alpha=0.05,

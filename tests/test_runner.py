@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.budget import PlannedRequest, SendEverySample, SpendMeter
+from auditor.budget import Plan, PlannedRequest, SendEverySample, SpendMeter
 from auditor.config import Price, ProviderConfig, RoundBudget
 from auditor.limits import ProviderLimits
 from auditor.providers.base import ProviderAdapter
@@ -74,7 +74,7 @@ def runner(
         "r",
         endpoints,
         {CASE.content_hash: CASE},
-        SendEverySample(plan),
+        SendEverySample(Plan.of(plan)),
         SpendMeter(budget or RoundBudget()),
         Redactor([]),
     )
@@ -124,7 +124,7 @@ async def test_a_storage_failure_stops_the_round_and_is_raised(tmp_path: Path) -
     store = make_store(tmp_path)
     adapter = Scripted("a", delay_s=0.02)
     run = runner(store, [endpoint(store, adapter, concurrency=1)])
-    original = store.add_sample
+    original = store.add_samples
     calls = 0
 
     def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -134,7 +134,7 @@ async def test_a_storage_failure_stops_the_round_and_is_raised(tmp_path: Path) -
             raise OSError("disk full")
         return original(*args, **kwargs)
 
-    store.add_sample = failing  # type: ignore[method-assign]
+    store.add_samples = failing  # type: ignore[method-assign]
     with pytest.raises(OSError, match="disk full"):
         await asyncio.wait_for(run.run(), timeout=10)
     assert adapter.calls < 20

@@ -18,8 +18,22 @@ def score_all(case: ProbeCase, response: CompletionResponse) -> list[ScoreRecord
     """
     records: list[ScoreRecord] = []
     for name in scorers.names():
-        scorer = scorers.get(name)()
-        params = dict(scorer.params)
+        scorer = _default(name, scorers.get(name))
+        params = scorer.params
         for record in scorer.score(case, response):
-            records.append(record.model_copy(update={"scorer": name, "scorer_params": params}))
+            if record.scorer != name or record.scorer_params != params:
+                record = record.model_copy(update={"scorer": name, "scorer_params": dict(params)})
+            records.append(record)
     return records
+
+
+_instances: dict[tuple[str, type[Scorer]], Scorer] = {}
+
+
+def _default(name: str, cls: type[Scorer]) -> Scorer:
+    """The scorer registered as `name`, with its default params: built once (scorers are
+    pure), not for every sample."""
+    key = (name, cls)
+    if key not in _instances:
+        _instances[key] = cls()
+    return _instances[key]

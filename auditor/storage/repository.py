@@ -62,16 +62,73 @@ def _score_row(sample_id: int, score: ScoreRecord) -> ScoreRow:
 
 # Built once: the round's writer runs these hundreds of times a second.
 _INSERT_SAMPLE = insert(SampleRow.__table__)  # type: ignore[attr-defined]
+_INSERT_SAMPLES = _INSERT_SAMPLE.returning(
+    SampleRow.__table__.c.id,  # type: ignore[attr-defined]
+    sort_by_parameter_order=True,
+)
 _INSERT_SCORE = insert(ScoreRow.__table__)  # type: ignore[attr-defined]
 
+NewSample = tuple[dict[str, Any], list[ScoreRecord]]
+"""A sample's column values (`sample_values`) and its scores."""
 
-def _insert_sample(conn: Connection, values: dict[str, Any], scores: list[ScoreRecord]) -> int:
-    sample_id = conn.execute(_INSERT_SAMPLE, values).inserted_primary_key[0]  # type: ignore[index]
+
+def sample_values(
+    round_id: str,
+    provider_id: int,
+    request: CompletionRequest,
+    response: CompletionResponse,
+    cost: float | None,
+) -> dict[str, Any]:
+    """The `samples` row of one exchange."""
+    usage = response.usage
+    return {
+        "round_id": round_id,
+        "provider_id": provider_id,
+        "probe_hash": request.probe_hash,
+        "probe_id": request.probe_id,
+        "sample_index": request.sample_index,
+        "ok": response.ok,
+        "status_code": response.status_code,
+        "error_class": response.error_class.value if response.error_class else None,
+        "error_message": response.error_message,
+        "output_text": response.text,
+        "finish_reason": response.finish_reason,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "cost": cost,
+        "latency_ms": None if response.latency_s is None else response.latency_s * 1000,
+        "ttft_ms": None if response.ttft_s is None else response.ttft_s * 1000,
+        "attempts": response.attempts,
+        "cached": response.cached,
+        "served_model": response.served_model,
+        "request_json": response.raw_request,
+        "response_json": response.raw_response,
+        "logprobs_json": response.logprobs,
+        "tool_calls_json": response.tool_calls,
+        "response_headers": response.headers or None,
+        "started_at": response.started_at,
+        "created_at": utcnow(),
+    }
+
+
+def _insert_samples(conn: Connection, samples: list[NewSample]) -> list[int]:
+    """Two statements whatever the number of samples: the samples in one insert (their ids
+    returned in order), then all their scores in one executemany. Plain Core inserts, not
+    ORM objects; a record's fields as they are (`model_dump` would copy them, for nothing)."""
+    if len(samples) == 1:
+        result = conn.execute(_INSERT_SAMPLE, samples[0][0])
+        ids = [int(result.inserted_primary_key[0])]  # type: ignore[index]
+    else:
+        ids = [int(i) for i in conn.execute(_INSERT_SAMPLES, [v for v, _ in samples]).scalars()]
+    scores = [
+        {"sample_id": sample_id, **sc.__dict__}
+        for sample_id, (_, records) in zip(ids, samples, strict=True)
+        for sc in records
+    ]
     if scores:
-        # executemany (a multi-row VALUES costs five times the CPU: it is compiled per call);
-        # a record's fields as they are (`model_dump` would copy them, for nothing).
-        conn.execute(_INSERT_SCORE, [{"sample_id": sample_id, **sc.__dict__} for sc in scores])
-    return int(sample_id)
+        conn.execute(_INSERT_SCORE, scores)
+    return ids
 
 
 def _pid_alive(pid: int) -> bool:
@@ -211,47 +268,28 @@ class Store:
         """Store one exchange and its scores in one transaction. Returns None for a
         duplicate (same round, provider, probe and sample number), which is not stored twice.
 
-        With `connection` (from `transaction()`), the rows join that transaction instead (the
-        round's writer commits the answers that queued up together) and a duplicate raises
-        IntegrityError, which aborts the whole transaction.
-
-        Plain Core inserts, not ORM objects: this is the round's hot path (a sample and its
-        dozen or so scores, hundreds of times a second)."""
-        usage = response.usage
-        values = {
-            "round_id": round_id,
-            "provider_id": provider_id,
-            "probe_hash": request.probe_hash,
-            "probe_id": request.probe_id,
-            "sample_index": request.sample_index,
-            "ok": response.ok,
-            "status_code": response.status_code,
-            "error_class": response.error_class.value if response.error_class else None,
-            "error_message": response.error_message,
-            "output_text": response.text,
-            "finish_reason": response.finish_reason,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-            "cost": cost,
-            "latency_ms": None if response.latency_s is None else response.latency_s * 1000,
-            "ttft_ms": None if response.ttft_s is None else response.ttft_s * 1000,
-            "attempts": response.attempts,
-            "cached": response.cached,
-            "served_model": response.served_model,
-            "request_json": response.raw_request,
-            "response_json": response.raw_response,
-            "logprobs_json": response.logprobs,
-            "tool_calls_json": response.tool_calls,
-            "response_headers": response.headers or None,
-            "started_at": response.started_at,
-            "created_at": utcnow(),
-        }
+        With `connection` (from `transaction()`), the rows join that transaction instead and
+        a duplicate raises IntegrityError, which aborts the whole transaction."""
+        values = sample_values(round_id, provider_id, request, response, cost)
         if connection is not None:
-            return _insert_sample(connection, values, scores)
+            return _insert_samples(connection, [(values, scores)])[0]
+        return self._insert_one(values, scores)
+
+    def add_samples(self, samples: list[NewSample]) -> list[int | None]:
+        """Store exchanges (`sample_values`) and their scores in one transaction: the round's
+        writer commits the answers that queued up together. Should one be a duplicate (which
+        aborts the transaction), they are stored one at a time and the duplicates skipped
+        (None)."""
+        try:
+            with self.engine.begin() as conn:
+                return list(_insert_samples(conn, samples))
+        except IntegrityError:
+            return [self._insert_one(values, scores) for values, scores in samples]
+
+    def _insert_one(self, values: dict[str, Any], scores: list[ScoreRecord]) -> int | None:
         with self.engine.connect() as conn:
             try:
-                sample_id = _insert_sample(conn, values, scores)
+                (sample_id,) = _insert_samples(conn, [(values, scores)])
             except IntegrityError:
                 conn.rollback()
                 return None
