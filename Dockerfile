@@ -61,7 +61,9 @@ WORKDIR /data
 VOLUME ["/data"]
 USER 10001:10001
 
-# The config's `server: {host: 0.0.0.0, port: 8080}` makes the endpoints reachable.
+# The config's `server: {host: 0.0.0.0, port: 8080}` makes the endpoints reachable; off
+# loopback the daemon refuses to start unless AUDITOR_WEB_TOKEN (server.token_env) holds the
+# bearer token that the dashboard, the API and /metrics then require (`docker run -e ...`).
 EXPOSE 8080
 # No curl in the slim image: Python's urllib fails on anything but a 2xx answer.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

@@ -42,7 +42,7 @@ from auditor.rounds import run_round_async
 from auditor.rounds import select as select_models
 from auditor.storage.repository import Store
 from auditor.storage.tables import RoundRow
-from auditor.web.app import create_app
+from auditor.web.dashboard import create_dashboard
 from auditor.web.server import WebServer
 
 log = structlog.get_logger(__name__)
@@ -86,8 +86,16 @@ def missed_run(entry: ScheduleEntry, last: datetime | None, now: datetime) -> bo
 
 
 class Daemon:
-    def __init__(self, config: AuditorConfig, store: Store, probes_dir: Path) -> None:
+    def __init__(
+        self,
+        config: AuditorConfig,
+        store: Store,
+        probes_dir: Path,
+        *,
+        web_token: str | None = None,
+    ) -> None:
         self.config = config
+        self.web_token = web_token  # see auditor.web.dashboard.access_token
         self.store = store
         self.probes_dir = probes_dir
         self.stop = asyncio.Event()
@@ -113,7 +121,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
-        server = WebServer(create_app(self.store, self.ready), self.config.server)
+        app = create_dashboard(self.store, self.ready, token=self.web_token)
+        server = WebServer(app, self.config.server)
         await server.start()
         log.info("daemon.started", port=server.port, suites=[e.suite for e in self.config.schedule])
         delivery = asyncio.create_task(self.deliverer.run(self.stop, poll_s=1.0))

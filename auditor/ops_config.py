@@ -137,8 +137,12 @@ class AlertsConfig(_Section):
 
 
 class ServerConfig(_Section):
+    """The HTTP server of the daemon and of `auditor serve`: probes, metrics, the dashboard
+    and its API. Off loopback, a bearer token is required, read from `token_env`."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    token_env: str = Field(default="AUDITOR_WEB_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class DaemonConfig(_Section):

@@ -35,6 +35,7 @@ class Redactor:
         values += [v for m in config.models for p in m.providers for v in p.headers.values()]
         for sink in config.alerts.sinks:  # webhook secrets, several while rotating
             values += os.environ.get(sink.secret_env, "").split()
+        values.append(os.environ.get(config.server.token_env, ""))  # the dashboard's token
         return cls(values)
 
     def text(self, value: str) -> str:

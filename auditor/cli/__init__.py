@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover - older typer depends on click itself
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
 from auditor import __version__, logs
-from auditor.cli import admin, alerts, fleet, ops, results  # noqa: F401  (registers the commands)
+from auditor.cli import admin, alerts, fleet, ops, results, serve  # noqa: F401  (registers the commands)
 from auditor.cli.common import app, fail, out
 from auditor.errors import AuditorError
 

@@ -35,6 +35,7 @@ def daemon(config_path: ConfigOpt = DEFAULT_CONFIG, database: DatabaseOpt = None
     """Run the config's schedule unattended: rounds, incidents, webhook alerts, /metrics."""
     from auditor.daemon import Daemon
     from auditor.probes import load_suites
+    from auditor.web.dashboard import access_token
 
     config = load_config(config_path)
     logs.configure(
@@ -59,8 +60,9 @@ def daemon(config_path: ConfigOpt = DEFAULT_CONFIG, database: DatabaseOpt = None
             )
     if database:
         config = config.model_copy(update={"database": database})
+    token = access_token(config.server)  # off loopback, refuses to start without one
     store = open_store(config.database)  # refuses an outdated schema with one clear line
-    raise typer.Exit(asyncio.run(Daemon(config, store, probes_dir).run()))
+    raise typer.Exit(asyncio.run(Daemon(config, store, probes_dir, web_token=token).run()))
 
 
 IncidentId = Annotated[int, typer.Argument(help="The incident's id (`auditor incidents list`).")]

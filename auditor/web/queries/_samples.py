@@ -1,0 +1,162 @@
+"""Samples: the filtered list (no raw payloads), and one stored exchange in full."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from auditor.records import as_utc
+from auditor.storage.repository import Store
+from auditor.web.queries.common import P, S, _at
+from auditor.web.queries.paging import MAX_ID, _decode_cursor, _encode_cursor, _limit, _storable
+from auditor.web.views import Page, SampleDetail, SampleView
+
+SCAN_WINDOW = 100_000  # ids a page of samples filtered on ok or error_class reads at most
+
+# A sample as listed: every column but the raw payloads (request, response, logprobs...).
+_SAMPLE_VIEW_COLUMNS = (
+    S.c.id,
+    S.c.round_id,
+    P.c.model,
+    P.c.name.label("provider"),
+    S.c.probe_id,
+    S.c.sample_index,
+    S.c.ok,
+    S.c.status_code,
+    S.c.error_class,
+    S.c.output_text,
+    S.c.finish_reason,
+    S.c.total_tokens,
+    S.c.latency_ms,
+    S.c.created_at,
+)
+
+
+def samples(
+    store: Store,
+    *,
+    round_id: str | None = None,
+    model: str | None = None,
+    provider: str | None = None,
+    probe_id: str | None = None,
+    ok: bool | None = None,
+    error_class: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[SampleView]:
+    """Samples, newest first (ids follow the order they were stored), filtered.
+
+    `ok` and `error_class` have no index that keeps id order: a class that never occurred
+    would read every sample (PostgreSQL walks the primary key back even with a provider or
+    probe given). So unless a round bounds the search, a page with either filter looks at
+    `SCAN_WINDOW` ids at most and may come back short, even empty, with a `next_cursor` to
+    go on from where it stopped."""
+    limit = _limit(limit)
+    if not _storable(round_id, model, provider, probe_id, error_class):
+        return Page(items=[], next_cursor=None)
+    stmt = select(*_SAMPLE_VIEW_COLUMNS).join(P, P.c.id == S.c.provider_id)
+    with store.session() as s:
+        if model is not None or provider is not None:
+            # The few matching endpoints first, so the planner keys samples on provider_id.
+            ids = select(P.c.id)
+            if model is not None:
+                ids = ids.where(P.c.model == model)
+            if provider is not None:
+                ids = ids.where(P.c.name == provider)
+            provider_ids = list(s.execute(ids).scalars())
+            if not provider_ids:
+                return Page(items=[], next_cursor=None)
+            stmt = stmt.where(S.c.provider_id.in_(provider_ids))
+        for column, value in (
+            (S.c.round_id, round_id),
+            (S.c.probe_id, probe_id),
+            (S.c.ok, ok),
+            (S.c.error_class, error_class),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        upper = None
+        if cursor is not None:
+            (upper,) = _decode_cursor(cursor, "samples", (int,))
+            stmt = stmt.where(S.c.id < upper)
+        window_low = None
+        unindexed = ok is not None or error_class is not None
+        if unindexed and round_id is None:
+            if upper is None:
+                upper = (s.execute(select(func.max(S.c.id))).scalar() or 0) + 1
+            window_low = upper - SCAN_WINDOW
+            stmt = stmt.where(S.c.id >= window_low)
+        rows = s.execute(stmt.order_by(S.c.id.desc()).limit(limit + 1)).all()
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = _encode_cursor("samples", rows[limit - 1].id)
+        elif window_low is not None:
+            lowest = s.execute(select(func.min(S.c.id))).scalar()
+            if lowest is not None and lowest < window_low:
+                next_cursor = _encode_cursor("samples", window_low)
+    return Page(items=[_sample_view(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+def _sample_view(r: Any) -> SampleView:
+    return SampleView(
+        id=r.id,
+        round_id=r.round_id,
+        model=r.model,
+        provider=r.provider,
+        probe_id=r.probe_id,
+        sample_index=r.sample_index,
+        ok=bool(r.ok),
+        status_code=r.status_code,
+        error_class=r.error_class,
+        output_text=r.output_text,
+        finish_reason=r.finish_reason,
+        total_tokens=r.total_tokens,
+        latency_ms=r.latency_ms,
+        created_at=as_utc(r.created_at),
+    )
+
+
+def sample(store: Store, sample_id: int) -> SampleDetail | None:
+    """One stored exchange with its raw request and response bodies."""
+    if not 0 < sample_id <= MAX_ID:
+        return None
+    with store.session() as s:
+        r = s.execute(
+            select(
+                *_SAMPLE_VIEW_COLUMNS,
+                S.c.error_message,
+                S.c.request_json,
+                S.c.response_json,
+                S.c.probe_hash,
+                S.c.prompt_tokens,
+                S.c.completion_tokens,
+                S.c.cost,
+                S.c.ttft_ms,
+                S.c.attempts,
+                S.c.cached,
+                S.c.served_model,
+                S.c.tool_calls_json,
+                S.c.started_at,
+            )
+            .join(P, P.c.id == S.c.provider_id)
+            .where(S.c.id == sample_id)
+        ).first()
+    if r is None:
+        return None
+    return SampleDetail(
+        **_sample_view(r).model_dump(),
+        error_message=r.error_message,
+        request_json=r.request_json or {},
+        response_json=r.response_json,
+        probe_hash=r.probe_hash,
+        prompt_tokens=r.prompt_tokens,
+        completion_tokens=r.completion_tokens,
+        cost=r.cost,
+        ttft_ms=r.ttft_ms,
+        attempts=r.attempts,
+        cached=bool(r.cached),
+        served_model=r.served_model,
+        tool_calls_json=r.tool_calls_json,
+        started_at=_at(r.started_at),
+    )

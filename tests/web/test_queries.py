@@ -1,0 +1,727 @@
+"""The dashboard's read queries on real databases (SQLite and PostgreSQL), filled through the
+real Store: latest verdicts and how long they have held, keyset pagination, filters, totals.
+
+`seed()` is shared with the API tests: it records what it wrote, and the expectations here are
+computed from that record in plain Python, never from the queries under test.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import select, update
+
+from auditor.config import ProviderConfig
+from auditor.incidents import update_from_findings
+from auditor.records import (
+    CompletionRequest,
+    CompletionResponse,
+    Diagnosis,
+    ErrorClass,
+    Evidence,
+    Finding,
+    Message,
+    ProbeCase,
+    TestResult,
+    Usage,
+    as_utc,
+)
+from auditor.storage.db import ensure_schema, make_engine
+from auditor.storage.repository import Store
+from auditor.storage.tables import FindingRow, IncidentRow, RoundRow
+from auditor.web import queries
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+SECRET_HEADER_VALUE = "hdr-secret-value-8c1f"
+KEY_ENV = "ACME_SECRET_KEY_ENV"
+HEADER_NAME = "X-Custom-Auth"
+URL_PASSWORD = "url-password-5d2e"
+URL_QUERY_KEY = "qs-secret-77ab"
+
+# The assessed rounds, oldest first, with ids whose order is not their time order.
+ROUND_IDS = ["r-e", "r-b", "r-d", "r-a", "r-c"]
+RUNNING = "r-0"  # started with the last assessed round (a tie in time), no findings yet
+# Verdict of each provider in each assessed round (None: not assessed that round).
+VERDICTS: dict[tuple[str, str], list[str | None]] = {
+    ("m1", "acme"): ["consistent", "consistent", "deviant", "deviant", "deviant"],
+    ("m1", "bolt"): ["deviant", "consistent", "consistent", "consistent", "consistent"],
+    ("m1", "kite"): ["inconclusive", None, "inconclusive", "inconclusive", "inconclusive"],
+    ("m2", "acme"): ["deviant", "consistent", "deviant", "consistent", "unavailable"],
+}
+UNASSESSED = ("m2", "zeta")  # configured, samples stored, never assessed
+PROBES = ("p-a", "p-b")
+SAMPLES_PER_PROBE = 2
+ERROR_CYCLE = (ErrorClass.TIMEOUT, ErrorClass.RATE_LIMITED, ErrorClass.CONNECT_ERROR)
+
+
+@dataclass(frozen=True)
+class SampleFact:
+    id: int
+    round_id: str
+    model: str
+    provider: str
+    probe_id: str
+    ok: bool
+    error_class: str | None
+    latency_ms: float | None
+    tokens: int | None
+    cost: float | None
+
+
+@dataclass
+class Seeded:
+    store: Store
+    url: str
+    starts: dict[str, datetime]  # round id -> started_at
+    providers: dict[tuple[str, str], int]  # (model, name) -> id, references included
+    findings: dict[tuple[str, str, str], int] = field(default_factory=dict)  # round, model, name
+    samples: list[SampleFact] = field(default_factory=list)
+
+    def rounds_newest_first(self) -> list[str]:
+        return sorted(self.starts, key=lambda r: (self.starts[r], r), reverse=True)
+
+
+def make_store(url: str) -> Store:
+    engine = make_engine(url)
+    ensure_schema(engine)
+    return Store(engine)
+
+
+def _tests(i: int, provider: str, nan: bool) -> list[TestResult]:
+    return [
+        TestResult(
+            name="rate:expect_pass",
+            statistic=float("nan") if nan else 0.1 * i,
+            p_value=0.5 / (i + 1),
+            effect=-0.05 * i,
+            honest_range=(-0.2, 0.2 + i / 100),
+            n=10 + i,
+        ),
+        TestResult(
+            name="greedy:exact_match",
+            statistic=1.0 - i / 10,
+            p_value=None,
+            effect=None,
+            n=4,
+            status="figure",
+        ),
+        TestResult(
+            name="reference_likelihood",
+            statistic=None,
+            p_value=None,
+            effect=None,
+            n=0,
+            status="not_available",
+            note=f"no tokenizer for {provider}",
+        ),
+    ]
+
+
+def _finding(
+    model: str, provider: str, verdict: str, i: int, facts: list[SampleFact], nan: bool
+) -> Finding:
+    deviant = verdict == "deviant"
+    errors = [f for f in facts if not f.ok]
+    return Finding(
+        model=model,
+        provider=provider,
+        baseline="reference",
+        verdict=verdict,  # type: ignore[arg-type]
+        severity="critical" if deviant else ("warning" if verdict == "unavailable" else "info"),
+        diagnoses=[Diagnosis(kind="quantization", confidence=0.8, summary="weights moved")]
+        if deviant
+        else [],
+        tests=_tests(i, provider, nan),
+        evidence=[Evidence(probe="p-a", reference="Paris", provider="Lyon", note="differs")]
+        if deviant
+        else [],
+        requests=len(facts),
+        errors=len(errors),
+        tokens=sum(f.tokens or 0 for f in facts),
+        cost=round(sum(f.cost or 0.0 for f in facts), 6),
+        errors_by_class={
+            c: sum(f.error_class == c for f in errors) for c in {f.error_class for f in errors}
+        },
+    )
+
+
+def _public_config(model: str, name: str) -> tuple[str, dict[str, Any]]:
+    """What `auditor run` stores for a provider: its public view (api_key_env, header names)."""
+    base_url = "http://127.0.0.1:9/v1"
+    if name == "kite":
+        base_url = f"http://user:{URL_PASSWORD}@127.0.0.1:9/v1?key={URL_QUERY_KEY}"
+    config = ProviderConfig(
+        name=name,
+        base_url=base_url,
+        model=f"{model}-at-{name}",
+        api_key_env=KEY_ENV,
+        headers={HEADER_NAME: SECRET_HEADER_VALUE},
+        trusted=name == "bolt",
+    )
+    return base_url, config.public_view()
+
+
+def seed(url: str, *, nan: bool = False) -> Seeded:
+    """Rounds, providers (with secrets in their configuration), probe cases, samples, findings
+    and incidents, written as the auditor writes them."""
+    store = make_store(url)
+    endpoints = [*VERDICTS, UNASSESSED, ("m1", "reference"), ("m2", "reference")]
+    providers = {}
+    for model, name in endpoints:
+        if name == "reference":
+            providers[(model, name)] = store.upsert_provider(
+                model, name, kind="reference", base_url=None, model_id="gguf", trusted=True,
+                config={"engine": "llama_cpp"},
+            )  # fmt: skip
+            continue
+        base_url, config = _public_config(model, name)
+        providers[(model, name)] = store.upsert_provider(
+            model, name, base_url=base_url, model_id=config["model"],
+            trusted=config["trusted"], config=config,
+        )  # fmt: skip
+    cases = [
+        ProbeCase(id=p, suite="core", messages=[Message(role="user", content=f"say {p}")])
+        for p in PROBES
+    ]
+    store.upsert_probe_cases(cases)
+
+    starts = {rid: T0 + timedelta(hours=i) for i, rid in enumerate(ROUND_IDS)}
+    starts[RUNNING] = starts[ROUND_IDS[-1]]
+    seeded = Seeded(store=store, url=url, starts=starts, providers=providers)
+    for rid in [*ROUND_IDS, RUNNING]:
+        store.start_round(RoundRow(id=rid, suite="core", suite_hash="h", auditor_version="t"))
+        with store.session() as s:
+            s.execute(update(RoundRow).where(RoundRow.id == rid).values(started_at=starts[rid]))
+            s.commit()
+
+    for r, rid in enumerate([*ROUND_IDS, RUNNING]):
+        for e, (model, name) in enumerate(endpoints):
+            for case in cases:
+                for k in range(SAMPLES_PER_PROBE):
+                    seeded.samples.append(
+                        _add_sample(
+                            store, rid, providers[(model, name)], model, name, case, k, r, e
+                        )
+                    )
+        if rid == RUNNING:
+            continue
+        store.finish_round(rid, "complete", None)
+        found = [
+            _finding(model, name, verdicts[r], r, _facts(seeded, rid, model, name), nan)
+            for (model, name), verdicts in VERDICTS.items()
+            if verdicts[r] is not None
+        ]
+        store.save_findings(rid, found, "test-detector", {"alpha": 0.05})
+        update_from_findings(store, rid, found, now=starts[rid] + timedelta(minutes=30))
+    # Recomputing the oldest round writes newer rows: they must not count as the latest.
+    store.save_findings(rid := ROUND_IDS[0], store.findings(rid), "test-detector", {})
+    with store.session() as s:
+        for row in s.execute(select(FindingRow)).scalars():
+            assert row.id is not None
+            seeded.findings[(row.round_id, row.model, row.provider)] = row.id
+        s.add(
+            IncidentRow(
+                model="suite:deep", provider="auditor", kind="stale_rounds", state="open",
+                verdict="stale", severity="critical", summary="no round", opened_at=T0,
+                updated_at=T0,
+            )
+        )  # fmt: skip
+        s.commit()
+    return seeded
+
+
+def _add_sample(
+    store: Store,
+    rid: str,
+    provider_id: int,
+    model: str,
+    name: str,
+    case: ProbeCase,
+    k: int,
+    r: int,
+    e: int,
+) -> SampleFact:
+    n = r * 7 + e * 3 + PROBES.index(case.id) * 2 + k
+    failed = n % 5 == 0
+    error = ERROR_CYCLE[n % len(ERROR_CYCLE)] if failed else None
+    latency_s = None if error is ErrorClass.CONNECT_ERROR else (100 + 13 * r + 7 * e + k) / 1000
+    tokens = None if failed else 20 + n % 9
+    response = CompletionResponse(
+        ok=not failed,
+        status_code=None if failed else 200,
+        error_class=error,
+        error_message=f"{error.value} after retries" if error else None,
+        text=None if failed else f"{name} answers {case.id} #{k} in {rid}",
+        finish_reason=None if failed else "stop",
+        usage=Usage(prompt_tokens=10, completion_tokens=tokens - 10, total_tokens=tokens)
+        if tokens
+        else Usage(),
+        raw_request={"model": model, "messages": [{"role": "user", "content": case.id}]},
+        raw_response=None if failed else {"choices": [{"message": {"content": "x"}}]},
+        latency_s=latency_s,
+    )
+    cost = None if failed else tokens * 1e-6
+    request = CompletionRequest.from_case(case, k)
+    sample_id = store.add_sample(rid, provider_id, request, response, [], cost)
+    assert sample_id is not None
+    return SampleFact(
+        id=sample_id, round_id=rid, model=model, provider=name, probe_id=case.id,
+        ok=not failed, error_class=error.value if error else None,
+        latency_ms=None if latency_s is None else latency_s * 1000, tokens=tokens, cost=cost,
+    )  # fmt: skip
+
+
+def _facts(seeded: Seeded, rid: str, model: str, name: str) -> list[SampleFact]:
+    return [f for f in seeded.samples if (f.round_id, f.model, f.provider) == (rid, model, name)]
+
+
+def expected_since(verdicts: list[str | None]) -> int:
+    """Index of the round where the last verdict's unbroken run began (walking back)."""
+    assessed = [(i, v) for i, v in enumerate(verdicts) if v is not None]
+    last = assessed[-1][1]
+    start = assessed[-1][0]
+    for i, v in reversed(assessed):
+        if v != last:
+            break
+        start = i
+    return start
+
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def seeded_database(backend: str, directory: Path, *, nan: bool = False) -> Iterator[Seeded]:
+    """A seeded database on `backend` (sqlite: a file in `directory`; postgres: a new
+    database on the loopback server, dropped afterwards), for fixtures wider than a test."""
+    if backend == "sqlite":
+        data = seed(f"sqlite:///{directory / 'auditor.db'}", nan=nan)
+        yield data
+        data.store.engine.dispose()
+        return
+    name = f"auditor_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        data = seed(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", nan=nan)
+        yield data
+        data.store.engine.dispose()
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def seeded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Seeded]:
+    """One seeded database per backend, shared by the tests that only read it (filling one
+    takes a second or two; tests that write get their own, `fresh`)."""
+    with seeded_database(request.param, tmp_path_factory.mktemp("queries")) as data:
+        yield data
+
+
+@pytest.fixture
+def fresh(db_url: str) -> Seeded:
+    return seed(db_url)
+
+
+# --- overview -------------------------------------------------------------------------------
+
+
+def test_overview_shows_each_providers_latest_verdict_and_since_when(seeded: Seeded) -> None:
+    view = queries.overview(seeded.store)
+    cells = {(c.model, c.provider): c for c in view.cells}
+    assert set(cells) == {*VERDICTS, UNASSESSED}, "references are not cells"
+    assert view.models == ["m1", "m2"]
+    assert view.providers == ["acme", "bolt", "kite", "zeta"]
+    last_round = ROUND_IDS[-1]
+    for pair, verdicts in VERDICTS.items():
+        cell = cells[pair]
+        assert cell.verdict == verdicts[-1], pair
+        assert cell.round_id == last_round
+        assert cell.finding_id == seeded.findings[(last_round, *pair)]
+        assert cell.provider_id == seeded.providers[pair]
+        assert cell.since == seeded.starts[ROUND_IDS[expected_since(verdicts)]], pair
+    # the hand-checked cases, so that the walk above is not the only oracle
+    assert cells[("m1", "acme")].since == seeded.starts["r-d"]
+    assert cells[("m1", "bolt")].since == seeded.starts["r-b"]
+    assert cells[("m1", "kite")].since == seeded.starts["r-e"], "a gap does not break a run"
+    assert cells[("m2", "acme")].since == seeded.starts["r-c"]
+    assert cells[("m1", "bolt")].trusted and not cells[("m1", "acme")].trusted
+    assert cells[("m1", "acme")].diagnoses[0].kind == "quantization"
+    zeta = cells[UNASSESSED]
+    assert zeta.verdict is None and zeta.since is None and zeta.finding_id is None
+
+
+def test_overview_links_open_incidents(seeded: Seeded) -> None:
+    view = queries.overview(seeded.store)
+    cells = {(c.model, c.provider): c for c in view.cells}
+    open_pairs = {(i.model, i.provider) for i in view.open_incidents}
+    # acme/m1 turned deviant in r-d and stayed; acme/m2 went unavailable in r-c; bolt resolved.
+    assert open_pairs == {("m1", "acme"), ("m2", "acme"), ("suite:deep", "auditor")}
+    acme = cells[("m1", "acme")].open_incident
+    assert acme is not None and acme.opened_round_id == "r-d" and acme.state == "open"
+    m2 = cells[("m2", "acme")].open_incident
+    assert m2 is not None and m2.verdict == "unavailable" and m2.opened_round_id == "r-c"
+    assert cells[("m1", "bolt")].open_incident is None
+    assert view.last_round is not None
+    newest = seeded.rounds_newest_first()[0]
+    assert view.last_round.id == newest
+
+
+def test_overview_of_an_empty_database(sqlite_url: str) -> None:
+    view = queries.overview(make_store(sqlite_url))
+    assert view.cells == [] and view.open_incidents == [] and view.last_round is None
+
+
+# --- rounds ---------------------------------------------------------------------------------
+
+
+def test_rounds_pages_visit_every_round_once_newest_first(seeded: Seeded) -> None:
+    expected = seeded.rounds_newest_first()
+    for limit in (1, 2, 5, 6, 500):
+        seen, cursor, pages = [], None, 0
+        while True:
+            page = queries.rounds(seeded.store, limit=limit, cursor=cursor)
+            assert len(page.items) <= limit
+            seen += [r.id for r in page.items]
+            pages += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == expected, limit
+        assert pages == -(-len(expected) // limit)
+
+
+def test_round_summaries_count_requests_errors_and_verdicts(seeded: Seeded) -> None:
+    items = {r.id: r for r in queries.rounds(seeded.store, limit=50).items}
+    for i, rid in enumerate(ROUND_IDS):
+        assessed = [pair for pair, v in VERDICTS.items() if v[i] is not None]
+        facts = [f for pair in assessed for f in _facts(seeded, rid, *pair)]
+        assert items[rid].requests == len(facts)
+        assert items[rid].errors == sum(not f.ok for f in facts)
+        verdicts: dict[str, int] = {}
+        for pair in assessed:
+            verdict = VERDICTS[pair][i]
+            assert verdict is not None
+            verdicts[verdict] = verdicts.get(verdict, 0) + 1
+        assert items[rid].verdicts == verdicts
+        assert items[rid].status == "complete" and items[rid].started_at == seeded.starts[rid]
+    # A running round has no findings yet: its providers' samples are counted instead.
+    running = [f for f in seeded.samples if f.round_id == RUNNING and f.provider != "reference"]
+    assert items[RUNNING].status == "running" and items[RUNNING].verdicts == {}
+    assert items[RUNNING].requests == len(running)
+    assert items[RUNNING].errors == sum(not f.ok for f in running)
+
+
+def test_round_detail_has_findings_and_per_endpoint_totals(seeded: Seeded) -> None:
+    rid = "r-a"
+    detail = queries.round_detail(seeded.store, rid)
+    assert detail is not None and detail.round.id == rid and detail.round.complete
+    assert [(f.model, f.provider) for f in detail.findings] == sorted(
+        pair for pair, v in VERDICTS.items() if v[ROUND_IDS.index(rid)] is not None
+    )
+    for f in detail.findings:
+        assert f.id == seeded.findings[(rid, f.model, f.provider)]
+        assert f.provider_id == seeded.providers[(f.model, f.provider)]
+    totals = {(t.model, t.provider): t for t in detail.totals}
+    assert set(totals) == set(seeded.providers), "every endpoint, the reference included"
+    for pair, t in totals.items():
+        facts = _facts(seeded, rid, *pair)
+        latencies = [f.latency_ms for f in facts if f.latency_ms is not None]
+        assert t.requests == len(facts)
+        assert t.errors == sum(not f.ok for f in facts)
+        assert t.tokens == sum(f.tokens or 0 for f in facts)
+        assert t.latency_ms_mean == pytest.approx(mean(latencies))
+        assert t.errors_by_class == {
+            c: sum(f.error_class == c for f in facts) for c in {f.error_class for f in facts} if c
+        }
+        assert t.kind == ("reference" if pair[1] == "reference" else "provider")
+    assert queries.round_detail(seeded.store, "no-such-round") is None
+
+
+# --- providers ------------------------------------------------------------------------------
+
+
+def test_provider_history_oldest_first_with_latency_and_test_series(seeded: Seeded) -> None:
+    pair = ("m1", "kite")
+    history = queries.provider_history(seeded.store, seeded.providers[pair])
+    assert history is not None
+    assessed = [(i, rid) for i, rid in enumerate(ROUND_IDS) if VERDICTS[pair][i] is not None]
+    assert [p.round_id for p in history.points] == [rid for _, rid in assessed]
+    for point, (i, rid) in zip(history.points, assessed, strict=True):
+        facts = _facts(seeded, rid, *pair)
+        latencies = [f.latency_ms for f in facts if f.latency_ms is not None]
+        assert point.at == seeded.starts[rid]
+        assert point.verdict == VERDICTS[pair][i]
+        assert point.finding_id == seeded.findings[(rid, *pair)]
+        assert point.requests == len(facts) and point.errors == sum(not f.ok for f in facts)
+        assert point.error_rate == pytest.approx(point.errors / point.requests)
+        assert point.latency_ms_mean == pytest.approx(mean(latencies))
+    assert set(history.tests) == {"rate:expect_pass", "greedy:exact_match"}, "not_available out"
+    series = history.tests["rate:expect_pass"]
+    assert [t.round_id for t in series] == [rid for _, rid in assessed]
+    for t, (i, _) in zip(series, assessed, strict=True):
+        assert t.statistic == pytest.approx(0.1 * i) and t.n == 10 + i
+        assert (t.honest_low, t.honest_high) == (pytest.approx(-0.2), pytest.approx(0.2 + i / 100))
+    assert history.provider.base_url == "http://127.0.0.1:9/v1", "no credentials, no query"
+    assert history.incidents == []
+
+
+def test_provider_history_keeps_the_last_rounds_and_lists_incidents(seeded: Seeded) -> None:
+    pair = ("m2", "acme")
+    history = queries.provider_history(seeded.store, seeded.providers[pair], limit=2)
+    assert history is not None
+    assert [p.round_id for p in history.points] == ROUND_IDS[-2:]
+    opened = [i.opened_round_id for i in history.incidents]
+    assert opened == ["r-c", "r-d", "r-e"], "newest first"
+    assert [i.state for i in history.incidents] == ["open", "resolved", "resolved"]
+    assert queries.provider_history(seeded.store, 10**6) is None
+    assert queries.provider_history(seeded.store, 2**40) is None
+
+
+def test_unassessed_provider_and_reference_have_empty_histories(seeded: Seeded) -> None:
+    for pair in (UNASSESSED, ("m1", "reference")):
+        history = queries.provider_history(seeded.store, seeded.providers[pair])
+        assert history is not None and history.points == [] and history.tests == {}
+        assert history.provider.name == pair[1]
+
+
+def test_providers_list_shows_no_configuration(seeded: Seeded) -> None:
+    listed = queries.providers(seeded.store)
+    assert {(p.model, p.name) for p in listed} == set(seeded.providers)
+    text = json.dumps([p.model_dump(mode="json") for p in listed])
+    for secret in (KEY_ENV, HEADER_NAME, URL_PASSWORD, URL_QUERY_KEY, "user:"):
+        assert secret not in text
+    assert {p.kind for p in queries.providers(seeded.store, kind="reference")} == {"reference"}
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://u:p@h.example:8443/v1?key=s#f", "http://h.example:8443/v1"),
+        ("https://[::1]/v1", "https://[::1]/v1"),
+        ("http://127.0.0.1:8101/v1", "http://127.0.0.1:8101/v1"),
+        (None, None),
+    ],
+)
+def test_public_url_drops_credentials_and_query(url: str | None, shown: str | None) -> None:
+    assert queries.public_url(url) == shown
+
+
+# --- findings -------------------------------------------------------------------------------
+
+
+def _all_findings(store: Store, **filters: Any) -> list[int]:
+    ids, cursor = [], None
+    while True:
+        page = queries.findings(store, cursor=cursor, **filters)
+        ids += [f.id for f in page.items]
+        if page.next_cursor is None:
+            return ids
+        cursor = page.next_cursor
+
+
+def test_findings_pages_newest_round_first_and_filters(seeded: Seeded) -> None:
+    def expected(pred: Any = lambda rid, model, name: True) -> list[int]:
+        keys = [k for k in seeded.findings if pred(*k)]
+        keys.sort(key=lambda k: (seeded.starts[k[0]], seeded.findings[k]), reverse=True)
+        return [seeded.findings[k] for k in keys]
+
+    everything = expected()
+    assert len(everything) == sum(v is not None for vs in VERDICTS.values() for v in vs)
+    for limit in (1, 3, 500):
+        assert _all_findings(seeded.store, limit=limit) == everything
+    assert _all_findings(seeded.store, limit=2, model="m2") == expected(lambda r, m, n: m == "m2")
+    assert _all_findings(seeded.store, limit=2, provider="acme") == expected(
+        lambda r, m, n: n == "acme"
+    )
+    assert _all_findings(seeded.store, round_id="r-d") == expected(lambda r, m, n: r == "r-d")
+
+    def is_deviant(rid: str, model: str, name: str) -> bool:
+        return VERDICTS[(model, name)][ROUND_IDS.index(rid)] == "deviant"
+
+    assert _all_findings(seeded.store, limit=2, verdict="deviant") == expected(is_deviant)
+    assert _all_findings(seeded.store, model="m1", provider="zeta") == []
+
+
+def test_finding_is_the_report_contracts_finding(seeded: Seeded) -> None:
+    rid = "r-d"
+    by_pair = {(f.model, f.provider): f for f in seeded.store.findings(rid)}
+    for pair in by_pair:
+        detail = queries.finding(seeded.store, seeded.findings[(rid, *pair)])
+        assert detail is not None
+        assert detail.finding == by_pair[pair]
+        assert detail.round.id == rid and detail.round.started_at == seeded.starts[rid]
+        assert detail.provider_id == seeded.providers[pair]
+        assert detail.detector == "test-detector"
+    assert queries.finding(seeded.store, 10**9) is None
+    assert queries.finding(seeded.store, 2**40) is None, "beyond PostgreSQL's ids: no row"
+
+
+# --- samples --------------------------------------------------------------------------------
+
+
+def _all_samples(
+    store: Store, limit: int = 7, start: str | None = None, **filters: Any
+) -> list[int]:
+    ids, cursor = [], start
+    while True:
+        page = queries.samples(store, limit=limit, cursor=cursor, **filters)
+        assert len(page.items) <= limit
+        ids += [s.id for s in page.items]
+        if page.next_cursor is None:
+            return ids
+        cursor = page.next_cursor
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"round_id": "r-b"},
+        {"model": "m2"},
+        {"provider": "acme"},
+        {"model": "m1", "provider": "reference"},
+        {"probe_id": "p-b"},
+        {"ok": False},
+        {"ok": True, "model": "m1"},
+        {"error_class": "timeout"},
+        {"round_id": RUNNING, "provider": "kite", "ok": True},
+        {"provider": "nobody"},
+    ],
+)
+def test_samples_pages_and_filters(seeded: Seeded, filters: dict[str, Any]) -> None:
+    expected = sorted(
+        (f.id for f in seeded.samples if all(getattr(f, k) == v for k, v in filters.items())),
+        reverse=True,
+    )
+    assert _all_samples(seeded.store, **filters) == expected
+    if filters == {}:
+        assert len(expected) == len(seeded.samples) > 100
+
+
+@pytest.mark.parametrize("filters", [{"ok": False}, {"error_class": "rate_limited"}])
+def test_unindexed_filters_read_a_bounded_window_per_page(
+    seeded: Seeded, filters: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a window of 10 ids a page comes back short (or empty) but with a cursor, and
+    following the cursors still visits every matching sample once."""
+    monkeypatch.setattr(queries._samples, "SCAN_WINDOW", 10)
+    expected = sorted(
+        (f.id for f in seeded.samples if all(getattr(f, k) == v for k, v in filters.items())),
+        reverse=True,
+    )
+    ids, cursor, pages = [], None, []
+    while True:
+        page = queries.samples(seeded.store, limit=3, cursor=cursor, **filters)
+        pages.append(len(page.items))
+        ids += [s.id for s in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert ids == expected
+    assert min(pages) < 3 and len(pages) >= len(seeded.samples) // 10, pages
+    assert len(_all_samples(seeded.store, limit=3, round_id="r-b", **filters)) > 0, "narrowed"
+
+
+def test_sample_pagination_survives_new_rows(fresh: Seeded) -> None:
+    """Keyset, not offset: a sample stored between two pages neither repeats a row nor
+    skips one."""
+    seeded = fresh
+    first = queries.samples(seeded.store, limit=10)
+    case = ProbeCase(id="p-a", suite="core", messages=[Message(role="user", content="say p-a")])
+    _add_sample(seeded.store, RUNNING, seeded.providers[("m1", "acme")], "m1", "acme", case, 9,
+                5, 0)  # fmt: skip
+    rest = _all_samples(seeded.store, limit=500, start=first.next_cursor)
+    assert [s.id for s in first.items] + rest == sorted(
+        (f.id for f in seeded.samples), reverse=True
+    )
+
+
+def test_sample_detail_has_payloads_the_list_has_not(seeded: Seeded) -> None:
+    fact = next(f for f in seeded.samples if f.ok and f.provider == "bolt")
+    detail = queries.sample(seeded.store, fact.id)
+    assert detail is not None
+    assert detail.request_json["model"] == fact.model
+    assert detail.response_json == {"choices": [{"message": {"content": "x"}}]}
+    assert detail.latency_ms == pytest.approx(fact.latency_ms)
+    assert detail.cost == pytest.approx(fact.cost) and detail.total_tokens == fact.tokens
+    listed = queries.samples(seeded.store, round_id=fact.round_id, limit=500).items
+    row = next(s for s in listed if s.id == fact.id)
+    assert "request_json" not in row.model_dump() and row.output_text == detail.output_text
+    failed = next(f for f in seeded.samples if f.error_class == "connect_error")
+    detail = queries.sample(seeded.store, failed.id)
+    assert detail is not None and detail.response_json is None and detail.latency_ms is None
+    assert detail.error_message == "connect_error after retries"
+    assert queries.sample(seeded.store, 10**9) is None
+    assert queries.sample(seeded.store, 2**40) is None
+
+
+# --- cursors --------------------------------------------------------------------------------
+
+
+def _b64(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+GARBAGE = [
+    "garbage!",
+    "%%%",
+    "",
+    _b64({"id": 3}),
+    _b64(["samples"]),
+    _b64(["samples", "3"]),
+    _b64(["samples", 2**70]),
+    _b64(["samples", 2**31 + 1]),
+    _b64(["samples", -1]),
+    _b64(["samples", True]),
+    _b64(["rounds", "not a time", "r-a"]),
+    _b64(["rounds", "0001-01-01T00:00:00+05:00", "r-a"]),
+    _b64(["findings", "2025-03-01T12:00:00+00:00", "r-a"]),
+]
+
+
+@pytest.mark.parametrize("cursor", GARBAGE)
+def test_a_garbage_cursor_is_a_value_error(sqlite_url: str, cursor: str) -> None:
+    store = make_store(sqlite_url)
+    with pytest.raises(ValueError):
+        queries.samples(store, cursor=cursor)
+    with pytest.raises(ValueError):
+        queries.rounds(store, cursor=cursor)
+    with pytest.raises(ValueError):
+        queries.findings(store, cursor=cursor)
+
+
+def test_a_cursor_of_one_list_is_refused_by_another(seeded: Seeded) -> None:
+    rounds_cursor = queries.rounds(seeded.store, limit=1).next_cursor
+    samples_cursor = queries.samples(seeded.store, limit=1).next_cursor
+    findings_cursor = queries.findings(seeded.store, limit=1).next_cursor
+    assert rounds_cursor and samples_cursor and findings_cursor
+    with pytest.raises(ValueError):
+        queries.findings(seeded.store, cursor=rounds_cursor)
+    with pytest.raises(ValueError):
+        queries.rounds(seeded.store, cursor=samples_cursor)
+    with pytest.raises(ValueError):
+        queries.samples(seeded.store, cursor=findings_cursor)
+
+
+def test_times_are_utc(seeded: Seeded) -> None:
+    detail = queries.round_detail(seeded.store, "r-a")
+    assert detail is not None and detail.round.started_at.tzinfo is not None
+    assert as_utc(detail.round.started_at) == seeded.starts["r-a"]
