@@ -97,6 +97,9 @@ class ProviderConfig(Section):
     requests_per_second: float = Field(default=5.0, gt=0)
     burst: int = Field(default=1, ge=1, description="requests that may go out at once")
     tokens_per_minute: int | None = Field(default=None, gt=0)
+    tokens_burst: int | None = Field(
+        default=None, gt=0, description="tokens that may go out at once (default: tpm / 10)"
+    )
     max_concurrency: int = Field(default=4, ge=1, le=1024)
     timeout_s: float = Field(default=60.0, gt=0)
     stream: bool = False
@@ -105,6 +108,12 @@ class ProviderConfig(Section):
     price: Price | None = None
     trusted: bool = False
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+    @model_validator(mode="after")
+    def _tokens_burst_needs_a_rate(self) -> ProviderConfig:
+        if self.tokens_burst is not None and self.tokens_per_minute is None:
+            raise ValueError("tokens_burst needs tokens_per_minute")
+        return self
 
     def api_key(self) -> str | None:
         """The key's value from the environment (never stored; see `require_secrets`)."""

@@ -47,6 +47,21 @@ def reservation(request: CompletionRequest, extra_params: dict[str, object]) -> 
     return estimate_prompt_tokens(request) + (max_tokens or DEFAULT_MAX_TOKENS)
 
 
+def token_bucket(config: ProviderConfig) -> RefundableLimiter | None:
+    """A bucket leaking `tokens_per_minute / 60` a second that holds `tokens_burst`.
+
+    Not a whole minute's worth: after an idle spell such a bucket lets a minute's tokens out
+    at once and then the rate on top, twice the limit in the first minute for a provider that
+    counts over a rolling minute. With a tenth, any 60 s carry at most 1.1x the limit and any
+    second at most the second's rate plus the burst.
+    """
+    tpm = config.tokens_per_minute
+    if not tpm:
+        return None
+    capacity = config.tokens_burst or max(1, tpm // 10)
+    return RefundableLimiter(capacity, capacity * 60.0 / tpm)
+
+
 @dataclass
 class LimitStats:
     """What the limits cost: seconds spent waiting for each limit (for metrics and benches)."""
@@ -68,8 +83,7 @@ class ProviderLimits:
         burst = self.config.burst
         # aiolimiter: at most `max_rate` units per `time_period`; burst B at R/s -> B per B/R s.
         self._rate = AsyncLimiter(burst, burst / rps)
-        tpm = self.config.tokens_per_minute
-        self._tokens = RefundableLimiter(tpm, 60.0) if tpm else None
+        self._tokens = token_bucket(self.config)
         self._slots = asyncio.Semaphore(self.config.max_concurrency)
 
     @asynccontextmanager
@@ -80,6 +94,8 @@ class ProviderLimits:
             t1 = time.monotonic()
             reserved = 0
             if self._tokens is not None:
+                # more than the bucket holds could never be granted: the rest is charged
+                # when the provider reports its usage (`reconcile`)
                 reserved = min(reservation(request, self.config.params), int(self._tokens.max_rate))
                 await self._tokens.acquire(reserved)
             t2 = time.monotonic()

@@ -13,11 +13,12 @@ the database. Writes bench/results/rate_limit.json.
         [--tpm 6000]
 
 How the limits work (auditor/limits.py): aiolimiter leaky buckets. Requests: capacity B,
-drained at R/s, so any 1-s window holds at most R + B requests. Tokens: capacity T (one
-minute's worth), drained at T/60 per second; each request reserves its estimated prompt
-plus max_tokens before it is sent, and the bucket is corrected to the usage the provider
-reports once it answers. After an idle spell the bucket is empty, so up to T tokens may go
-at once, and up to 2T in the first minute; from then on the rate is T/60 per second.
+drained at R/s, so any 1-s window holds at most R + B requests. Tokens: capacity
+`tokens_burst` (default T/10), drained at T/60 per second; each request reserves its
+estimated prompt plus max_tokens before it is sent, and the bucket is corrected to the usage
+the provider reports once it answers. After an idle spell the bucket is empty, so up to the
+burst may go at once: any 1-s window holds at most T/60 + the burst, and the first minute
+(the worst 60-s window) at most T + the burst (1.1 T by default).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ from overhead import (
 )
 from stub import RunningStub, running_stub
 
-from auditor.limits import reservation
+from auditor.config import ProviderConfig
+from auditor.limits import reservation, token_bucket
 from auditor.probes import expand_requests, load_suite
 
 
@@ -132,7 +134,13 @@ def request_limit(
 def token_limit(stub: RunningStub, workdir: Path, seconds: int, tpm: int) -> dict[str, Any]:
     usage = stub.stats()
     per_request = usage["prompt_tokens"] + usage["completion_tokens"]
-    capacity = tpm  # aiolimiter AsyncLimiter(tpm, 60): one minute's worth
+    bucket = token_bucket(
+        ProviderConfig(
+            name="stub", base_url="http://127.0.0.1:1/v1", model="m", tokens_per_minute=tpm
+        )
+    )
+    assert bucket is not None
+    capacity = int(bucket.max_rate)  # the default tokens_burst
     rate = tpm / 60
     planned = int((capacity + rate * (seconds + 5)) / per_request) + 50
     provider = {"concurrency": 16, "rps": 1000.0, "burst": 16, "tpm": tpm}
@@ -157,6 +165,8 @@ def token_limit(stub: RunningStub, workdir: Path, seconds: int, tpm: int) -> dic
         "requests_in_window": len(window),
         "tokens_in_window": len(window) * per_request,
         "tokens_in_window_over_tpm": len(window) * per_request / tpm * 60 / seconds,
+        "tokens_in_first_60s": sum(1 for t in window if t < start + 60.0) * per_request,
+        "allowed_in_first_60s": tpm + capacity,
         "tokens_in_first_second": first_second,
         "max_tokens_in_any_1s_window": most * per_request,
         "max_window_starts_at_s": at - start,

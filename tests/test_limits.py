@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+from pydantic import ValidationError
+
 from auditor.config import ProviderConfig
 from auditor.limits import ProviderLimits, estimate_prompt_tokens, reservation
 from auditor.records import CompletionRequest, Message, RequestParams
@@ -57,7 +60,9 @@ async def test_concurrency_cap() -> None:
 
 
 async def test_tokens_are_reserved_then_reconciled() -> None:
-    limits = ProviderLimits(cfg(requests_per_second=1000, burst=100, tokens_per_minute=6000))
+    limits = ProviderLimits(
+        cfg(requests_per_second=1000, burst=100, tokens_per_minute=6000, tokens_burst=6000)
+    )
     r = req(max_tokens=500)
     expected = reservation(r, {})
     assert expected == estimate_prompt_tokens(r) + 500
@@ -75,7 +80,9 @@ async def test_tokens_are_reserved_then_reconciled() -> None:
 
 
 async def test_token_bucket_makes_requests_wait() -> None:
-    limits = ProviderLimits(cfg(requests_per_second=1000, burst=100, tokens_per_minute=1200))
+    limits = ProviderLimits(
+        cfg(requests_per_second=1000, burst=100, tokens_per_minute=1200, tokens_burst=1200)
+    )
     r = req(text="x", max_tokens=190)  # 206 tokens reserved each; the bucket drains 20 a second
     assert reservation(r, {}) == 206
     start = time.monotonic()
@@ -90,3 +97,39 @@ def test_provider_max_tokens_param_counts_in_the_reservation() -> None:
     assert (
         reservation(req(max_tokens=10), {"max_tokens": 900}) == estimate_prompt_tokens(req()) + 900
     )
+
+
+async def test_default_token_burst_is_a_tenth_of_the_minute() -> None:
+    # 6000 a minute leak 100 a second; the bucket holds 600. After an idle spell a whole
+    # minute's worth must not go out at once: in the first second, at most the burst plus a
+    # second's rate (and the one reservation that tips it over).
+    limits = ProviderLimits(cfg(requests_per_second=1000, burst=100, tokens_per_minute=6000))
+    r = req(text="x", max_tokens=30)
+    per_request = reservation(r, {})
+    start, granted = time.monotonic(), 0
+    while time.monotonic() - start < 1.0:
+        async with limits.slot(r) as held:
+            held.settle(None)
+            granted += held.tokens
+    assert granted >= 600  # the burst is there at once
+    assert granted <= 600 + 100 + per_request
+
+
+async def test_a_reservation_larger_than_the_bucket_is_clipped_then_charged() -> None:
+    limits = ProviderLimits(
+        cfg(requests_per_second=1000, burst=100, tokens_per_minute=6000, tokens_burst=50)
+    )
+    r = req(text="x", max_tokens=200)
+    async with limits.slot(r) as held:
+        assert held.tokens == 50  # waiting for more than the bucket holds would never end
+        held.settle(120)  # the provider used 120: 70 more are charged
+    assert limits.stats.reconciled_tokens == 70
+    start = time.monotonic()
+    async with limits.slot(r) as held:  # the bucket is over full: 1.2 s of leak at 100/s
+        held.settle(0)
+    assert time.monotonic() - start > 0.9
+
+
+def test_tokens_burst_needs_tokens_per_minute() -> None:
+    with pytest.raises(ValidationError, match="tokens_burst needs tokens_per_minute"):
+        cfg(tokens_burst=100)
