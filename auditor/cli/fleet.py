@@ -169,5 +169,7 @@ def demo(
         f"planted faults and findings (round {row.id if row else '?'}, {elapsed:.0f} s)",
     )
     out.print(
-        f"results: {config.database} (try `auditor report`, `auditor export`)", highlight=False
+        f"results: {config.database} (try `auditor report`, `auditor export`, or "
+        f"`auditor serve --database {config.database}` for the dashboard)",
+        highlight=False,
     )
