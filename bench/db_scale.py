@@ -105,9 +105,16 @@ WORDS = (  # noqa: SIM905
 ).split()
 
 
+# Columns that migrations after BEFORE added: not in the schema the data is loaded into (the
+# migration to head fills them).
+LATER_COLUMNS = {"findings": {"round_started_at"}}  # 0006
+
+
 def columns(table: Any) -> list[str]:
-    """A table's columns, quoted, in declaration order: the order of the tuples below."""
-    return [f'"{c.name}"' for c in table.__table__.columns]
+    """A table's columns at BEFORE, quoted, in declaration order: the order of the tuples
+    below."""
+    later = LATER_COLUMNS.get(table.__tablename__, set())
+    return [f'"{c.name}"' for c in table.__table__.columns if c.name not in later]
 
 
 # --- the data -------------------------------------------------------------------------------

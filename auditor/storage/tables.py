@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, select
+from sqlalchemy.engine.interfaces import ExecutionContext
 from sqlmodel import Field, SQLModel
 
 
@@ -89,10 +90,14 @@ class SampleRow(SQLModel, table=True):
         Index("ix_samples_provider_summary", "provider_id", "created_at", *_SUMMARY),
         Index("ix_samples_created_summary", "created_at", "provider_id", *_SUMMARY),
         Index("ix_samples_probe_created", "probe_id", "created_at"),
+        # a filtered page of the newest samples, read in id order (no sort of every match)
+        Index("ix_samples_round_order", "round_id", "id"),
+        Index("ix_samples_provider_order", "provider_id", "id"),
+        Index("ix_samples_probe_order", "probe_id", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    round_id: str = Field(foreign_key="rounds.id", index=True)
+    round_id: str = Field(foreign_key="rounds.id")
     provider_id: int = Field(foreign_key="providers.id")
     probe_hash: str = Field(foreign_key="probe_cases.hash")
     probe_id: str
@@ -137,11 +142,25 @@ class ScoreRow(SQLModel, table=True):
     detail: dict[str, Any] | None = _json()
 
 
+def _round_started_at(context: ExecutionContext) -> datetime | None:
+    """A finding's `round_started_at` when the writer leaves it out: its round's start."""
+    round_id = context.get_current_parameters()["round_id"]
+    return context.connection.execute(
+        select(RoundRow.started_at).where(RoundRow.id == round_id)
+    ).scalar_one_or_none()
+
+
 class FindingRow(SQLModel, table=True):
     """One provider's assessment in one round, as in the report JSON contract."""
 
     __tablename__ = "findings"
-    __table_args__ = (UniqueConstraint("round_id", "model", "provider"),)
+    __table_args__ = (
+        UniqueConstraint("round_id", "model", "provider"),
+        # a provider's findings in round order, and its latest of each verdict, read from an
+        # index: its latest finding and since when its verdict holds, in a few seeks
+        Index("ix_findings_pair_order", "model", "provider", "round_started_at", "id"),
+        Index("ix_findings_pair_verdict", "model", "provider", "verdict", "round_started_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     round_id: str = Field(foreign_key="rounds.id", index=True)
@@ -161,6 +180,12 @@ class FindingRow(SQLModel, table=True):
     detector: str
     detector_params: dict[str, Any] | None = _json()
     created_at: datetime = _ts()
+    # A copy of the round's `started_at`, the order of a provider's findings (a recomputed old
+    # round stays old); filled from `rounds` when the writer leaves it out.
+    round_started_at: datetime = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, default=_round_started_at),
+    )
 
 
 class ReferenceCacheRow(SQLModel, table=True):

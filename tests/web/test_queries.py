@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from auditor.config import ProviderConfig
 from auditor.incidents import update_from_findings
@@ -389,6 +390,97 @@ def test_overview_of_an_empty_database(sqlite_url: str) -> None:
     assert view.cells == [] and view.open_incidents == [] and view.last_round is None
 
 
+def _assess(store: Store, rid: str, at: datetime, verdicts: dict[str, str]) -> None:
+    """A complete round of model `m` started at `at`, with these providers' verdicts."""
+    store.start_round(RoundRow(id=rid, suite="core", suite_hash="h", auditor_version="t"))
+    with store.session() as s:
+        s.execute(update(RoundRow).where(RoundRow.id == rid).values(started_at=at))
+        s.commit()
+    store.finish_round(rid, "complete", None)
+    _judge(store, rid, verdicts)
+
+
+def _judge(store: Store, rid: str, verdicts: dict[str, str]) -> None:
+    """Write (or recompute, as `auditor compare` does) a round's findings."""
+    found = [
+        Finding(model="m", provider=p, baseline="reference", verdict=v, severity="info",  # type: ignore[arg-type]
+                requests=1, errors=0, tokens=1)
+        for p, v in verdicts.items()
+    ]  # fmt: skip
+    store.save_findings(rid, found, "test-detector", {})
+
+
+def test_overview_since_when_rounds_start_at_the_same_time(db_url: str) -> None:
+    """Findings are ordered by their round's start, then by the order they were written; the
+    run of the latest verdict starts after the latest other verdict, strictly later."""
+    store = make_store(db_url)
+    ids = {p: store.upsert_provider("m", p) for p in ("tie", "run", "late")}
+    t = [T0 + timedelta(hours=h) for h in range(3)]
+    _assess(store, "x-a", t[0], {"tie": "consistent", "run": "deviant", "late": "consistent"})
+    _assess(store, "x-c", t[1], {"tie": "deviant", "run": "consistent", "late": "deviant"})
+    # started with x-c, written after it
+    _assess(store, "x-b", t[1], {"tie": "consistent", "run": "consistent", "late": "consistent"})
+    _assess(store, "x-d", t[2], {"run": "consistent", "late": "consistent"})
+
+    def cells() -> dict[str, tuple[str | None, str | None, datetime | None]]:
+        view = queries.overview(store)
+        return {c.provider: (c.verdict, c.round_id, c.since) for c in view.cells}
+
+    assert cells() == {
+        # the tie goes to the finding written last; the other verdict at the same start
+        # leaves no later round, so the run is that round alone
+        "tie": ("consistent", "x-b", t[1]),
+        # both rounds started at t1 begin the run
+        "run": ("consistent", "x-d", t[1]),
+        # x-b started with the deviant x-c: not after it, so not in the run
+        "late": ("consistent", "x-d", t[2]),
+    }
+    tie = queries.provider_history(store, ids["tie"])
+    assert tie is not None and [p.round_id for p in tie.points] == ["x-a", "x-c", "x-b"]
+
+    # Recomputing x-c writes its findings last: now they win the tie. Recomputing the oldest
+    # round changes nothing: it started first.
+    _judge(store, "x-c", {"tie": "deviant", "run": "consistent", "late": "deviant"})
+    _judge(store, "x-a", {"tie": "consistent", "run": "deviant", "late": "consistent"})
+    assert cells() == {
+        "tie": ("deviant", "x-c", t[1]),
+        "run": ("consistent", "x-d", t[1]),
+        "late": ("consistent", "x-d", t[2]),
+    }
+    tie = queries.provider_history(store, ids["tie"])
+    assert tie is not None and [p.round_id for p in tie.points] == ["x-a", "x-b", "x-c"]
+    assert [p.at for p in tie.points] == [t[0], t[1], t[1]]
+
+
+def test_overview_since_on_random_histories(db_url: str) -> None:
+    """Rounds in random order of start (many starting together), providers skipping rounds,
+    rounds recomputed: each cell is what the definition gives, computed here from the rows."""
+    rng = random.Random(5)
+    store = make_store(db_url)
+    names = ["p0", "p1", "p2", "p3"]
+    for p in names:
+        store.upsert_provider("m", p)
+    verdicts = ["consistent", "deviant", "inconclusive", "unavailable"]
+    judged: dict[str, dict[str, str]] = {}
+    for r in range(40):
+        rid = f"h-{r:02d}"
+        judged[rid] = {p: rng.choice(verdicts[: 2 + r % 3]) for p in names if rng.random() < 0.8}
+        _assess(store, rid, T0 + timedelta(hours=rng.randrange(12)), judged[rid])
+        if rng.random() < 0.2:
+            _judge(store, old := rng.choice(list(judged)), judged[old])
+    with store.session() as s:
+        rows = s.execute(select(FindingRow, RoundRow.started_at).join(RoundRow)).all()  # type: ignore[arg-type]
+    expected = {}
+    for p in names:
+        mine = sorted((as_utc(a), f.id, f.verdict, f.round_id) for f, a in rows if f.provider == p)
+        at, _, verdict, rid = mine[-1]
+        broke = max((a for a, _, v, _ in mine if v != verdict), default=None)
+        run = [a for a, *_ in mine if broke is None or a > broke]
+        expected[p] = (verdict, rid, min(run, default=at))
+    view = queries.overview(store)
+    assert {c.provider: (c.verdict, c.round_id, c.since) for c in view.cells} == expected
+
+
 # --- rounds ---------------------------------------------------------------------------------
 
 
@@ -603,6 +695,10 @@ def _all_samples(
         {"ok": True, "model": "m1"},
         {"error_class": "timeout"},
         {"round_id": RUNNING, "provider": "kite", "ok": True},
+        {"round_id": "r-d", "model": "m1"},
+        {"round_id": "r-b", "probe_id": "p-a"},
+        {"probe_id": "p-a", "provider": "acme"},
+        {"model": "m1", "probe_id": "p-b", "ok": True},
         {"provider": "nobody"},
     ],
 )
@@ -638,6 +734,76 @@ def test_unindexed_filters_read_a_bounded_window_per_page(
     assert ids == expected
     assert min(pages) < 3 and len(pages) >= len(seeded.samples) // 10, pages
     assert len(_all_samples(seeded.store, limit=3, round_id="r-b", **filters)) > 0, "narrowed"
+
+
+def _plans(store: Store, call: Any) -> list[list[str]]:
+    """SQLite's plan of each statement `call()` runs."""
+    statements: list[tuple[str, Any]] = []
+
+    def log(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        statements.append((statement, params))
+
+    event.listen(store.engine, "before_cursor_execute", log)
+    try:
+        call()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", log)
+    with store.engine.connect() as conn:
+        return [
+            [str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)]
+            for sql, params in statements
+        ]
+
+
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [
+        ({"provider": "kite"}, "ix_samples_provider_order (provider_id=? AND id<?)"),
+        ({"round_id": "r-b"}, "ix_samples_round_order (round_id=? AND id<?)"),
+        ({"round_id": "r-b", "provider": "kite"}, "ix_samples_round_order (round_id=? AND id<?)"),
+        ({"round_id": "r-b", "probe_id": "p-a"}, "ix_samples_round_order (round_id=? AND id<?)"),
+        ({"probe_id": "p-a"}, "ix_samples_probe_order (probe_id=? AND id<?)"),
+        ({"model": "m2"}, "ix_samples_provider_order (provider_id=? AND id<?)"),
+    ],
+)
+def test_a_samples_page_reads_an_index_in_id_order(
+    seeded: Seeded, filters: dict[str, Any], index: str
+) -> None:
+    """No sort of every match: one range of an index, read newest first until the page is
+    full (a model's endpoints: one range each, their heads merged). SQLite only: it plans
+    without statistics, so its plan is the same on any data."""
+    if not seeded.url.startswith("sqlite"):
+        pytest.skip("PostgreSQL plans from statistics; bench/dashboard.py shows its plans")
+    first = queries.samples(seeded.store, limit=1, **filters)
+    assert first.next_cursor is not None
+    plans = _plans(
+        seeded.store,
+        lambda: queries.samples(seeded.store, limit=1, cursor=first.next_cursor, **filters),
+    )
+    page = plans[-1]
+    assert f"SEARCH samples USING INDEX {index}" in page, page
+    if "model" in filters:  # each endpoint's head (at most a page) sorted for the merge
+        assert "MERGE (UNION ALL)" in page, page
+        assert page.count(f"SEARCH samples USING INDEX {index}") == 3, page
+    else:
+        assert not any("TEMP B-TREE" in line for line in page), page
+
+
+def test_overview_and_provider_history_read_no_whole_table(seeded: Seeded) -> None:
+    """Index seeks per provider (its latest finding, its latest of each verdict, the first
+    of its run), never a pass over every finding. SQLite only, as above."""
+    if not seeded.url.startswith("sqlite"):
+        pytest.skip("PostgreSQL plans from statistics; bench/dashboard.py shows its plans")
+    pair_id = seeded.providers[("m1", "acme")]
+    for call in (
+        lambda: queries.overview(seeded.store),
+        lambda: queries.provider_history(seeded.store, pair_id),
+    ):
+        for plan in _plans(seeded.store, call):
+            assert not any(line.startswith("SCAN f") for line in plan), plan  # findings
+            assert not any(line.startswith("SCAN samples") for line in plan), plan
+    overview = max(_plans(seeded.store, lambda: queries.overview(seeded.store)), key=len)
+    assert sum("ix_findings_pair_" in line for line in overview) >= 5, overview
 
 
 def test_sample_pagination_survives_new_rows(fresh: Seeded) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from auditor.incidents import info
@@ -12,59 +12,79 @@ from auditor.records import IncidentInfo
 from auditor.report import round_info
 from auditor.storage.repository import Store
 from auditor.storage.tables import IncidentRow, RoundRow
-from auditor.web.queries.common import INCIDENTS_SHOWN, F, P, R, _at, _diagnoses
+from auditor.web.queries.common import INCIDENTS_SHOWN, F, P, _at, _diagnoses
 from auditor.web.queries.paging import _limit
 from auditor.web.views import Cell, Overview
 
 
 def _latest_with_since(s: Session) -> list[Any]:
-    """Each (model, provider)'s latest finding (by its round's start, so recomputing an old
-    round does not make it the latest) and `since`: the start of the earliest round of the
-    unbroken run of that verdict which ends with it.
+    """Each provider's latest finding (by its round's start, so recomputing an old round does
+    not make it the latest) and `since`: the start of the earliest round of the unbroken run
+    of that verdict which ends with it.
 
-    The run begins right after the latest finding with another verdict (`broke_at`), or at
-    the first finding when there is none: two grouped passes over findings, not a walk."""
-    ranked = (
-        select(
-            F.c.id,
-            F.c.model,
-            F.c.provider,
-            F.c.verdict,
-            R.c.started_at,
-            func.row_number()
-            .over(
-                partition_by=(F.c.model, F.c.provider),
-                order_by=(R.c.started_at.desc(), F.c.id.desc()),
-            )
-            .label("rn"),
-        )
-        .join(R, R.c.id == F.c.round_id)
-        .cte("ranked")
+    The run begins with the first finding after the latest one with another verdict
+    (`broke_at`), or with the first finding when there is none. All of it is read in a few
+    index seeks per provider, however long its history: the latest finding from the end of
+    its range in ix_findings_pair_order; the verdicts it has had by a loose scan of
+    ix_findings_pair_verdict (one seek each) and the latest finding of each; the first after
+    `broke_at` from ix_findings_pair_order again."""
+    started = F.c.round_started_at
+    pairs = select(P.c.model, P.c.name.label("provider")).where(P.c.kind == "provider").cte("pairs")
+
+    def of(f: Any, pair: Any) -> ColumnElement[bool]:
+        return and_(f.c.model == pair.c.model, f.c.provider == pair.c.provider)
+
+    f1, f2, f3, f4, f5, lf = (F.alias(n) for n in ("f1", "f2", "f3", "f4", "f5", "lf"))
+    latest_id = (
+        select(f1.c.id)
+        .where(of(f1, pairs))
+        .order_by(f1.c.round_started_at.desc(), f1.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    latest = select(ranked).where(ranked.c.rn == 1).cte("latest")
+    latest = select(pairs.c.model, pairs.c.provider, latest_id.label("id")).cte("latest")
 
-    def same_pair(f: Any) -> ColumnElement[bool]:
-        return and_(f.c.model == latest.c.model, f.c.provider == latest.c.provider)
-
-    f2, r2, f3, r3 = F.alias("f2"), R.alias("r2"), F.alias("f3"), R.alias("r3")
+    # each verdict the provider has had: the smallest, then the next one up, until none
+    first_verdict = select(func.min(f2.c.verdict)).where(of(f2, pairs)).scalar_subquery()
+    verdicts = select(pairs.c.model, pairs.c.provider, first_verdict.label("verdict")).cte(
+        "verdicts", recursive=True
+    )
+    next_verdict = (
+        select(func.min(f3.c.verdict))
+        .where(of(f3, verdicts), f3.c.verdict > verdicts.c.verdict)
+        .scalar_subquery()
+    )
+    verdicts = verdicts.union_all(
+        select(verdicts.c.model, verdicts.c.provider, next_verdict).where(
+            verdicts.c.verdict.is_not(None)
+        )
+    )
+    last_of_verdict = (
+        select(func.max(f4.c.round_started_at))
+        .where(of(f4, verdicts), f4.c.verdict == verdicts.c.verdict)
+        .scalar_subquery()
+    )
+    last = (
+        select(verdicts.c.model, verdicts.c.provider, verdicts.c.verdict)
+        .add_columns(last_of_verdict.label("last_at"))
+        .where(verdicts.c.verdict.is_not(None))
+        .cte("last_of_verdict")
+    )
     breaks = (
-        select(latest.c.id, func.max(r2.c.started_at).label("broke_at"))
+        select(latest.c.id, func.max(last.c.last_at).label("broke_at"))
         .select_from(latest)
-        .join(f2, and_(same_pair(f2), f2.c.verdict != latest.c.verdict))
-        .join(r2, r2.c.id == f2.c.round_id)
+        .join(lf, lf.c.id == latest.c.id)
+        .join(last, and_(of(last, latest), last.c.verdict != lf.c.verdict))
         .group_by(latest.c.id)
         .cte("breaks")
     )
-    since = (
-        select(latest.c.id, func.min(r3.c.started_at).label("since"))
-        .select_from(latest)
-        .join(f3, same_pair(f3))
-        .join(r3, r3.c.id == f3.c.round_id)
-        .outerjoin(breaks, breaks.c.id == latest.c.id)
-        .where(or_(breaks.c.broke_at.is_(None), r3.c.started_at > breaks.c.broke_at))
-        .group_by(latest.c.id)
-        .cte("since")
+    first_after = (
+        select(func.min(f5.c.round_started_at))
+        .where(of(f5, F), f5.c.round_started_at > breaks.c.broke_at)
+        .scalar_subquery()
     )
+    first = select(func.min(f5.c.round_started_at)).where(of(f5, F)).scalar_subquery()
+    since = case((breaks.c.broke_at.is_(None), first), else_=first_after)
     return list(
         s.execute(
             select(
@@ -77,11 +97,11 @@ def _latest_with_since(s: Session) -> list[Any]:
                 F.c.round_id,
                 F.c.created_at,
                 # (a tie in start times with another verdict leaves no later round: its own)
-                func.coalesce(since.c.since, latest.c.started_at).label("since"),
+                func.coalesce(since, started).label("since"),
             )
             .select_from(latest)
             .join(F, F.c.id == latest.c.id)
-            .outerjoin(since, since.c.id == latest.c.id)
+            .outerjoin(breaks, breaks.c.id == latest.c.id)
         ).all()
     )
 

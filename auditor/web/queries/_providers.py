@@ -13,7 +13,7 @@ from auditor.incidents import info
 from auditor.records import as_utc
 from auditor.storage.repository import Store
 from auditor.storage.tables import IncidentRow
-from auditor.web.queries.common import INCIDENTS_SHOWN, F, P, R, S
+from auditor.web.queries.common import INCIDENTS_SHOWN, F, P, S
 from auditor.web.queries.paging import MAX_ID, _limit
 from auditor.web.views import ProviderHistory, ProviderInfo, ProviderPoint, TestPoint
 
@@ -96,11 +96,12 @@ def provider_history(store: Store, provider_id: int, limit: int = 200) -> Provid
         ).first()  # fmt: skip
         if p is None:
             return None
+        # the newest end of the provider's range in ix_findings_pair_order, in round order
         found = s.execute(
             select(
                 F.c.id,
                 F.c.round_id,
-                R.c.started_at,
+                F.c.round_started_at.label("started_at"),
                 F.c.verdict,
                 F.c.severity,
                 F.c.requests,
@@ -109,9 +110,8 @@ def provider_history(store: Store, provider_id: int, limit: int = 200) -> Provid
                 F.c.cost,
                 F.c.tests,
             )
-            .join(R, R.c.id == F.c.round_id)
             .where(F.c.model == p.model, F.c.provider == p.name)
-            .order_by(R.c.started_at.desc(), F.c.id.desc())
+            .order_by(F.c.round_started_at.desc(), F.c.id.desc())
             .limit(limit)
         ).all()[::-1]
         latency: dict[str, float | None] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select, union_all
 
 from auditor.records import as_utc
 from auditor.storage.repository import Store
@@ -47,47 +47,68 @@ def samples(
 ) -> Page[SampleView]:
     """Samples, newest first (ids follow the order they were stored), filtered.
 
+    A page reads an index in id order and stops when it is full: `(round_id, id)` for a
+    round, `(provider_id, id)` for each matching endpoint (several endpoints: one such range
+    each, merged), `(probe_id, id)` for a probe. So it never sorts every match, however many
+    there are.
+
     `ok` and `error_class` have no index that keeps id order: a class that never occurred
-    would read every sample (PostgreSQL walks the primary key back even with a provider or
-    probe given). So unless a round bounds the search, a page with either filter looks at
-    `SCAN_WINDOW` ids at most and may come back short, even empty, with a `next_cursor` to
-    go on from where it stopped."""
+    would read every sample (every sample of the provider or probe given). So unless a
+    round bounds the search, a page with either filter looks at `SCAN_WINDOW` ids at most
+    and may come back short, even empty, with a `next_cursor` to go on from where it
+    stopped."""
     limit = _limit(limit)
     if not _storable(round_id, model, provider, probe_id, error_class):
         return Page(items=[], next_cursor=None)
-    stmt = select(*_SAMPLE_VIEW_COLUMNS).join(P, P.c.id == S.c.provider_id)
     with store.session() as s:
+        provider_ids = None
         if model is not None or provider is not None:
-            # The few matching endpoints first, so the planner keys samples on provider_id.
+            # The few matching endpoints first, so that samples are read by provider_id.
             ids = select(P.c.id)
             if model is not None:
                 ids = ids.where(P.c.model == model)
             if provider is not None:
                 ids = ids.where(P.c.name == provider)
-            provider_ids = list(s.execute(ids).scalars())
+            provider_ids = sorted(s.execute(ids).scalars())
             if not provider_ids:
                 return Page(items=[], next_cursor=None)
-            stmt = stmt.where(S.c.provider_id.in_(provider_ids))
-        for column, value in (
-            (S.c.round_id, round_id),
-            (S.c.probe_id, probe_id),
-            (S.c.ok, ok),
-            (S.c.error_class, error_class),
-        ):
-            if value is not None:
-                stmt = stmt.where(column == value)
+        # Within a round, only the round's range of (round_id, id) may serve, so the other
+        # filters are written as expressions no index serves: SQLite (no statistics) would
+        # rather walk a provider's or a probe's range back past the round, and PostgreSQL
+        # intersects the round with the probe's whole range.
+        in_round = round_id is not None
+        probe_column = S.c.probe_id + "" if in_round else S.c.probe_id
+        provider_column = S.c.provider_id + 0 if in_round else S.c.provider_id
+        where = [
+            column == value
+            for column, value in (
+                (S.c.round_id, round_id),
+                (probe_column, probe_id),
+                (S.c.ok, ok),
+                (S.c.error_class, error_class),
+            )
+            if value is not None
+        ]
         upper = None
         if cursor is not None:
             (upper,) = _decode_cursor(cursor, "samples", (int,))
-            stmt = stmt.where(S.c.id < upper)
+            where.append(S.c.id < upper)
         window_low = None
         unindexed = ok is not None or error_class is not None
         if unindexed and round_id is None:
             if upper is None:
                 upper = (s.execute(select(func.max(S.c.id))).scalar() or 0) + 1
             window_low = upper - SCAN_WINDOW
-            stmt = stmt.where(S.c.id >= window_low)
-        rows = s.execute(stmt.order_by(S.c.id.desc()).limit(limit + 1)).all()
+            where.append(S.c.id >= window_low)
+        each_provider = None
+        if provider_ids is not None:
+            # (a window bounds the read already; per endpoint, an endpoint with no match
+            # would read the whole window)
+            if not in_round and window_low is None and len(provider_ids) > 1:
+                each_provider = provider_ids
+            else:
+                where.append(provider_column.in_(provider_ids))
+        rows = s.execute(_newest(where, limit + 1, each_provider)).all()
         next_cursor = None
         if len(rows) > limit:
             next_cursor = _encode_cursor("samples", rows[limit - 1].id)
@@ -96,6 +117,26 @@ def samples(
             if lowest is not None and lowest < window_low:
                 next_cursor = _encode_cursor("samples", window_low)
     return Page(items=[_sample_view(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+def _newest(
+    where: list[ColumnElement[bool]], n: int, each_provider: list[int] | None = None
+) -> Select[Any]:
+    """The newest `n` samples that match `where`; with `each_provider`, the newest `n` of
+    each of those endpoints (one range of (provider_id, id) each), then the newest `n` of
+    them all: `provider_id IN (...)` would read every match of every endpoint and sort them."""
+    if each_provider is not None:
+        heads = union_all(
+            *(select(_newest([*where, S.c.provider_id == i], n).subquery()) for i in each_provider)
+        ).subquery()
+        return select(heads).order_by(heads.c.id.desc()).limit(n)
+    return (
+        select(*_SAMPLE_VIEW_COLUMNS)
+        .join(P, P.c.id == S.c.provider_id)
+        .where(*where)
+        .order_by(S.c.id.desc())
+        .limit(n)
+    )
 
 
 def _sample_view(r: Any) -> SampleView:

@@ -57,6 +57,27 @@
     };
   }
 
+  // A y axis as wide as its widest label (tick, gap and text): a fixed width cut "7500 ms"
+  // to "500 ms". uPlot asks again once the labels are known, and again while sizes change;
+  // from the third time on the size it has is kept, so the layout settles.
+  function axisSize(u, values, axisIdx, cycleNum) {
+    var axis = u.axes[axisIdx];
+    if (cycleNum > 1) {
+      return axis._size;
+    }
+    var size = (axis.ticks.show ? axis.ticks.size : 0) + axis.gap;
+    if (values == null) {
+      return size + 40;
+    }
+    u.ctx.font = axis.font[0];
+    var widest = 0;
+    values.forEach(function (v) {
+      widest = Math.max(widest, u.ctx.measureText(String(v == null ? "" : v)).width);
+    });
+    // the canvas measures in device pixels, the axis is sized in CSS pixels
+    return Math.ceil(size + widest / (u.pxRatio || window.devicePixelRatio || 1)) + 2;
+  }
+
   function options(chart, width) {
     var series = [{}];
     chart.series.forEach(function (s) {
@@ -81,7 +102,7 @@
       tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
       scales: { x: { time: true, range: padded(chart.x) } },
       series: series,
-      axes: [{}, { values: format(chart.unit), size: 60 }]
+      axes: [{}, { values: format(chart.unit), size: axisSize }]
     };
     if (chart.unit === "pct" || chart.kind === "bars") {
       opts.scales.y = { range: function (_u, _min, max) { return [0, max > 0 ? max * 1.1 : 1]; } };
