@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from auditor.records import as_utc
 from auditor.storage.repository import Store
-from auditor.storage.tables import FindingRow, IncidentRow, RoundRow
+from auditor.storage.tables import FindingRow, IncidentRow, ProviderRow, RoundRow
 
 SEVERITIES = ("info", "warning", "critical")
 # A finding is "open" while it is the provider's latest and says something is wrong.
@@ -43,23 +43,25 @@ def read_state(store: Store) -> DatabaseState:
 
         # The latest finding of each (model, provider), by its round's start: recomputing an
         # old round (`auditor compare`) writes newer rows that must not count as the latest.
-        rank = (
-            func.row_number()
-            .over(
-                partition_by=(FindingRow.model, FindingRow.provider),
-                order_by=(RoundRow.started_at.desc(), FindingRow.id.desc()),
-            )
-            .label("rank")
-        )
-        latest = (
-            select(FindingRow.verdict, FindingRow.severity, rank)
-            .join(RoundRow, RoundRow.id == FindingRow.round_id)
+        # One seek per provider at the end of its range of ix_findings_pair_order.
+        pairs = (
+            select(ProviderRow.model, ProviderRow.name)
+            .where(ProviderRow.kind == "provider")
             .subquery()
         )
+        latest_id = (
+            select(FindingRow.id)
+            .where(FindingRow.model == pairs.c.model, FindingRow.provider == pairs.c.name)
+            .order_by(FindingRow.round_started_at.desc(), FindingRow.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        latest = select(latest_id.label("id")).select_from(pairs).subquery()
         rows = s.execute(
-            select(latest.c.severity, func.count())
-            .where(latest.c.rank == 1, latest.c.verdict.in_(OPEN_VERDICTS))
-            .group_by(latest.c.severity)
+            select(FindingRow.severity, func.count())
+            .join(latest, FindingRow.id == latest.c.id)
+            .where(FindingRow.verdict.in_(OPEN_VERDICTS))
+            .group_by(FindingRow.severity)
         ).all()
         state.open_findings = {severity: n for severity, n in rows}
 

@@ -118,6 +118,8 @@ def _seed(store: Store) -> datetime:
             row.started_at, row.finished_at = started, started + timedelta(minutes=10)
             s.add(row)
             s.commit()
+    for name in ("acme", "bolt", "kite"):  # as a round records them before its findings
+        store.upsert_provider("m", name)
     # Latest per provider: acme turned deviant, bolt recovered, kite went unavailable.
     store.save_findings(
         "r1",
