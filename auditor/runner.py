@@ -3,9 +3,10 @@ store each answer the moment it arrives.
 
 Each endpoint (a provider or the reference) has `max_concurrency` workers drawing its
 requests from the plan one at a time, so a slow provider never holds up a fast one and no
-round is ever held in memory whole. A single writer task scores every answer as it arrives
-and commits it from its own thread, so a killed round loses nothing already stored; answers
-that arrive while a commit runs are committed together in the next one.
+round is ever held in memory whole. Every answer goes straight to the round's single writer
+(`auditor.storage.writer`, a child process), which scores and commits it as it arrives, so a
+killed round loses nothing already answered; answers that arrive while a commit runs are
+committed together in the next one.
 """
 
 from __future__ import annotations
@@ -14,26 +15,22 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
 
 from auditor import metrics
-from auditor.budget import Answer, BudgetPolicy, EndpointKey, Plan, PlannedRequest, SpendMeter
+from auditor.budget import BudgetPolicy, EndpointKey, Plan, PlannedRequest, SpendMeter
 from auditor.config import Price
 from auditor.limits import ProviderLimits
 from auditor.providers.base import ProviderAdapter
 from auditor.records import CompletionResponse, ErrorClass, ProbeCase
-from auditor.scorers import score_all
 from auditor.secrets import Redactor
-from auditor.storage.repository import NewSample, Store, sample_values
+from auditor.storage.repository import Store
+from auditor.storage.writer import SampleWriter
 
 log = structlog.get_logger(__name__)
-
-WRITE_BATCH = 256
-"""At most this many queued answers are committed in one transaction."""
 
 
 class RoundProgress(Protocol):
@@ -76,6 +73,7 @@ class RoundRunner:
         redactor: Redactor,
         progress: RoundProgress | None = None,
         drain_timeout_s: float = 30.0,
+        writer_in_process: bool = False,
     ) -> None:
         self.store = store
         self.round_id = round_id
@@ -88,10 +86,16 @@ class RoundRunner:
         self.drain_timeout_s = drain_timeout_s
         self._stop_reason: str | None = None
         self._stopping = asyncio.Event()
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditor-writer")
-        self._stored = 0
         self._errors: dict[EndpointKey, int] = defaultdict(int)
-        self._storage_error: BaseException | None = None
+        self._writer = SampleWriter(
+            store,
+            round_id,
+            cases,
+            redactor,
+            {e.provider_id: e.name for e in endpoints},
+            on_failure=self.stop,
+            in_process=writer_in_process,
+        )
 
     def stop(self, reason: str) -> None:
         """Stop sending (in-flight requests finish and are stored)."""
@@ -101,35 +105,33 @@ class RoundRunner:
         self._stopping.set()
 
     async def run(self) -> RoundOutcome:
-        results: asyncio.Queue[Answer | None] = asyncio.Queue(maxsize=1024)
-        writer = asyncio.create_task(self._write(results))
+        writer = self._writer
+        await writer.start()
         try:
             while not self._stopping.is_set():
-                await results.join()  # the policy may read what is stored so far
+                await writer.flush()  # the policy may read what is stored so far
                 plan = await self.policy.next_requests()
                 if not len(plan):
                     break
-                await self._send(plan, results)
+                await self._send(plan)
         finally:
-            await results.put(None)
-            await writer
-            self._db.shutdown(wait=True)
+            await writer.close()
             await asyncio.gather(*(e.adapter.aclose() for e in self.endpoints.values()))
-        if self._storage_error is not None:
-            raise self._storage_error
+        if writer.error is not None:
+            raise writer.error
         interrupted = self._stop_reason is not None and not self._stop_reason.startswith("budget")
         return RoundOutcome(
             status="interrupted" if interrupted else "complete",
             stop_reason=self._stop_reason,
             sent=self.spend.requests,
-            stored=self._stored,
+            stored=writer.stored,
             errors_by_endpoint=dict(self._errors),
         )
 
-    async def _send(self, plan: Plan, results: asyncio.Queue[Answer | None]) -> None:
+    async def _send(self, plan: Plan) -> None:
         """Send the plan: each endpoint's workers draw its requests one at a time from the
-        plan's generator, and every answer goes to the writer's (bounded) queue; nothing is
-        kept here once it is queued."""
+        plan's generator, and every answer goes to the writer (which holds back a worker only
+        while a bounded buffer is full); nothing is kept here once it is sent."""
         keys = plan.endpoints()
         for key in keys:
             if key not in self.endpoints:
@@ -141,9 +143,7 @@ class RoundRunner:
         for key in keys:
             endpoint, requests = self.endpoints[key], plan.requests(key)
             slots = min(endpoint.limits.config.max_concurrency, plan.count(key))
-            workers += [
-                asyncio.create_task(self._work(endpoint, requests, results)) for _ in range(slots)
-            ]
+            workers += [asyncio.create_task(self._work(endpoint, requests)) for _ in range(slots)]
         stop_waiter = asyncio.create_task(self._stopping.wait())
         done = asyncio.gather(*workers)
         await asyncio.wait([done, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
@@ -158,12 +158,7 @@ class RoundRunner:
         if done.done() and not done.cancelled() and done.exception() is not None:
             raise done.exception()  # type: ignore[misc]
 
-    async def _work(
-        self,
-        endpoint: Endpoint,
-        requests: Iterator[PlannedRequest],
-        results: asyncio.Queue[Answer | None],
-    ) -> None:
+    async def _work(self, endpoint: Endpoint, requests: Iterator[PlannedRequest]) -> None:
         while not self._stopping.is_set():
             planned = next(requests, None)
             if planned is None:
@@ -187,7 +182,17 @@ class RoundRunner:
                 self.spend.answered(reservation.tokens, tokens, cost)
             if not response.ok:
                 self._errors[endpoint.key] += 1
-            await results.put(Answer(planned, response))
+            request = planned.request
+            await self._writer.put(
+                (
+                    endpoint.provider_id,
+                    request.probe_hash,
+                    request.probe_id,
+                    request.sample_index,
+                    cost,
+                    response,
+                )
+            )
             if self.progress:
                 self.progress.answered(endpoint.key, response.ok)
 
@@ -216,62 +221,3 @@ class RoundRunner:
             return None
         usage = response.usage
         return endpoint.price.cost(usage.prompt_tokens or 0, usage.completion_tokens or 0)
-
-    async def _write(self, results: asyncio.Queue[Answer | None]) -> None:
-        """Commit answers as they arrive: whatever has queued up while the last commit ran
-        (at most WRITE_BATCH) goes in the next transaction, so a commit's cost (an fsync on
-        PostgreSQL) is shared when answers come faster than one commit each."""
-        loop = asyncio.get_running_loop()
-        finished = False
-        while not finished:
-            batch: list[Answer] = []
-            item = await results.get()
-            while item is not None:
-                batch.append(item)
-                if len(batch) >= WRITE_BATCH or results.empty():
-                    break
-                item = results.get_nowait()
-            finished = item is None
-            if not batch:
-                continue
-            try:
-                if self._storage_error is None:  # else keep draining: workers never block
-                    await loop.run_in_executor(self._db, self._store_answers, batch)
-            except Exception as exc:
-                self._storage_error = exc
-                self.stop(f"storage error: {type(exc).__name__}")
-            finally:
-                for _ in batch:
-                    results.task_done()
-
-    def _store_answers(self, answers: list[Answer]) -> None:
-        """Score answers and store them in one transaction: two statements, however many
-        (duplicates skipped, see `add_samples`)."""
-        ids = self.store.add_samples([self._sample_row(answer) for answer in answers])
-        for answer, sample_id in zip(answers, ids, strict=True):
-            if sample_id is not None:
-                self._stored += 1
-            log.debug(
-                "sample.stored",
-                round_id=self.round_id,
-                provider=answer.planned.endpoint,
-                probe_id=answer.planned.request.probe_id,
-                ok=answer.response.ok,
-                error_class=answer.response.error_class,
-                duplicate=sample_id is None,
-            )
-
-    def _sample_row(self, answer: Answer) -> NewSample:
-        """An answer's row and scores: redacted, scored, priced."""
-        planned = answer.planned
-        endpoint = self.endpoints[(planned.model, planned.endpoint)]
-        case = self.cases[planned.request.probe_hash]
-        response = self.redactor.redact_response(answer.response)
-        values = sample_values(
-            self.round_id,
-            endpoint.provider_id,
-            planned.request,
-            response,
-            self._cost(endpoint, response),
-        )
-        return values, score_all(case, response)

@@ -5,7 +5,8 @@ stay flat in the number of requests (samples streamed to the database, nothing k
 Per size: the child's resident memory before the round (imports done, stub up, database
 created), its peak (VmHWM) when the runner has stored the last sample (the send-and-store
 phase) and at the end of `run_round_async` (findings included, computed from the database),
-and the samples counted in the database. Writes bench/results/memory.json.
+the peak of the round's writer process, and the samples counted in the database. Writes
+bench/results/memory.json.
 
     nice -n 10 .venv/bin/python bench/memory.py [--sizes 1000,3000,10000] [--concurrency 16]
 """
@@ -15,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,23 @@ FLAT_MARGIN = 0.10
 """Flat: the largest round's peak within 10% of the smallest's."""
 
 
+def watch_children(stop: threading.Event, peak: list[int]) -> None:
+    """The largest VmHWM of this process's children (the round's writer process) until
+    `stop`, read every 20 ms (ru_maxrss would count the parent's pages before the exec)."""
+    children = Path(f"/proc/self/task/{os.getpid()}/children")
+    while not stop.wait(0.02):
+        for pid in children.read_text().split():
+            try:
+                if b"auditor.storage.writer" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    continue  # not exec'd yet: the pages are still this process's
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peak[0] = max(peak[0], int(line.split()[1]))
+
+
 def child(requests: int, base_url: str, concurrency: int) -> dict[str, Any]:
     """One round in this (fresh) process; its memory figures."""
     quiet_logs()
@@ -51,9 +71,15 @@ def child(requests: int, base_url: str, concurrency: int) -> dict[str, Any]:
         store = open_store(url)
         before_kib = proc_status_kib("VmRSS")
         hwm_before_kib = proc_status_kib("VmHWM")
+        writer_peak = [0]
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch_children, args=(stop, writer_peak))
+        watcher.start()
         t0 = time.perf_counter()
         run = asyncio.run(audited_round(config, store))
         wall = time.perf_counter() - t0
+        stop.set()
+        watcher.join()
         store.engine.dispose()
         return {
             "requests": requests,
@@ -62,6 +88,7 @@ def child(requests: int, base_url: str, concurrency: int) -> dict[str, Any]:
             "hwm_send_phase_kib": store.hwm_kib_at_finish,
             "hwm_end_kib": proc_status_kib("VmHWM"),
             "rss_end_kib": proc_status_kib("VmRSS"),
+            "writer_hwm_kib": writer_peak[0],
             "wall_s": wall,
             **{
                 k: run[k] for k in ("status", "sent", "samples", "ok", "send_phase_s", "findings_s")
@@ -106,7 +133,8 @@ def main() -> None:
             print(
                 f"{n:6d} requests: before {run['rss_before_kib'] / 1024:6.1f} MiB, peak send "
                 f"phase {run['hwm_send_phase_kib'] / 1024:6.1f} MiB, peak with findings "
-                f"{run['hwm_end_kib'] / 1024:6.1f} MiB, {run['samples']} samples stored, "
+                f"{run['hwm_end_kib'] / 1024:6.1f} MiB, writer process peak "
+                f"{run['writer_hwm_kib'] / 1024:6.1f} MiB, {run['samples']} samples stored, "
                 f"{run['wall_s']:.1f} s",
                 flush=True,
             )
@@ -136,13 +164,14 @@ def main() -> None:
         "runs": runs,
         "growth_send_phase": growth("hwm_send_phase_kib"),
         "growth_with_findings": growth("hwm_end_kib"),
+        "growth_writer_process": growth("writer_hwm_kib"),
         "every_sample_durable": all(
             r["samples"] == r["sent"] == r["ok"] == r["requests"] for r in runs
         ),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out_json, indent=2) + "\n")
-    for key in ("growth_send_phase", "growth_with_findings"):
+    for key in ("growth_send_phase", "growth_with_findings", "growth_writer_process"):
         g = out_json[key]
         print(
             f"{key}: {g['bytes'] / 2**20:.1f} MiB from {small['requests']} to "

@@ -1,5 +1,6 @@
 """Orchestration overhead: the full round path (`run_round_async`: limits and retries armed,
-every sample scored and committed by the single writer as it arrives, findings at the end)
+every sample scored and committed by the single writer process as it arrives, findings at
+the end)
 against a bare `httpx.AsyncClient` loop sending the same request bodies with the same
 concurrency and storing nothing, in the same process, interleaved, against the stub
 provider (`bench/stub.py`, its own process). For SQLite and PostgreSQL, with the stub
@@ -8,6 +9,8 @@ afterwards (durable). Writes bench/results/overhead.json.
 
     nice -n 10 .venv/bin/python bench/overhead.py [--requests 2000] [--concurrency 16] [--reps 3]
     nice -n 10 .venv/bin/python bench/overhead.py --profile sqlite:0   # cProfile one round
+
+CPU time is this process's and its children's that ended (each round's writer process).
 
 The helpers here (a suite of N requests, a config against the stub, a timed round) are
 shared with bench/rate_limit.py and bench/memory.py.
@@ -44,10 +47,10 @@ from auditor.probes import expand_requests, load_suite
 from auditor.providers.openai_compatible import OpenAICompatibleAdapter
 from auditor.rounds import run_round_async
 from auditor.rounds import select as select_round
-from auditor.runner import RoundRunner
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import RoundRow, SampleRow
+from auditor.storage.writer import PROFILE_ENV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stub import running_stub
@@ -318,20 +321,35 @@ def stub_ceiling(requests: int, concurrency: int, workdir: Path) -> dict[str, An
 
 
 def cpu_s(pid: int | None = None) -> float:
-    """User + system CPU seconds of this process (every thread), or of process `pid`."""
+    """User + system CPU seconds of this process (every thread) and of its children waited
+    for (the rounds' writer processes: each is waited for at the end of its round, inside
+    the timed span; the stub is waited for only when it stops), or of process `pid`."""
     if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def own_cpu_s() -> float:
+    """User + system CPU seconds of this process alone (the event loop's, in a round)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(stub_pid: int, fn: Any) -> tuple[Any, dict[str, float]]:
-    """Run `fn()`; its wall time, this process's CPU time and the stub's."""
-    c0, s0, t0 = cpu_s(), cpu_s(stub_pid), time.perf_counter()
+    """Run `fn()`; its wall time, the CPU time of this process with its children's (the
+    writer process), of this process alone, and of the stub."""
+    c0, o0, s0, t0 = cpu_s(), own_cpu_s(), cpu_s(stub_pid), time.perf_counter()
     out = fn()
     wall = time.perf_counter() - t0
-    return out, {"wall_s": wall, "cpu_s": cpu_s() - c0, "stub_cpu_s": cpu_s(stub_pid) - s0}
+    return out, {
+        "wall_s": wall,
+        "cpu_s": cpu_s() - c0,
+        "own_cpu_s": own_cpu_s() - o0,
+        "stub_cpu_s": cpu_s(stub_pid) - s0,
+    }
 
 
 def measure(
@@ -368,7 +386,11 @@ def measure(
                         run, times = timed(
                             pid, lambda c=config, s=store: asyncio.run(audited_round(c, s))
                         )
-                        run.update(cpu_s=times["cpu_s"], stub_cpu_s=times["stub_cpu_s"])
+                        run.update(
+                            cpu_s=times["cpu_s"],
+                            own_cpu_s=times["own_cpu_s"],
+                            stub_cpu_s=times["stub_cpu_s"],
+                        )
                         run["stub_arrivals"] = stub.stats()["count"]
                         rounds.append(run)
                 store.engine.dispose()
@@ -380,6 +402,7 @@ def measure(
     median_round = statistics.median(round_rates)
     bare_cpu_ms = statistics.median(b["cpu_s"] for b in bare) / requests * 1000
     round_cpu_ms = statistics.median(r["cpu_s"] for r in rounds) / requests * 1000
+    round_own_cpu_ms = statistics.median(r["own_cpu_s"] for r in rounds) / requests * 1000
     return {
         "database": db,
         "stub_latency_ms": latency_ms,
@@ -396,6 +419,7 @@ def measure(
         "pair_ratios": [r / b for r, b in zip(round_rates, bare_rates, strict=True)],
         "bare_cpu_ms_per_request": bare_cpu_ms,
         "round_cpu_ms_per_request": round_cpu_ms,
+        "round_event_loop_process_cpu_ms_per_request": round_own_cpu_ms,
         "cpu_ratio": bare_cpu_ms / round_cpu_ms,
         "every_sample_durable": durable,
         "rounds": rounds,
@@ -404,36 +428,22 @@ def measure(
 
 
 def profile(spec: str, requests: int, concurrency: int, workdir: Path) -> None:
-    """cProfile of one round (db:latency_ms), top functions by cumulative and own time."""
+    """cProfile of one round (db:latency_ms): the event loop (this process), the writer
+    (its child process, profiled there through AUDITOR_WRITER_PROFILE) and the bare loop;
+    top functions by own and cumulative time."""
     db, latency = spec.split(":")
     probes = workdir / "probes-profile"
     write_suite(probes, requests)
+    writer_stats = workdir / "writer.prof"
     with running_stub(latency_ms=float(latency)) as stub, fresh_database(db, workdir) as url:
         config = config_for(url, probes, stub.base_url, concurrency=concurrency)
         store = open_store(url)
-        # cProfile sees one thread: the event loop here, the writer thread through a second
-        # profiler switched on around each `_store_answers` call (one transaction).
-        writer_profiler = cProfile.Profile()
-        writer_time = [0.0]
-        batches: list[int] = []
-        original = RoundRunner._store_answers
-
-        def store_answers(self: RoundRunner, answers: list[Any]) -> None:
-            t0 = time.perf_counter()
-            batches.append(len(answers))
-            writer_profiler.enable()
-            try:
-                original(self, answers)
-            finally:
-                writer_profiler.disable()
-                writer_time[0] += time.perf_counter() - t0
-
-        RoundRunner._store_answers = store_answers  # type: ignore[method-assign]
+        os.environ[PROFILE_ENV] = str(writer_stats)
         profiler = cProfile.Profile()
         profiler.enable()
         run = asyncio.run(audited_round(config, store))
         profiler.disable()
-        RoundRunner._store_answers = original  # type: ignore[method-assign]
+        del os.environ[PROFILE_ENV]
         bodies = request_bodies(config)
         bare_profiler = cProfile.Profile()
         bare_profiler.enable()
@@ -441,15 +451,14 @@ def profile(spec: str, requests: int, concurrency: int, workdir: Path) -> None:
         bare_profiler.disable()
         store.engine.dispose()
     print(json.dumps({k: v for k, v in run.items() if k != "round_id"}, indent=1))
+    writer = pstats.Stats(str(writer_stats))
     print(
-        f"writer thread: {writer_time[0]:.2f} s in _store_answers for {requests} samples "
-        f"({writer_time[0] / requests * 1000:.2f} ms each) in {len(batches)} transactions "
-        f"(mean {statistics.mean(batches):.1f}, max {max(batches)}); bare loop {bare_s:.2f} s"
+        f"writer process: {writer.total_tt:.2f} s profiled for {requests} samples "
+        f"({writer.total_tt / requests * 1000:.2f} ms each); bare loop {bare_s:.2f} s"
     )
-    for title, prof in (("EVENT LOOP", profiler), ("WRITER", writer_profiler),
-                        ("BARE LOOP", bare_profiler)):  # fmt: skip
+    for title, stats in (("EVENT LOOP", pstats.Stats(profiler)), ("WRITER PROCESS", writer),
+                         ("BARE LOOP", pstats.Stats(bare_profiler))):  # fmt: skip
         print(f"===== {title} =====")
-        stats = pstats.Stats(prof)
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(40)
 
@@ -492,7 +501,8 @@ def main() -> None:
                     f"(send phase {result['median_round_send_phase_rps']:7.1f}), "
                     f"ratio {result['ratio']:.2f} (send phase {result['ratio_send_phase']:.2f}), "
                     f"CPU ms/request bare {result['bare_cpu_ms_per_request']:.2f} "
-                    f"round {result['round_cpu_ms_per_request']:.2f}, "
+                    f"round {result['round_cpu_ms_per_request']:.2f} (its own process "
+                    f"{result['round_event_loop_process_cpu_ms_per_request']:.2f}), "
                     f"durable {result['every_sample_durable']}",
                     flush=True,
                 )

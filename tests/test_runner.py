@@ -65,7 +65,10 @@ def endpoint(
 
 
 def runner(
-    store: Store, endpoints: list[Endpoint], budget: RoundBudget | None = None
+    store: Store,
+    endpoints: list[Endpoint],
+    budget: RoundBudget | None = None,
+    writer_in_process: bool = False,
 ) -> RoundRunner:
     requests = [CompletionRequest.from_case(CASE, k) for k in range(CASE.samples)]
     plan = [PlannedRequest("m", e.name, r) for r in requests for e in endpoints]
@@ -77,6 +80,7 @@ def runner(
         SendEverySample(Plan.of(plan)),
         SpendMeter(budget or RoundBudget()),
         Redactor([]),
+        writer_in_process=writer_in_process,
     )
 
 
@@ -121,9 +125,11 @@ async def test_stop_lets_in_flight_requests_finish_and_stores_them(tmp_path: Pat
 
 
 async def test_a_storage_failure_stops_the_round_and_is_raised(tmp_path: Path) -> None:
+    """With the writer in this process, so that the store can be made to fail (the child
+    process's storage failures: tests/storage/test_writer.py)."""
     store = make_store(tmp_path)
     adapter = Scripted("a", delay_s=0.02)
-    run = runner(store, [endpoint(store, adapter, concurrency=1)])
+    run = runner(store, [endpoint(store, adapter, concurrency=1)], writer_in_process=True)
     original = store.add_samples
     calls = 0
 

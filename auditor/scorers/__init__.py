@@ -10,15 +10,20 @@ from auditor.scorers.base import Scorer, scorers
 __all__ = ["Scorer", "expect", "score_all", "scorers", "shape"]
 
 
-def score_all(case: ProbeCase, response: CompletionResponse) -> list[ScoreRecord]:
-    """Run every registered scorer with its default params, in name order.
+def score_all(
+    case: ProbeCase,
+    response: CompletionResponse,
+    registered: list[tuple[str, type[Scorer]]] | None = None,
+) -> list[ScoreRecord]:
+    """Run every registered scorer (or those of `registered`, (name, class) pairs in name
+    order, as another process registered them) with its default params, in name order.
 
     Each record is stamped with the registered name and the params the scorer ran with, so
     a stored score always says what produced it.
     """
     records: list[ScoreRecord] = []
-    for name in scorers.names():
-        scorer = _default(name, scorers.get(name))
+    for name, cls in scorers.items() if registered is None else registered:
+        scorer = _default(name, cls)
         params = scorer.params
         for record in scorer.score(case, response):
             if record.scorer != name or record.scorer_params != params:

@@ -1,4 +1,5 @@
-"""Writes and reads of the results database. Synchronous; the runner calls it from one writer."""
+"""Writes and reads of the results database. Synchronous; a round's samples are written by
+one writer (`auditor.storage.writer`)."""
 
 from __future__ import annotations
 
@@ -75,18 +76,21 @@ NewSample = tuple[dict[str, Any], list[ScoreRecord]]
 def sample_values(
     round_id: str,
     provider_id: int,
-    request: CompletionRequest,
+    probe_hash: str,
+    probe_id: str,
+    sample_index: int,
     response: CompletionResponse,
     cost: float | None,
 ) -> dict[str, Any]:
-    """The `samples` row of one exchange."""
+    """The `samples` row of one exchange: the request's probe and sample number, and the
+    response."""
     usage = response.usage
     return {
         "round_id": round_id,
         "provider_id": provider_id,
-        "probe_hash": request.probe_hash,
-        "probe_id": request.probe_id,
-        "sample_index": request.sample_index,
+        "probe_hash": probe_hash,
+        "probe_id": probe_id,
+        "sample_index": sample_index,
         "ok": response.ok,
         "status_code": response.status_code,
         "error_class": response.error_class.value if response.error_class else None,
@@ -270,7 +274,15 @@ class Store:
 
         With `connection` (from `transaction()`), the rows join that transaction instead and
         a duplicate raises IntegrityError, which aborts the whole transaction."""
-        values = sample_values(round_id, provider_id, request, response, cost)
+        values = sample_values(
+            round_id,
+            provider_id,
+            request.probe_hash,
+            request.probe_id,
+            request.sample_index,
+            response,
+            cost,
+        )
         if connection is not None:
             return _insert_samples(connection, [(values, scores)])[0]
         return self._insert_one(values, scores)
