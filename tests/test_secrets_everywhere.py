@@ -9,7 +9,8 @@ and its secret in a 500 page. Two rounds (the second real `auditor run` with deb
 make `acme` deviant against its own history, so its finding carries evidence (its answers,
 with the echoed key) and opens an incident; the incident's alert goes through the outbox to
 the real receiver, as does `auditor alerts test`. Then every output, every file in the
-directory and every text or JSON column of the database is searched for the values.
+directory, every text or JSON column of the database and every page and API answer of the
+dashboard (behind its bearer token, itself a secret) is searched for the values.
 
 test_crash_and_secrets.py has the quicker first version of this test (one round, no webhook).
 """
@@ -38,6 +39,11 @@ from auditor.alerts import delivery, outbox
 from auditor.cli.common import open_store
 from auditor.config import load_config
 from auditor.incidents import update_from_findings
+from auditor.ops_config import ServerConfig
+from auditor.storage.db import make_engine
+from auditor.storage.repository import Store
+from auditor.web import WebServer
+from auditor.web.dashboard import create_dashboard
 from tests.alerts.receiver import Receiver, Reply
 
 CITIES = ["Paris", "Rome", "Madrid", "Berlin", "Vienna", "Lisbon", "Dublin", "Oslo", "Bern",
@@ -136,13 +142,62 @@ def secrets() -> dict[str, str]:
         "AUDITOR_TEST_KEY": "sk-audit-" + os.urandom(10).hex(),
         "TEAM_TOKEN": "tok-" + os.urandom(10).hex(),
         "HOOK_SECRET": hook,
+        "AUDITOR_WEB_TOKEN": "web-" + os.urandom(10).hex(),
     }
 
 
 def forbidden(env: dict[str, str]) -> list[str]:
     """The values, and the parts of them that are secret on their own."""
     hook = env["HOOK_SECRET"]
-    return [env["AUDITOR_TEST_KEY"], env["TEAM_TOKEN"], hook, hook.removeprefix("whsec_")]
+    return [
+        env["AUDITOR_TEST_KEY"],
+        env["TEAM_TOKEN"],
+        hook,
+        hook.removeprefix("whsec_"),
+        env["AUDITOR_WEB_TOKEN"],
+    ]
+
+
+def dashboard_texts(db_url: str, token: str) -> dict[str, str]:
+    """Every page and API answer of the dashboard over the database, served for real with
+    the bearer token: the overview, each round, provider, finding and sample."""
+
+    async def crawl() -> dict[str, str]:
+        engine = make_engine(db_url)
+        app = create_dashboard(Store(engine), token=token)
+        texts: dict[str, str] = {}
+        auth = {"Authorization": f"Bearer {token}"}
+        async with (
+            WebServer(app, ServerConfig(port=0)) as server,
+            httpx.AsyncClient(base_url=server.url, headers=auth, trust_env=False) as client,
+        ):
+
+            async def get(path: str) -> Any:
+                answer = await client.get(path)
+                assert answer.status_code == 200, (path, answer.text[:200])
+                texts[path] = answer.text
+                return answer.json() if path.startswith("/api/") else None
+
+            for path in ("/", "/rounds", "/metrics", "/api/openapi.json", "/api/incidents"):
+                await get(path)
+            rounds = (await get("/api/rounds"))["items"]
+            for r in rounds:
+                await get(f"/rounds/{r['id']}")
+                await get(f"/api/rounds/{r['id']}")
+                await get(f"/api/rounds/{r['id']}/report")
+            for p in await get("/api/providers"):
+                await get(f"/providers/{p['id']}")
+                await get(f"/api/providers/{p['id']}")
+            for f in (await get("/api/findings?limit=500"))["items"]:
+                await get(f"/findings/{f['id']}")
+                await get(f"/api/findings/{f['id']}")
+            for sample in (await get("/api/samples?limit=500"))["items"]:
+                await get(f"/api/samples/{sample['id']}")
+        engine.dispose()
+        assert rounds and any("/findings/" in k for k in texts)
+        return texts
+
+    return {f"dashboard {k}": v for k, v in asyncio.run(crawl()).items()}
 
 
 def database_text(url: str) -> str:
@@ -265,6 +320,8 @@ def test_no_secret_reaches_any_output(
 
     texts = {**outputs, **{f"webhook {i}": b for i, b in enumerate(bodies)}}
     texts["database"] = database_text(db_url)
+    texts |= dashboard_texts(db_url, env["AUDITOR_WEB_TOKEN"])
+    assert any("[REDACTED]" in t for k, t in texts.items() if k.startswith("dashboard /api/sam"))
     for path in tmp_path.rglob("*"):
         if path.is_file():
             texts[f"file {path.name}"] = path.read_bytes().decode("utf-8", "replace")
