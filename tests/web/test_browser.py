@@ -94,13 +94,15 @@ class Recorder:
         assert not self.errors, f"errors in the page: {self.errors}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    # Module scope, not session: while it lives, Playwright's sync API keeps an event loop
+    # running in this thread, and the async tests of the modules after this one need none.
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(
         executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
