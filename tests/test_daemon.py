@@ -104,6 +104,13 @@ def test_the_daemon_runs_rounds_alerts_once_and_stops_on_sigterm(
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
         assert b'auditor_open_incidents{severity="warning"} 2.0' in metrics
         assert b"auditor_requests_total" in metrics
+        # The same app serves the dashboard and its API: the incidents it opened are there.
+        overview = json.loads(
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/overview", timeout=5).read()
+        )
+        assert {i["provider"] for i in overview["open_incidents"]} == {"broken", "nokey"}
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+        assert 'data-testid="cell-' in page
         proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
         assert proc.wait(timeout=10) == 0
