@@ -95,7 +95,7 @@ class Daemon:
         web_token: str | None = None,
     ) -> None:
         self.config = config
-        self.web_token = web_token  # see auditor.web.dashboard.access_token
+        self.web_token = web_token  # see auditor.web.auth.access_token
         self.store = store
         self.probes_dir = probes_dir
         self.stop = asyncio.Event()

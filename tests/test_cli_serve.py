@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cli_helpers import AUDITOR, run_auditor
+from cli_helpers import AUDITOR, provider, run_auditor, write_config
 
 from auditor.storage.db import ensure_schema, make_engine
 
@@ -116,3 +116,33 @@ def test_an_outdated_schema_is_refused(tmp_path: Path) -> None:
     result = run_auditor("serve", "--database", url, cwd=tmp_path)
     assert result.returncode == 2
     assert "auditor db upgrade" in result.stderr
+
+
+def test_a_config_bound_off_loopback_without_its_token_names_the_line(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        [provider("acme", "http://127.0.0.1:9/v1")],
+        schema_db(tmp_path),
+        extra={
+            "schedule": [{"suite": "mini", "every": "1h"}],
+            "server": {"host": "0.0.0.0", "port": 0, "token_env": "OPS_DASH_TOKEN"},
+        },
+    )
+    line = next(i for i, text in enumerate(config.read_text().splitlines(), 1) if "0.0.0.0" in text)
+    no_token = {"OPS_DASH_TOKEN": ""}
+    for argv in (["daemon"], ["config", "validate"], ["serve", "--port", "0"]):
+        result = run_auditor(*argv, "-c", str(config), cwd=tmp_path, env=no_token)
+        assert result.returncode == 2, argv
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert f"providers.yaml:{line}: server.host: 0.0.0.0" in result.stderr
+        assert "OPS_DASH_TOKEN" in result.stderr
+    valid = run_auditor(
+        "config", "validate", "-c", str(config), cwd=tmp_path, env={"OPS_DASH_TOKEN": TOKEN}
+    )
+    assert valid.returncode == 0, valid.stderr
+    # On the command line, the flag is named instead.
+    result = run_auditor(
+        "serve", "-c", str(config), "--host", "10.0.0.1", cwd=tmp_path, env=no_token
+    )
+    assert result.returncode == 2
+    assert "--host: 10.0.0.1 is reachable" in result.stderr

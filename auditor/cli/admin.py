@@ -20,6 +20,7 @@ from auditor.cli.common import (
     print_line,
     probes_app,
     probes_dir_of,
+    web_token,
 )
 from auditor.config import DEFAULT_CONFIG, load_config, require_secrets
 from auditor.errors import ConfigError, UsageError
@@ -84,6 +85,7 @@ def config_validate(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
 
     config = load_config(config_path)
     require_secrets(config, config_path)
+    web_token(config, config_path)  # the daemon's server, off loopback, needs its token
     suites = load_suites(probes_dir_of(config_path, config))
     for i, name in enumerate(config.suites):
         if name not in suites:

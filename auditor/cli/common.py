@@ -12,10 +12,11 @@ from rich.console import Console
 
 from auditor import logs
 from auditor.config import DEFAULT_CONFIG, AuditorConfig, load_config
-from auditor.errors import UsageError
+from auditor.errors import ConfigError, UsageError
 from auditor.secrets import Redactor
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
+from auditor.yamlfile import line_of, read_yaml
 
 app = typer.Typer(
     name="auditor",
@@ -85,6 +86,20 @@ def database_url(config_path: Path, database: str | None) -> str:
     if not config_path.exists() and config_path == DEFAULT_CONFIG:
         raise UsageError(f"{config_path}: file not found (pass -c FILE or --database URL)")
     return load_config(config_path).database
+
+
+def web_token(config: AuditorConfig, config_path: Path) -> str | None:
+    """The web server's bearer token (see `access_token`); a non-loopback `server.host`
+    without one is an error in the config, named with its line."""
+    from auditor.web.auth import access_token
+
+    try:
+        return access_token(config.server)
+    except UsageError as exc:
+        _, node = read_yaml(config_path, ConfigError)
+        raise ConfigError(
+            str(config_path), str(exc), field="server.host", line=line_of(node, ("server", "host"))
+        ) from None
 
 
 def open_store(url: str) -> Store:

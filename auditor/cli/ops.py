@@ -21,6 +21,7 @@ from auditor.cli.common import (
     out,
     print_line,
     probes_dir_of,
+    web_token,
 )
 from auditor.config import DEFAULT_CONFIG, load_config
 from auditor.errors import ConfigError, UsageError
@@ -35,7 +36,6 @@ def daemon(config_path: ConfigOpt = DEFAULT_CONFIG, database: DatabaseOpt = None
     """Run the config's schedule unattended: rounds, incidents, webhook alerts, /metrics."""
     from auditor.daemon import Daemon
     from auditor.probes import load_suites
-    from auditor.web.dashboard import access_token
 
     config = load_config(config_path)
     logs.configure(
@@ -60,7 +60,7 @@ def daemon(config_path: ConfigOpt = DEFAULT_CONFIG, database: DatabaseOpt = None
             )
     if database:
         config = config.model_copy(update={"database": database})
-    token = access_token(config.server)  # off loopback, refuses to start without one
+    token = web_token(config, config_path)  # off loopback, refuses to start without one
     store = open_store(config.database)  # refuses an outdated schema with one clear line
     raise typer.Exit(asyncio.run(Daemon(config, store, probes_dir, web_token=token).run()))
 

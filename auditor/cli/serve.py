@@ -12,7 +12,7 @@ import typer
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from auditor.cli.common import ConfigOpt, DatabaseOpt, app, print_line
+from auditor.cli.common import ConfigOpt, DatabaseOpt, app, print_line, web_token
 from auditor.config import DEFAULT_CONFIG, load_config
 from auditor.errors import UsageError
 from auditor.ops_config import ServerConfig
@@ -33,10 +33,10 @@ def serve(
 ) -> None:
     """Serve the dashboard and its JSON API (/api, schema at /api/openapi.json), read-only."""
     from auditor.web import WebServer
-    from auditor.web.dashboard import access_token, create_dashboard
+    from auditor.web.auth import access_token
+    from auditor.web.dashboard import create_dashboard
 
-    server = ServerConfig()
-    url = database
+    server, url, config = ServerConfig(), database, None
     if config_path.exists() or config_path != DEFAULT_CONFIG:
         config = load_config(config_path)
         server, url = config.server, database or config.database
@@ -44,7 +44,13 @@ def serve(
         raise UsageError(f"{config_path}: file not found (pass -c FILE or --database URL)")
     overrides = {"host": host, "port": port}
     server = server.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    token = access_token(server)
+    if config is not None and host is None:
+        token = web_token(config, config_path)
+    else:
+        try:
+            token = access_token(server)
+        except UsageError as exc:
+            raise UsageError(f"--host: {exc}") from None
     store = Store(_existing_engine(url))
 
     async def run() -> None:

@@ -13,11 +13,28 @@ import base64
 import binascii
 import hmac
 import ipaddress
+import os
+from collections.abc import Mapping
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from auditor.errors import UsageError
+from auditor.ops_config import ServerConfig
+
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def access_token(server: ServerConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The bearer token clients must send, from `server.token_env`; None means open access,
+    which only a loopback address may have."""
+    token = environ.get(server.token_env, "").strip() or None
+    if token is None and not is_loopback(server.host):
+        raise UsageError(
+            f"{server.host} is reachable from other machines: set {server.token_env} to the "
+            "bearer token its clients must send, or bind to 127.0.0.1"
+        )
+    return token
 
 
 def is_loopback(host: str) -> bool:

@@ -5,33 +5,18 @@ The daemon serves this app, and so does `auditor serve`: one app, whoever runs i
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
-from auditor.errors import UsageError
-from auditor.ops_config import ServerConfig
 from auditor.storage.repository import Store
 from auditor.web import pages
 from auditor.web.api import create_api
 from auditor.web.app import create_app
-from auditor.web.auth import TokenAuth, is_loopback
-
-
-def access_token(server: ServerConfig, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The bearer token clients must send, from `server.token_env`; None means open access,
-    which only a loopback address may have."""
-    token = environ.get(server.token_env, "").strip() or None
-    if token is None and not is_loopback(server.host):
-        raise UsageError(
-            f"server.host {server.host} is reachable from other machines: set "
-            f"{server.token_env} to the bearer token its clients must send, or bind to 127.0.0.1"
-        )
-    return token
+from auditor.web.auth import TokenAuth
 
 
 async def _not_found(request: Request, _exc: Exception) -> Response:

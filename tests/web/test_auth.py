@@ -6,7 +6,9 @@ import base64
 
 import pytest
 
-from auditor.web.auth import is_loopback, presented_token
+from auditor.errors import UsageError
+from auditor.ops_config import ServerConfig
+from auditor.web.auth import access_token, is_loopback, presented_token
 
 TOKEN = "dash-token-1234567890"
 
@@ -51,3 +53,15 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 )
 def test_presented_token(header: str, token: str | None) -> None:
     assert presented_token(header) == token
+
+
+def test_access_token_required_off_loopback() -> None:
+    off = ServerConfig(host="0.0.0.0", token_env="DASH_TOKEN")
+    with pytest.raises(UsageError, match="DASH_TOKEN"):
+        access_token(off, {})
+    with pytest.raises(UsageError):
+        access_token(off, {"DASH_TOKEN": "   "})  # blank is no token
+    assert access_token(off, {"DASH_TOKEN": TOKEN}) == TOKEN
+    on = ServerConfig(host="127.0.0.1", token_env="DASH_TOKEN")
+    assert access_token(on, {}) is None
+    assert access_token(on, {"DASH_TOKEN": TOKEN}) == TOKEN  # set: enforced on loopback too

@@ -8,32 +8,18 @@ import base64
 from pathlib import Path
 
 import httpx
-import pytest
 
-from auditor.errors import UsageError
 from auditor.ops_config import ServerConfig
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 from auditor.web import WebServer
-from auditor.web.dashboard import access_token, create_dashboard
+from auditor.web.dashboard import create_dashboard
 
 TOKEN = "dash-token-1234567890"
 
 
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def test_access_token_required_off_loopback() -> None:
-    off = ServerConfig(host="0.0.0.0", token_env="DASH_TOKEN")
-    with pytest.raises(UsageError, match="DASH_TOKEN"):
-        access_token(off, {})
-    with pytest.raises(UsageError):
-        access_token(off, {"DASH_TOKEN": "   "})  # blank is no token
-    assert access_token(off, {"DASH_TOKEN": TOKEN}) == TOKEN
-    on = ServerConfig(host="127.0.0.1", token_env="DASH_TOKEN")
-    assert access_token(on, {}) is None
-    assert access_token(on, {"DASH_TOKEN": TOKEN}) == TOKEN  # set: enforced on loopback too
 
 
 async def test_token_guards_every_path_but_the_probes(tmp_path: Path) -> None:
