@@ -16,6 +16,12 @@ from auditor.secrets import Redactor
 _current: dict[str, Any] = {"level": None, "json_lines": None, "redactor": None}
 
 
+def configured() -> tuple[str | None, bool | None]:
+    """The level and JSON-lines setting the last `configure` call set (None: from the
+    environment), for a child process to log as this one does."""
+    return _current["level"], _current["json_lines"]
+
+
 def configure(
     level: str | None = None, json_lines: bool | None = None, redactor: Redactor | None = None
 ) -> None:

@@ -114,6 +114,7 @@ class SampleWriter:
     ) -> None:
         self.store = store
         self.on_failure = on_failure
+        log_level, log_json = logs.configured()
         self.setup = WriterSetup(
             database=store.engine.url.render_as_string(hide_password=False),
             round_id=round_id,
@@ -122,8 +123,8 @@ class SampleWriter:
             providers=providers,
             scorers=scorers.items(),
             parent_pid=os.getpid(),
-            log_level=logs._current["level"],
-            log_json=logs._current["json_lines"],
+            log_level=log_level,
+            log_json=log_json,
         )
         reason = "asked to" if in_process else _cannot_spawn(store, self.setup)
         self.in_process = reason is not None
