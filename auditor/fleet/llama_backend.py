@@ -21,22 +21,16 @@ The backend also serves legacy text completions (`complete`, POST /v1/completion
 trusted endpoint reference uses to score a given continuation: the prompt is tokenized as
 written (special tokens parsed, no BOS added, as the chat template's prompt is), evaluated
 on the member's weights, and each prompt token's logprob is read from the logits of the
-position before it, with the same noise as generated tokens get.
+position before it, with the same noise as generated tokens get (`llama_logprobs`).
 
-The machine has 2 cores: each weights file is loaded once per process (`shared_model`) and
-every model call in the process holds one lock (`MODEL_LOCK`), whichever member or weights
-it serves. Members see the backend through `bind`, which gives each its weights (the
-reference, a requantized or a perturbed variant) and prompt format.
+Models are loaded and locked in `llama_model`. Members see the backend through `bind`,
+which gives each a `member_model.MemberModel`: its weights (the reference, a requantized
+or a perturbed variant) and prompt format.
 """
 
 from __future__ import annotations
 
-import atexit
-import codecs
-import os
 import random
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,83 +46,24 @@ from auditor.fleet.backends import (
     TextCallback,
     TextCompletion,
     TextCompletionRequest,
-    TokenLogprob,
-    TopLogprob,
     backends,
 )
+from auditor.fleet.llama_logprobs import (
+    align,
+    chat_logprobs,
+    completion_logprobs,
+    score_prompt,
+    token_texts,
+)
+from auditor.fleet.llama_model import MODEL_LOCK, N_CTX, RAW_STOP, raw_prompt, shared_model
+from auditor.fleet.member_model import MemberModel
 from auditor.fleet.spec import DEFAULT_NOISE, FleetMember
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-#: Context size of every fleet model (the longest core probe is about 1,500 tokens).
-N_CTX = 2048
 #: Completion tokens when the request does not say, as the reference engine does.
 DEFAULT_MAX_TOKENS = 256
-#: Threads per model call; `AUDITOR_FLEET_THREADS` overrides (the reference runs beside us).
-THREADS_ENV = "AUDITOR_FLEET_THREADS"
-#: The raw prompt format's stop: the model starting the user's next turn.
-RAW_STOP = "\nUser:"
-#: Prompt positions scored at once (a row of logits is 49,152 floats).
-_SCORE_ROWS = 128
-
-MODEL_LOCK = threading.RLock()
-_MODELS: dict[tuple[str, int, bool], Llama] = {}
-
-
-def fleet_threads() -> int:
-    value = os.environ.get(THREADS_ENV)
-    return max(1, int(value)) if value else os.cpu_count() or 1
-
-
-def shared_model(path: Path, n_ctx: int = N_CTX, logits_all: bool = False) -> Llama:
-    """The process's one `Llama` for this weights file, loaded on first use; a second one
-    keeps the logits of every position, for the requests that ask for logprobs (keeping
-    them makes prompt evaluation about 40% slower, so plain requests go without)."""
-    from llama_cpp import Llama
-
-    key = (str(Path(path).resolve()), n_ctx, logits_all)
-    llm = _MODELS.get(key)  # no lock on the fast path: it is held through every generation
-    if llm is not None:
-        return llm
-    with MODEL_LOCK:
-        llm = _MODELS.get(key)
-        if llm is None:
-            try:
-                llm = Llama(
-                    model_path=key[0],
-                    n_ctx=n_ctx,
-                    n_threads=fleet_threads(),
-                    # llama-cpp-python would use every core for prompts whatever n_threads
-                    # says; two processes doing that on 2 cores spin-wait each other to a crawl
-                    n_threads_batch=fleet_threads(),
-                    logits_all=logits_all,
-                    verbose=False,
-                )
-            except (ValueError, RuntimeError) as exc:
-                raise RuntimeError(f"cannot load {path}: {exc}") from None
-            _MODELS[key] = llm
-        return llm
-
-
-@atexit.register
-def _close_models() -> None:
-    """Free the cached models before interpreter teardown, when llama-cpp-python can still
-    do it (later, its `__del__` finds its own module half gone and prints a traceback)."""
-    if not MODEL_LOCK.acquire(timeout=1):
-        return
-    try:
-        for llm in _MODELS.values():
-            llm.close()
-        _MODELS.clear()
-    finally:
-        MODEL_LOCK.release()
-
-
-def raw_prompt(messages: list[ChatMessage]) -> str:
-    """The conversation as plain 'User: ...' lines: what a server without the template sends."""
-    lines = [f"{m.role.capitalize()}: {m.text()}" for m in messages]
-    return "\n".join([*lines, "Assistant:"])
 
 
 class _Noise:
@@ -297,7 +232,7 @@ class LlamaBackend(Backend):
                     )
                     choice = result["choices"][0]
                     text = choice["text"]
-                    pairs = _completion_logprobs(choice.get("logprobs"))
+                    pairs = completion_logprobs(choice.get("logprobs"))
                 else:
                     result = llm.create_chat_completion(
                         messages=[{"role": m.role, "content": m.text()} for m in request.messages],
@@ -308,11 +243,11 @@ class LlamaBackend(Backend):
                     )
                     choice = result["choices"][0]
                     text = choice["message"].get("content") or ""
-                    pairs = _chat_logprobs(choice.get("logprobs"))
+                    pairs = chat_logprobs(choice.get("logprobs"))
             except ValueError as exc:  # the prompt does not fit the context
                 raise BackendError(400, str(exc), "context_length_exceeded") from None
         usage = result.get("usage") or {}
-        logprobs = _align(pairs, text, top) if request.logprobs else None
+        logprobs = align(pairs, text, top) if request.logprobs else None
         return Generation(
             text=text,
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
@@ -372,13 +307,13 @@ class LlamaBackend(Backend):
                 finish = "length" if choice.get("finish_reason") == "length" else "stop"
                 generated = int((result.get("usage") or {}).get("completion_tokens") or 0)
                 if top is not None:
-                    pairs = _completion_logprobs(choice.get("logprobs"))
+                    pairs = completion_logprobs(choice.get("logprobs"))
             else:
                 llm.eval(tokens)
             if request.echo and top is not None:
                 # the generation left the prompt's rows of logits as they were
-                scored = _score_prompt(llm, tokens, top, noise, noise_seed)
-                pieces = _token_texts(llm, tokens)
+                scored = score_prompt(llm, tokens, top, noise, noise_seed)
+                pieces = token_texts(llm, tokens)
 
         echoed = ""
         if request.echo:
@@ -393,7 +328,7 @@ class LlamaBackend(Backend):
             ]
             entries += [
                 (t.token, t.logprob, {a.token: a.logprob for a in t.top_logprobs})
-                for t in _align(pairs, text, top)
+                for t in align(pairs, text, top)
             ]
             offsets, at = [], 0
             for piece, _, _ in entries:
@@ -434,175 +369,3 @@ def _eos_text(llm: Llama) -> str:
     if eos < 0:
         return ""
     return llm.detokenize([eos], special=True).decode("utf-8", errors="ignore")
-
-
-def _score_prompt(
-    llm: Llama, tokens: list[int], top: int, noise: float, seed: int
-) -> list[tuple[float | None, dict[str, float] | None]]:
-    """Each prompt token's logprob and its position's `top` best alternatives, from the
-    logits the model stored for the position before it (the first token has none)."""
-    rng = np.random.default_rng([seed, 1]) if noise > 0 else None
-    ids = np.asarray(tokens, dtype=np.int64)
-    names: dict[int, str] = {}
-
-    def name(token: int) -> str:
-        if token not in names:
-            piece = llm.detokenize([token], special=True)
-            names[token] = piece.decode("utf-8", errors="ignore")
-        return names[token]
-
-    out: list[tuple[float | None, dict[str, float] | None]] = [(None, None)]
-    for start in range(0, len(tokens) - 1, _SCORE_ROWS):
-        end = min(start + _SCORE_ROWS, len(tokens) - 1)
-        rows = np.array(llm.scores[start:end], dtype=np.float64)
-        if rng is not None:
-            rows += rng.standard_normal(rows.shape) * noise
-        rows -= rows.max(axis=1, keepdims=True)
-        rows -= np.log(np.exp(rows).sum(axis=1, keepdims=True))
-        chosen = rows[np.arange(end - start), ids[start + 1 : end + 1]]
-        best = np.argpartition(rows, -top, axis=1)[:, -top:] if top else None
-        for i in range(end - start):
-            alternatives: dict[str, float] = {}
-            if best is not None:
-                ranked = best[i][np.argsort(-rows[i, best[i]], kind="stable")]
-                for t in ranked.tolist():
-                    alternatives.setdefault(name(t), float(rows[i, t]))
-            out.append((float(chosen[i]), alternatives))
-    return out
-
-
-def _token_texts(llm: Llama, tokens: list[int]) -> list[str]:
-    """The tokens' texts, concatenating to the decoded prompt: a character split over
-    several tokens belongs to the one that completes it (the others get "")."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    texts = [decoder.decode(llm.detokenize([t], special=True)) for t in tokens]
-    rest = decoder.decode(b"", final=True)
-    if rest:
-        texts[-1] += rest
-    return texts
-
-
-class MemberModel(Backend):
-    """One member's view of a `LlamaBackend`: its weights, prompt format and noise.
-
-    `quantized` members run on a requantized file, `variant_mix` members send a fraction of
-    their requests to the perturbed one, `wrong_template` members format a fraction of them
-    as raw text. Variant files are built (once, cached) and loaded when the fleet starts.
-    Calls go through the parent's single worker thread.
-    """
-
-    blocking = True
-
-    def __init__(self, parent: LlamaBackend, member: FleetMember, seed: int) -> None:
-        # Imported here, so that `python -m auditor.fleet.variants` finds it not yet imported.
-        from auditor.fleet.variants import (
-            DEFAULT_PERTURB_SCALE,
-            PERTURB_TENSORS,
-            perturb,
-            qtype_for_bits,
-            requantize,
-        )
-
-        self.parent = parent
-        self.member = member
-        strength = member.effective_strength()
-        source = parent.model_path
-        self.weights = source
-        self.alternate: Path | None = None
-        self.alternate_share = 0.0
-        self.raw_share = strength if member.fault == "wrong_template" else 0.0
-        if member.fault == "quantized":
-            self.weights = requantize(source, qtype_for_bits(strength))
-        elif member.fault == "variant_mix":
-            scale = parent.perturb_scale or DEFAULT_PERTURB_SCALE
-            tensors = parent.perturb_tensors or PERTURB_TENSORS
-            self.alternate = perturb(source, scale, parent.perturb_seed, tensors=tensors)
-            self.alternate_share = strength
-        self.rng = random.Random(f"{seed}/{member.name}/model")
-        for path in (self.weights, self.alternate):
-            if path is not None:
-                shared_model(path, parent.n_ctx)
-
-    def generate(self, request: ChatRequest, on_text: TextCallback | None = None) -> Generation:
-        # Decided in the worker thread, one request at a time: the draws stay in order.
-        alternate = self.alternate is not None and self.rng.random() < self.alternate_share
-        raw = self.rng.random() < self.raw_share
-        weights = self.alternate if alternate and self.alternate else self.weights
-        seed = self.rng.getrandbits(63)
-        return self.parent.run(
-            request, weights, self.member.noise, seed, raw_template=raw, on_text=on_text
-        )
-
-    def complete(self, request: TextCompletionRequest) -> TextCompletion:
-        """The member's weights (a `variant_mix` member's share goes to the perturbed ones)
-        and noise; the prompt is the caller's text, so no prompt format fault applies."""
-        alternate = self.alternate is not None and self.rng.random() < self.alternate_share
-        weights = self.alternate if alternate and self.alternate else self.weights
-        seed = self.rng.getrandbits(63)
-        return self.parent.run_completion(request, weights, self.member.noise, seed)
-
-    def truncate(self, messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
-        return self.parent.truncate(messages, budget)
-
-    def _worker(self) -> ThreadPoolExecutor:
-        return self.parent._worker()
-
-    def close(self) -> None:
-        """The parent owns the worker thread and closes it."""
-
-
-def _chat_logprobs(data: dict[str, Any] | None) -> list[tuple[str, float, list[tuple[str, float]]]]:
-    entries = (data or {}).get("content") or []
-    return [
-        (
-            e["token"],
-            float(e["logprob"]),
-            [(a["token"], float(a["logprob"])) for a in e.get("top_logprobs") or []],
-        )
-        for e in entries
-    ]
-
-
-def _completion_logprobs(
-    data: dict[str, Any] | None,
-) -> list[tuple[str, float, list[tuple[str, float]]]]:
-    if not data:
-        return []
-    return [
-        (token, float(logprob), list((top or {}).items()))
-        for token, logprob, top in zip(
-            data["tokens"], data["token_logprobs"], data["top_logprobs"], strict=False
-        )
-    ]
-
-
-def _align(
-    pairs: list[tuple[str, float, list[tuple[str, float]]]], text: str, top: int
-) -> list[TokenLogprob]:
-    """Token logprobs whose tokens concatenate to `text`, as the fleet's contract requires.
-
-    llama-cpp-python decodes each token alone, so a character split over several tokens
-    (an emoji) comes back as empty strings, and a stop string may cut the last token; the
-    missing text is given to the next token that matches, the rest to the last one.
-    """
-    out: list[TokenLogprob] = []
-    pos = 0
-    for token, logprob, alternatives in pairs:
-        found = text.find(token, pos) if token else -1
-        piece = ""
-        if found >= 0:
-            piece, pos = text[pos:found] + token, found + len(token)
-        ranked = sorted(alternatives, key=lambda a: a[1], reverse=True)[:top]
-        out.append(
-            TokenLogprob(
-                token=piece,
-                logprob=logprob,
-                top_logprobs=[TopLogprob(token=t, logprob=lp) for t, lp in ranked],
-            )
-        )
-    if pos < len(text):
-        if out:
-            out[-1] = out[-1].model_copy(update={"token": out[-1].token + text[pos:]})
-        else:
-            out.append(TokenLogprob(token=text[pos:], logprob=0.0))
-    return out

@@ -92,7 +92,8 @@ class MemorizedModel(Backend):
 
     def _count(self, text: str) -> int:
         """`text` in the model's tokens (called on the worker thread, which owns the model)."""
-        from auditor.fleet.llama_backend import MODEL_LOCK, LlamaBackend, shared_model
+        from auditor.fleet.llama_backend import LlamaBackend
+        from auditor.fleet.llama_model import MODEL_LOCK, shared_model
 
         parent = getattr(self.inner, "parent", self.inner)
         if isinstance(parent, LlamaBackend):

@@ -20,7 +20,7 @@ from auditor.fleet import (
     FleetSpec,
     LlamaBackend,
 )
-from auditor.fleet.llama_backend import MODEL_LOCK, raw_prompt, shared_model
+from auditor.fleet.llama_model import MODEL_LOCK, raw_prompt, shared_model
 from auditor.fleet.process import FleetHandle, running_fleet
 from auditor.providers.llama_cpp import LlamaCppEngine
 from auditor.records import CompletionRequest, Message, RequestParams

@@ -14,7 +14,7 @@ import pytest
 from auditor.comparisons.tools import tool_use
 from auditor.config import AuditorConfig, LlamaCppReference, ProviderConfig
 from auditor.fleet import DEFAULT_MODEL, FleetMember, FleetSpec
-from auditor.fleet.llama_backend import THREADS_ENV
+from auditor.fleet.llama_model import THREADS_ENV
 from auditor.fleet.process import FleetHandle, running_fleet
 from auditor.observations import load_observations
 from auditor.probes import load_suite
