@@ -37,7 +37,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import platform
 import sqlite3
 import statistics
 import tempfile
@@ -51,6 +50,7 @@ from typing import Any
 import db_scale  # bench/db_scale.py, beside this file (the script's directory is on sys.path)
 import httpx
 import psycopg
+from overhead import machine  # bench/overhead.py, beside this file
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from starlette.applications import Starlette
@@ -346,26 +346,6 @@ def bench(url: str, requests: int, warmup: int) -> dict[str, Any]:
         if timed[name]["median_ms"] > SLOW_MS
     }
     return {"targets": timed, "sql": profile, "slow": slow}
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem = ""
-    with open("/proc/meminfo", encoding="utf-8") as f:
-        mem = f.readline().split(":", 1)[1].strip()
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "memory": mem,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def main() -> None:

@@ -72,11 +72,22 @@ def quiet_logs() -> None:
 
 
 def machine() -> dict[str, Any]:
+    """What a result was measured on, for every benchmark's JSON."""
+    model = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="utf-8") as f:
+        memory = f.readline().split(":", 1)[1].strip()
     return {
         "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "memory": memory,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "load_average_at_start": list(os.getloadavg()),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -200,3 +201,21 @@ class RecordingProvider(LoopbackProvider):
                     outer.sent.append((answer, time.monotonic()))
 
         self.serve(Handler)
+
+
+def free_port_range(n: int) -> int:
+    """A base port with `n` consecutive free loopback ports from it."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n > 65000:
+            continue
+        try:
+            for port in range(base, base + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no range of free loopback ports")

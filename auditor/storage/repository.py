@@ -488,6 +488,9 @@ class Store:
             ).scalars():
                 s.delete(old)
             s.flush()
+            started = s.execute(
+                select(RoundRow.started_at).where(RoundRow.id == round_id)
+            ).scalar_one()
             for f in findings:
                 data = f.model_dump(mode="json")
                 s.add(
@@ -496,6 +499,7 @@ class Store:
                         detector=detector,
                         detector_params=params,
                         created_at=utcnow(),
+                        round_started_at=started,
                         **data,
                     )
                 )

@@ -9,8 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, select
-from sqlalchemy.engine.interfaces import ExecutionContext
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -142,14 +141,6 @@ class ScoreRow(SQLModel, table=True):
     detail: dict[str, Any] | None = _json()
 
 
-def _round_started_at(context: ExecutionContext) -> datetime | None:
-    """A finding's `round_started_at` when the writer leaves it out: its round's start."""
-    round_id = context.get_current_parameters()["round_id"]
-    return context.connection.execute(
-        select(RoundRow.started_at).where(RoundRow.id == round_id)
-    ).scalar_one_or_none()
-
-
 class FindingRow(SQLModel, table=True):
     """One provider's assessment in one round, as in the report JSON contract."""
 
@@ -181,11 +172,8 @@ class FindingRow(SQLModel, table=True):
     detector_params: dict[str, Any] | None = _json()
     created_at: datetime = _ts()
     # A copy of the round's `started_at`, the order of a provider's findings (a recomputed old
-    # round stays old); filled from `rounds` when the writer leaves it out.
-    round_started_at: datetime = Field(
-        default=None,
-        sa_column=Column(DateTime(timezone=True), nullable=False, default=_round_started_at),
-    )
+    # round stays old), so that an index on findings alone gives a provider's latest.
+    round_started_at: datetime = _ts()
 
 
 class ReferenceCacheRow(SQLModel, table=True):

@@ -13,7 +13,7 @@ Handlers are plain `def`: FastAPI runs them in its thread pool, since every quer
 from __future__ import annotations
 
 import html
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import structlog
 from fastapi import FastAPI, HTTPException, Path, Query, Request
@@ -58,8 +58,14 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-def _not_found(what: str, key: object) -> HTTPException:
-    return HTTPException(status_code=404, detail=f"no {what} {key!r}")
+T = TypeVar("T")
+
+
+def _found(row: T | None, what: str, key: object) -> T:
+    """The row a query found; a 404 naming what was asked for when it found none."""
+    if row is None:
+        raise HTTPException(status_code=404, detail=f"no {what} {key!r}")
+    return row
 
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -177,10 +183,7 @@ def create_api(store: Store) -> FastAPI:
     ) -> RoundDetail:
         """The round, its findings, and requests, errors, tokens, cost and latency per
         endpoint (the reference included)."""
-        detail = queries.round_detail(store, round_id)
-        if detail is None:
-            raise _not_found("round", round_id)
-        return detail
+        return _found(queries.round_detail(store, round_id), "round", round_id)
 
     @api.get(
         "/rounds/{round_id}/report",
@@ -194,9 +197,7 @@ def create_api(store: Store) -> FastAPI:
     ) -> Response:
         """Exactly `auditor report --round ID --format json`: the report JSON contract (NaN
         and infinities as null)."""
-        row = store.get_round(round_id)
-        if row is None:
-            raise _not_found("round", round_id)
+        row = _found(store.get_round(round_id), "round", round_id)
         return _report(row)
 
     def _report(row: Any) -> Response:
@@ -239,10 +240,7 @@ def create_api(store: Store) -> FastAPI:
     def get_finding(finding_id: Annotated[int, _id("Finding id.")]) -> FindingDetail:
         """A finding with its tests, diagnoses and evidence, its round, and the provider's id
         (for `/providers/{id}`)."""
-        detail = queries.finding(store, finding_id)
-        if detail is None:
-            raise _not_found("finding", finding_id)
-        return detail
+        return _found(queries.finding(store, finding_id), "finding", finding_id)
 
     @api.get(
         "/providers",
@@ -275,10 +273,9 @@ def create_api(store: Store) -> FastAPI:
         """The provider's last `limit` assessed rounds, oldest first: verdict, requests,
         errors, tokens, cost and mean latency per round; each test's statistic, p-value and
         honest band over time; its incidents."""
-        history = queries.provider_history(store, provider_id, limit=limit)
-        if history is None:
-            raise _not_found("provider", provider_id)
-        return history
+        return _found(
+            queries.provider_history(store, provider_id, limit=limit), "provider", provider_id
+        )
 
     @api.get(
         "/samples",
@@ -325,10 +322,7 @@ def create_api(store: Store) -> FastAPI:
     def get_sample(sample_id: Annotated[int, _id("Sample id.")]) -> SampleDetail:
         """A sample with the request body sent and the response body received (secrets
         were scrubbed before they were stored)."""
-        detail = queries.sample(store, sample_id)
-        if detail is None:
-            raise _not_found("sample", sample_id)
-        return detail
+        return _found(queries.sample(store, sample_id), "sample", sample_id)
 
     @api.get(
         "/incidents",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import get_args
 
 import pytest
 import yaml
-from cli_helpers import run_auditor
+from cli_helpers import free_port_range, run_auditor
 
 from auditor.config import load_config
 from auditor.errors import UsageError
@@ -91,26 +90,8 @@ def test_repo_providers_file_lists_the_demo_fleet() -> None:
     )
 
 
-def _free_ports(n: int) -> int:
-    """A base port with `n` consecutive free ports above it."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65000:
-            continue
-        try:
-            for port in range(base, base + n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
-
-
 def test_demo_end_to_end_on_the_echo_fleet(tmp_path: Path) -> None:
-    base = _free_ports(3)
+    base = free_port_range(3)
     (tmp_path / "probes").mkdir()
     suite = {
         "suite": "demo",

@@ -19,7 +19,7 @@ STARTS = {"r1": "2026-01-01 10:00:00", "r2": "2026-01-01 09:00:00"}
 
 def test_0006_copies_each_rounds_start_into_its_findings(db_url: str) -> None:
     """Existing findings get their round's start; findings written afterwards get it too,
-    with no change to the writer; downgrading drops the column and the indexes again."""
+    copied by `save_findings`; downgrading drops the column and the indexes again."""
     engine = make_engine(db_url)
     upgrade(engine, "0005")
     with engine.begin() as conn:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import threading
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cli_helpers import ROOT, run_auditor
+from cli_helpers import ROOT, free_port_range, run_auditor
 from sqlalchemy import select
 from starlette.applications import Starlette
 
@@ -71,24 +70,6 @@ class DemoRound:
 
     def verdicts(self) -> dict[str, str]:
         return {name: f.verdict for name, f in self.findings.items()}
-
-
-def free_port_range(n: int) -> int:
-    """A base port with `n` consecutive free loopback ports from it."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65000:
-            continue
-        try:
-            for port in range(base, base + n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no range of free loopback ports")
 
 
 def run_demo_round(directory: Path) -> str:

@@ -178,18 +178,7 @@ def round_detail(store: Store, round_id: str) -> RoundDetail | None:
     return RoundDetail(
         round=round_info(row),
         findings=[
-            RoundFinding(
-                id=f.id,
-                model=f.model,
-                provider=f.provider,
-                provider_id=f.provider_id,
-                verdict=f.verdict,
-                severity=f.severity,
-                diagnoses=_diagnoses(f.diagnoses),
-                requests=f.requests,
-                errors=f.errors,
-                tokens=f.tokens,
-            )
+            RoundFinding.model_validate({**f._mapping, "diagnoses": _diagnoses(f.diagnoses)})
             for f in found
         ],
         totals=totals,

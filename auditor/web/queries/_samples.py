@@ -140,22 +140,7 @@ def _newest(
 
 
 def _sample_view(r: Any) -> SampleView:
-    return SampleView(
-        id=r.id,
-        round_id=r.round_id,
-        model=r.model,
-        provider=r.provider,
-        probe_id=r.probe_id,
-        sample_index=r.sample_index,
-        ok=bool(r.ok),
-        status_code=r.status_code,
-        error_class=r.error_class,
-        output_text=r.output_text,
-        finish_reason=r.finish_reason,
-        total_tokens=r.total_tokens,
-        latency_ms=r.latency_ms,
-        created_at=as_utc(r.created_at),
-    )
+    return SampleView.model_validate({**r._mapping, "created_at": as_utc(r.created_at)})
 
 
 def sample(store: Store, sample_id: int) -> SampleDetail | None:
@@ -185,19 +170,11 @@ def sample(store: Store, sample_id: int) -> SampleDetail | None:
         ).first()
     if r is None:
         return None
-    return SampleDetail(
-        **_sample_view(r).model_dump(),
-        error_message=r.error_message,
-        request_json=r.request_json or {},
-        response_json=r.response_json,
-        probe_hash=r.probe_hash,
-        prompt_tokens=r.prompt_tokens,
-        completion_tokens=r.completion_tokens,
-        cost=r.cost,
-        ttft_ms=r.ttft_ms,
-        attempts=r.attempts,
-        cached=bool(r.cached),
-        served_model=r.served_model,
-        tool_calls_json=r.tool_calls_json,
-        started_at=_at(r.started_at),
+    return SampleDetail.model_validate(
+        {
+            **r._mapping,
+            "created_at": as_utc(r.created_at),
+            "started_at": _at(r.started_at),
+            "request_json": r.request_json or {},
+        }
     )
