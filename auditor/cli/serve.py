@@ -58,11 +58,20 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with WebServer(create_dashboard(store, token=token), server) as web:
+        web = WebServer(create_dashboard(store, token=token), server)
+        try:
+            await web.start()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}"
+            ) from None
+        try:
             access = "bearer token required" if token else "no token: loopback only"
             print_line(f"serving {web.url}/ ({access}); Ctrl-C stops")
             sys.stdout.flush()  # a supervisor or a test waits for this line on a pipe
             await stop.wait()
+        finally:
+            await web.stop()
 
     asyncio.run(run())
 
