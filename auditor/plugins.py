@@ -2,7 +2,8 @@
 
 Plugins are found through Python entry points (group `auditor.<kind>`): the built-ins are
 declared in this project's pyproject.toml exactly as a third-party package would declare its
-own, and each registers itself with the `register` decorator when its module is imported.
+own, and each registers itself when its module is imported: a class with the `register`
+decorator (adapters, scorers, comparisons), a value with `add` (diagnosis rules).
 """
 
 from __future__ import annotations
@@ -15,18 +16,27 @@ Plugin = TypeVar("Plugin")
 
 
 class Registry(Generic[Plugin]):
+    """Named plugins of one kind: classes (`Registry[type[Scorer]]`) or values
+    (`Registry[Rule]`), in the order they were registered."""
+
     def __init__(self, kind: str, group: str | None = None) -> None:
         self.kind = kind
         self.group = group
-        self._items: dict[str, type[Plugin]] = {}
+        self._items: dict[str, Plugin] = {}
         self._loaded = group is None
 
-    def register(self, name: str) -> Callable[[type[Plugin]], type[Plugin]]:
-        def add(cls: type[Plugin]) -> type[Plugin]:
-            if name in self._items and self._items[name] is not cls:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._items[name] = cls
-            return cls
+    def add(self, name: str, item: Plugin) -> Plugin:
+        """Register `item` under `name`; registering the same item twice is harmless."""
+        if name in self._items and self._items[name] is not item:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._items[name] = item
+        return item
+
+    def register(self, name: str) -> Callable[[Plugin], Plugin]:
+        """A decorator: `@registry.register("name")` over a class (or function)."""
+
+        def add(item: Plugin) -> Plugin:
+            return self.add(name, item)
 
         return add
 
@@ -37,7 +47,7 @@ class Registry(Generic[Plugin]):
         for ep in entry_points(group=self.group):
             ep.load()
 
-    def get(self, name: str) -> type[Plugin]:
+    def get(self, name: str) -> Plugin:
         self._load()
         try:
             return self._items[name]
@@ -49,6 +59,11 @@ class Registry(Generic[Plugin]):
         self._load()
         return sorted(self._items)
 
-    def items(self) -> list[tuple[str, type[Plugin]]]:
+    def items(self) -> list[tuple[str, Plugin]]:
         self._load()
         return sorted(self._items.items())
+
+    def values(self) -> list[Plugin]:
+        """Every plugin, in registration order."""
+        self._load()
+        return list(self._items.values())

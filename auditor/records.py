@@ -261,7 +261,7 @@ class Finding(Strict):
 
 
 class IncidentInfo(Strict):
-    """An incident as alerts and the API show it (see `auditor.incidents`)."""
+    """An incident as alerts and the API show it (see `auditor.alerts.incidents`)."""
 
     id: int
     model: str

@@ -55,7 +55,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from starlette.applications import Starlette
 
-from auditor.ops_config import ServerConfig
+from auditor.operations.settings import ServerConfig
 from auditor.storage.db import current_revision, head_revision, make_engine, upgrade
 from auditor.storage.repository import Store
 from auditor.web import WebServer

@@ -34,18 +34,19 @@ from typing import Any
 
 import numpy as np
 import yaml
+from auditor_fleet import FleetMember, FleetSpec, fleet_down, fleet_up
+from auditor_fleet.demo import EXPECTED, build_weights
+from auditor_fleet.spec import DEFAULT_MODEL, base_url
 
-from auditor.compare import DETECTOR, build_findings
 from auditor.config import AuditorConfig
-from auditor.fleet import FleetMember, FleetSpec, fleet_down, fleet_up
-from auditor.fleet.demo import EXPECTED, build_weights
-from auditor.fleet.spec import DEFAULT_MODEL, base_url
-from auditor.observations import load_observations
+from auditor.judging.findings import build_findings
+from auditor.judging.verdict import DETECTOR
 from auditor.probes import load_suite
 from auditor.records import as_utc
-from auditor.rounds import run_round_async, select
+from auditor.rounds.run import run_round_async, select
 from auditor.stats import mmd_hamming_test
 from auditor.storage.db import ensure_schema, make_engine
+from auditor.storage.observations import load_observations
 from auditor.storage.repository import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -45,8 +45,8 @@ from auditor import logs
 from auditor.config import AuditorConfig
 from auditor.probes import expand_requests, load_suite
 from auditor.providers.openai_compatible import OpenAICompatibleAdapter
-from auditor.rounds import run_round_async
-from auditor.rounds import select as select_round
+from auditor.rounds.run import run_round_async
+from auditor.rounds.run import select as select_round
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import RoundRow, SampleRow

@@ -12,7 +12,7 @@ the database. Writes bench/results/rate_limit.json.
     nice -n 10 .venv/bin/python bench/rate_limit.py [--seconds 60] [--rps 20] [--burst 5]
         [--tpm 6000]
 
-How the limits work (auditor/limits.py): aiolimiter leaky buckets. Requests: capacity B,
+How the limits work (auditor/rounds/limits.py): aiolimiter leaky buckets. Requests: capacity B,
 drained at R/s, so any 1-s window holds at most R + B requests. Tokens: capacity
 `tokens_burst` (default T/10), drained at T/60 per second; each request reserves its
 estimated prompt plus max_tokens before it is sent, and the bucket is corrected to the usage
@@ -47,8 +47,8 @@ from overhead import (
 from stub import RunningStub, running_stub
 
 from auditor.config import ProviderConfig
-from auditor.limits import reservation, token_bucket
 from auditor.probes import expand_requests, load_suite
+from auditor.rounds.limits import reservation, token_bucket
 
 
 def max_in_window(times: list[float], width: float = 1.0) -> tuple[int, float]:

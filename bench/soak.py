@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from auditor.fleet import FleetMember, FleetSpec
-from auditor.fleet.process import running_fleet
+from auditor_fleet import FleetMember, FleetSpec
+from auditor_fleet.process import running_fleet
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDITOR = str(Path(sys.executable).parent / "auditor")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auditor.budget import EndpointKey, Plan, PlannedRequest, SequentialPolicy, SpendMeter
 from auditor.config import RoundBudget, Sequential
 from auditor.records import CompletionRequest, Message, ProbeCase
-from auditor.runner import RoundRunner
+from auditor.rounds.budget import EndpointKey, Plan, PlannedRequest, SequentialPolicy, SpendMeter
+from auditor.rounds.runner import RoundRunner
 from auditor.secrets import Redactor
 from tests.test_runner import CASE, Scripted, endpoint, make_store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_diagnose import fleet
 
-from auditor.calibration import calibrate
+from auditor.judging.calibration import calibrate
 
 
 def test_honest_providers_are_rarely_flagged_and_bands_are_reported() -> None:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from auditor_fleet import FleetMember, FleetSpec, running_fleet
+from auditor_fleet.process import FleetHandle
 from cli_helpers import MINI_REQUESTS, ROOT, provider, run_auditor, write_config
-
-from auditor.fleet import FleetMember, FleetSpec, running_fleet
-from auditor.fleet.process import FleetHandle
 
 # The report JSON contract of DESIGN.md, as a JSON Schema (null allowed, never NaN).
 NUM = {"type": ["number", "null"]}

@@ -32,10 +32,9 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from auditor_fleet.process import running_fleet
+from auditor_fleet.spec import FleetMember, FleetSpec
 from cli_helpers import RecordingProvider, provider, run_auditor, write_config
-
-from auditor.fleet.process import running_fleet
-from auditor.fleet.spec import FleetMember, FleetSpec
 
 TRIALS = 20
 PG_TRIALS = 4
@@ -55,7 +54,7 @@ REQUESTS = 24  # per provider
 ZYGOTE = r"""
 import json, os, sys, traceback
 from auditor.cli import main
-import auditor.rounds, auditor.report, auditor.export  # noqa: F401  (warm imports)
+import auditor.rounds.run, auditor.report.render, auditor.report.export  # noqa: F401
 from auditor.providers.base import adapters
 from auditor.scorers import scorers
 adapters.get("openai")

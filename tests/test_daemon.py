@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from auditor_fleet import FleetMember, FleetSpec
+from auditor_fleet.process import FleetHandle, running_fleet
 
-from auditor.daemon import missed_run
-from auditor.fleet import FleetMember, FleetSpec
-from auditor.fleet.process import FleetHandle, running_fleet
-from auditor.ops_config import ScheduleEntry
+from auditor.operations.daemon import missed_run
+from auditor.operations.settings import ScheduleEntry
 from tests.alerts.receiver import NEW_SECRET, Receiver
 from tests.cli_helpers import AUDITOR, provider, write_config
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 
 from auditor.comparisons import compare
-from auditor.diagnose import diagnose, evidence, rejected, severity_for
-from auditor.observations import Observation
+from auditor.comparisons.observation import Observation
+from auditor.judging.diagnose import diagnose
+from auditor.judging.evidence import pick_evidence as evidence
+from auditor.judging.verdict import rejected, severity_for
 
 
 def observation(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.ops_config import ServerConfig
+from auditor.operations.settings import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from auditor.incidents import (
+from auditor.alerts.incidents import (
     acknowledge,
     check_staleness,
     list_incidents,
     mute,
     update_from_findings,
 )
-from auditor.ops_config import ScheduleEntry
+from auditor.operations.settings import ScheduleEntry
 from auditor.records import Diagnosis, Evidence, Finding, utcnow
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store

@@ -12,7 +12,7 @@ import pytest
 
 HOLDER = """
 import sys, time
-from auditor.leader import lock_for
+from auditor.operations.leader import lock_for
 from auditor.storage.db import make_engine
 lock = lock_for(make_engine(sys.argv[1]))
 while not lock.try_acquire():

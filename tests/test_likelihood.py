@@ -8,9 +8,9 @@ import random
 import pytest
 
 from auditor.comparisons import reference_likelihood
-from auditor.likelihood import likelihood_scores
-from auditor.observations import Observation
+from auditor.comparisons.observation import Observation
 from auditor.providers.continuation import TokenScore
+from auditor.scorers.reference_likelihood import likelihood_scores
 
 
 def token(logprob: float, top: float) -> TokenScore:

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from auditor.config import ProviderConfig
-from auditor.limits import ProviderLimits, estimate_prompt_tokens, reservation
 from auditor.records import CompletionRequest, Message, RequestParams
+from auditor.rounds.limits import ProviderLimits, estimate_prompt_tokens, reservation
 
 
 def cfg(**fields: object) -> ProviderConfig:

@@ -6,7 +6,14 @@ import json
 from datetime import UTC, datetime
 
 from auditor.records import Evidence, Finding, TestResult
-from auditor.report import Report, RoundInfo, round_info, spend_by_verdict, to_json, to_markdown
+from auditor.report.render import (
+    Report,
+    RoundInfo,
+    round_info,
+    spend_by_verdict,
+    to_json,
+    to_markdown,
+)
 from auditor.storage.tables import RoundRow
 
 

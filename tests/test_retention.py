@@ -9,6 +9,7 @@ import pytest
 from cli_helpers import run_auditor
 from sqlalchemy import func, select, update
 
+from auditor.operations.retention import prune
 from auditor.records import (
     CompletionRequest,
     CompletionResponse,
@@ -20,7 +21,6 @@ from auditor.records import (
     Usage,
     utcnow,
 )
-from auditor.retention import prune
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import (

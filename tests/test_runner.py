@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from auditor.budget import Plan, PlannedRequest, SendEverySample, SpendMeter
 from auditor.config import Price, ProviderConfig, RoundBudget
-from auditor.limits import ProviderLimits
 from auditor.providers.base import ProviderAdapter
 from auditor.records import CompletionRequest, CompletionResponse, Message, ProbeCase, Usage
-from auditor.runner import Endpoint, RoundRunner
+from auditor.rounds.budget import Plan, PlannedRequest, SendEverySample, SpendMeter
+from auditor.rounds.limits import ProviderLimits
+from auditor.rounds.runner import Endpoint, RoundRunner
 from auditor.secrets import Redactor
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store

@@ -36,10 +36,10 @@ from cli_helpers import RecordingProvider, provider, run_auditor, write_config
 from test_crash_trials import Zygote
 
 from auditor.alerts import delivery, outbox
+from auditor.alerts.incidents import update_from_findings
 from auditor.cli.common import open_store
 from auditor.config import load_config
-from auditor.incidents import update_from_findings
-from auditor.ops_config import ServerConfig
+from auditor.operations.settings import ServerConfig
 from auditor.storage.db import make_engine
 from auditor.storage.repository import Store
 from auditor.web import WebServer

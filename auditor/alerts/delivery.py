@@ -36,8 +36,8 @@ from standardwebhooks import Webhook
 from auditor.alerts import outbox
 from auditor.alerts.outbox import Message
 from auditor.alerts.signing import SecretError, body_text, signed_headers, signers_for
-from auditor.metrics import WEBHOOK_DELIVERIES
-from auditor.ops_config import AlertsConfig, WebhookSink, format_duration
+from auditor.operations.metrics import WEBHOOK_DELIVERIES
+from auditor.operations.settings import AlertsConfig, WebhookSink, format_duration
 from auditor.providers.retry import parse_retry_after
 from auditor.records import utcnow
 from auditor.secrets import Redactor

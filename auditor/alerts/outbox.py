@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from auditor.alerts.payload import body_for, wants
-from auditor.ops_config import AlertsConfig
+from auditor.operations.settings import AlertsConfig
 from auditor.records import AlertEvent, as_utc, utcnow
 from auditor.storage.repository import Store
 from auditor.storage.tables import OutboxRow, SinkStateRow

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from auditor import __version__
-from auditor.ops_config import WebhookSink
+from auditor.operations.settings import WebhookSink
 from auditor.records import AlertEvent, Evidence, IncidentInfo, utcnow
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}

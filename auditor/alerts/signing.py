@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from standardwebhooks import Webhook
 
 from auditor import __version__
-from auditor.ops_config import WebhookSink
+from auditor.operations.settings import WebhookSink
 from auditor.records import canonical_json
 
 PREFIX = "whsec_"

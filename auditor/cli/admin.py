@@ -51,10 +51,10 @@ def probes_list(
         print_line(f"{line}\t{s.description or ''}")
 
 
-def _default_probes_dir(config_path: Path) -> Path:
+def _default_probes_dir(config_path: Path) -> Path | None:
     if config_path.exists():
         return probes_dir_of(config_path, load_config(config_path))
-    return Path("probes")
+    return Path("probes") if Path("probes").is_dir() else None
 
 
 @probes_app.command("validate")
@@ -64,8 +64,9 @@ def probes_validate(
 ) -> None:
     """Check probe files; prints one line per problem-free suite, or the first error."""
     from auditor.probes import validate_path
+    from auditor.probes.suite import PACKAGED_SUITES
 
-    suites = validate_path(path or _default_probes_dir(config_path))
+    suites = validate_path(path or _default_probes_dir(config_path) or PACKAGED_SUITES)
     for s in suites:
         out.print(f"ok {s.name}: {len(s.cases)} cases, hash {s.hash[:12]}", highlight=False)
 
@@ -132,8 +133,8 @@ def db_prune(
     database: DatabaseOpt = None,
 ) -> None:
     """Drop raw payloads older than the period; keep findings, incidents and scores."""
-    from auditor.ops_config import parse_duration
-    from auditor.retention import prune
+    from auditor.operations.retention import prune
+    from auditor.operations.settings import parse_duration
 
     try:
         period = parse_duration(older_than)

@@ -39,7 +39,7 @@ app.add_typer(alerts_app, name="alerts")
 incidents_app = typer.Typer(help="Incidents the daemon opened.", no_args_is_help=True)
 app.add_typer(incidents_app, name="incidents")
 
-FLEET_STATE = Path(".auditor/fleet")
+FLEET_STATE = Path(".fleet/auditor_fleet")
 StateDirOpt = Annotated[Path, typer.Option("--state-dir", help="Where the fleet's pid and log go.")]
 
 # Piped output is not cut to 80 columns: a report table read from a file stays whole.
@@ -110,9 +110,14 @@ def open_store(url: str) -> Store:
     return store
 
 
-def probes_dir_of(config_path: Path, config: AuditorConfig) -> Path:
+def probes_dir_of(config_path: Path, config: AuditorConfig) -> Path | None:
+    """The config's `probes_dir` (relative to the config file). Left unset, `probes/` beside
+    the config if there is one, else None: the suites shipped with the package."""
     probes = Path(config.probes_dir)
-    return probes if probes.is_absolute() else config_path.parent / probes
+    probes = probes if probes.is_absolute() else config_path.parent / probes
+    if "probes_dir" not in config.model_fields_set and not probes.is_dir():
+        return None
+    return probes
 
 
 def print_line(text: str) -> None:

@@ -44,8 +44,8 @@ def fleet_up_cmd(
     state_dir: StateDirOpt = FLEET_STATE,
 ) -> None:
     """Start the fleet in the background and wait until every member answers."""
-    from auditor.fleet import default_fleet, echo_fleet, fleet_up, load_fleet_spec, pick_members
-    from auditor.fleet.demo import build_weights
+    from auditor_fleet import default_fleet, echo_fleet, fleet_up, load_fleet_spec, pick_members
+    from auditor_fleet.demo import build_weights
 
     if spec:
         fleet = load_fleet_spec(spec)
@@ -63,7 +63,7 @@ def fleet_up_cmd(
 @fleet_app.command("down")
 def fleet_down_cmd(state_dir: StateDirOpt = FLEET_STATE) -> None:
     """Stop the fleet started by `auditor fleet up`."""
-    from auditor.fleet import fleet_down
+    from auditor_fleet import fleet_down
 
     out.print("fleet stopped" if fleet_down(state_dir) else "no fleet was running")
 
@@ -71,7 +71,7 @@ def fleet_down_cmd(state_dir: StateDirOpt = FLEET_STATE) -> None:
 @fleet_app.command("status")
 def fleet_status_cmd(state_dir: StateDirOpt = FLEET_STATE) -> None:
     """Show the fleet's members and whether they answer."""
-    from auditor.fleet import fleet_status
+    from auditor_fleet import fleet_status
 
     status = fleet_status(state_dir)
     if status is None:
@@ -102,7 +102,7 @@ def demo(
     """
     import time
 
-    from auditor.fleet import (
+    from auditor_fleet import (
         default_fleet,
         echo_fleet,
         fleet_down,
@@ -110,7 +110,7 @@ def demo(
         fleet_up,
         pick_members,
     )
-    from auditor.fleet.demo import (
+    from auditor_fleet.demo import (
         build_weights,
         planted,
         print_demo_table,

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from auditor import incidents, logs
+from auditor import logs
+from auditor.alerts import incidents
 from auditor.cli.common import (
     ConfigOpt,
     DatabaseOpt,
@@ -25,7 +26,7 @@ from auditor.cli.common import (
 )
 from auditor.config import DEFAULT_CONFIG, load_config
 from auditor.errors import ConfigError, UsageError
-from auditor.ops_config import parse_duration
+from auditor.operations.settings import parse_duration
 from auditor.records import utcnow
 from auditor.secrets import Redactor
 from auditor.yamlfile import line_of, read_yaml
@@ -34,7 +35,7 @@ from auditor.yamlfile import line_of, read_yaml
 @app.command()
 def daemon(config_path: ConfigOpt = DEFAULT_CONFIG, database: DatabaseOpt = None) -> None:
     """Run the config's schedule unattended: rounds, incidents, webhook alerts, /metrics."""
-    from auditor.daemon import Daemon
+    from auditor.operations.daemon import Daemon
     from auditor.probes import load_suites
 
     config = load_config(config_path)

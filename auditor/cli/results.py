@@ -77,10 +77,10 @@ def run_rounds(
     database: str | None = None,
 ) -> list[Finding]:
     """Run one round per selected suite, print each report; return all findings."""
+    from auditor.cli.progress import ProgressBars
     from auditor.probes import load_suites
-    from auditor.progress import ProgressBars
-    from auditor.report import build_report, print_table
-    from auditor.rounds import run_round_async, select
+    from auditor.report.render import build_report, print_table
+    from auditor.rounds.run import run_round_async, select
 
     suites = load_suites(probes_dir_of(config_path, config))
     names = [suite] if suite else config.suites
@@ -142,7 +142,7 @@ def report(
     database: DatabaseOpt = None,
 ) -> None:
     """Print the findings of a round."""
-    from auditor.report import build_report, print_table, to_json, to_markdown
+    from auditor.report.render import build_report, print_table, to_json, to_markdown
 
     if last and round_id:
         raise UsageError("--round and --last are exclusive")
@@ -166,7 +166,7 @@ def compare(
     database: DatabaseOpt = None,
 ) -> None:
     """Recompute a round's findings from the database alone."""
-    from auditor.compare import build_findings
+    from auditor.judging.findings import build_findings
 
     store = open_store(database_url(config_path, database))
     row = _pick_round(store, round_id)
@@ -178,7 +178,7 @@ def compare(
 def _export_evidence(
     store: Store, round_id: str | None, provider: str | None, output: Path | None
 ) -> None:
-    from auditor.evidence import evidence_bundle
+    from auditor.report.evidence_bundle import evidence_bundle
 
     row = _pick_round(store, round_id)
     bundle = evidence_bundle(store, row, provider, all_verdicts=provider is not None)
@@ -208,7 +208,7 @@ def calibrate(
     database: DatabaseOpt = None,
 ) -> None:
     """Noise band and false-alarm rate from a round's honest providers, stored for reports."""
-    from auditor.compare import calibrate_round
+    from auditor.judging.calibration import calibrate_round
 
     store = open_store(database_url(config_path, database))
     rows = [_pick_round(store, r) for r in (round_ids or [None])]
@@ -247,7 +247,7 @@ def export(
     database: DatabaseOpt = None,
 ) -> None:
     """Export samples (requests, responses, timings, usage) for analysis."""
-    from auditor.export import sample_records, write_csv, write_jsonl
+    from auditor.report.export import sample_records, write_csv, write_jsonl
 
     store = open_store(database_url(config_path, database))
     if evidence:

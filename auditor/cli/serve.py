@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from auditor.cli.common import ConfigOpt, DatabaseOpt, app, print_line, web_token
 from auditor.config import DEFAULT_CONFIG, load_config
 from auditor.errors import UsageError
-from auditor.ops_config import ServerConfig
+from auditor.operations.settings import ServerConfig
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 

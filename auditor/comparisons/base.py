@@ -1,44 +1,95 @@
-"""What every comparison returns, and the helpers the comparison modules share.
+"""What every comparison returns, the plugin kind that produces comparisons, and the helpers the
+comparison modules share.
 
 Each comparison is a named test with its statistic, p-value, effect and sample size, plus the
-metric and probe scope it looked at (what the diagnosis rules read). All tests are two-sample
-or paired tests whose null is "the provider behaves as the reference": exact under an honest
-provider, up to the small numeric noise of real serving, which moves none of these
-distributions measurably. Pure functions over observations; no I/O.
+metric and probe scope it looked at (what the diagnosis rules read, `auditor.comparisons.rules`)
+and the sign of the move (`sign`: which way the provider moved, by default the effect's sign).
+All tests are two-sample or paired tests whose null is "the provider behaves as the
+reference". Pure functions over observations; no I/O.
+
+A comparison module declares the metrics it emits (a `StrEnum`), a `Comparator` registered in
+`comparators`, and beside them the diagnosis rules that read those metrics.
 """
 
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
-from auditor.observations import Observation
+from auditor.comparisons.observation import Observation
+from auditor.plugins import Registry
 from auditor.records import TestResult
 from auditor.stats.outcome import TestOutcome
 
 MIN_SAMPLES = 5  # fewer paired or scored samples than this: no test
 TOLERATED_RATE = 0.01  # honest quirks allowed for: 1 request in 100
 
-Scope = Callable[[Observation], bool]
-SCOPES: dict[str, Scope] = {
-    "all": lambda o: True,
-    "long_context": lambda o: "long_context" in o.signals,
-    "system_prompt": lambda o: o.has_system_message,
-    "short": lambda o: "long_context" not in o.signals and not o.has_system_message,
+
+class Scope(StrEnum):
+    """Which probes (or which baseline) a comparison looked at."""
+
+    ALL = "all"
+    LONG_CONTEXT = "long_context"
+    SYSTEM_PROMPT = "system_prompt"
+    SHORT = "short"  # neither long-context nor with a system message
+    GREEDY = "greedy"  # temperature-0 answers
+    SAMPLED = "sampled"  # temperature > 0 answers
+    TRUSTED = "trusted"  # against the providers marked trusted
+    LOGPROBS = "logprobs"  # answers that came with logprobs
+    TOOLS = "tools"  # probes that offer tools
+
+
+PROBE_SCOPES: dict[Scope, Callable[[Observation], bool]] = {
+    Scope.ALL: lambda o: True,
+    Scope.LONG_CONTEXT: lambda o: "long_context" in o.signals,
+    Scope.SYSTEM_PROMPT: lambda o: o.has_system_message,
+    Scope.SHORT: lambda o: "long_context" not in o.signals and not o.has_system_message,
 }
 
 
 @dataclass(frozen=True)
 class Comparison:
+    """One test (or figure) of one provider, with what the diagnosis rules read: the metric,
+    the probe scope, and `sign`, which way the provider moved (None: the effect's sign)."""
+
     result: TestResult
     metric: str
     scope: str
-    direction: float = 0.0  # for prompt accounting: the median difference in tokens
-    beyond_honest: float | None = None  # share of values beyond every trusted provider's
-    sampling_likeness: float | None = None  # greedy gaps over the reference's sampled gaps
+    sign: float | None = None
+
+    @property
+    def moved(self) -> float:
+        """Which way the provider moved: positive up, negative down, 0 not at all."""
+        return self.sign if self.sign is not None else (self.result.effect or 0.0)
+
+
+@dataclass(frozen=True)
+class ComparisonInput:
+    """What every comparator reads: the reference's observations (or the provider's own
+    history), the provider's, those of the providers marked trusted (the provider itself
+    excluded), and a text seed that fixes anything random per round and provider."""
+
+    reference: list[Observation]
+    provider: list[Observation]
+    trusted: list[Observation] = field(default_factory=list)
+    seed: str = ""
+
+
+class Comparator(ABC):
+    """One kind of evidence: a provider's observations against the baseline's -> comparisons.
+    Pure: no I/O, the same input gives the same comparisons."""
+
+    @abstractmethod
+    def compare(self, data: ComparisonInput) -> list[Comparison]: ...
+
+
+comparators: Registry[type[Comparator]] = Registry("comparison", group="auditor.comparisons")
 
 
 def result_of(name: str, outcome: TestOutcome) -> TestResult:
@@ -51,11 +102,19 @@ def result_of(name: str, outcome: TestOutcome) -> TestResult:
     )
 
 
-def figure(name: str, value: float, effect: float | None, n: int, **extra: object) -> TestResult:
+def figure(name: str, value: float, effect: float | None, n: int, **extra: Any) -> TestResult:
     """A number reported beside the tests, without a p-value."""
-    return TestResult(
-        name=name, statistic=value, p_value=None, effect=effect, n=n, status="figure", **extra
-    )  # type: ignore[arg-type]
+    return TestResult.model_validate(
+        {
+            "name": name,
+            "statistic": value,
+            "p_value": None,
+            "effect": effect,
+            "n": n,
+            "status": "figure",
+            **extra,
+        }
+    )
 
 
 def values_of(obs: Iterable[Observation], metric: str) -> list[float]:

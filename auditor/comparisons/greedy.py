@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from enum import StrEnum
 
 import numpy as np
 
-from auditor.comparisons.base import MIN_SAMPLES, Comparison, figure, result_of
-from auditor.observations import Observation
+from auditor.comparisons.base import (
+    MIN_SAMPLES,
+    Comparator,
+    Comparison,
+    ComparisonInput,
+    Scope,
+    comparators,
+    figure,
+    result_of,
+)
+from auditor.comparisons.likelihood import NEAR_TOP
+from auditor.comparisons.metrics import PROMPT_CHANGED
+from auditor.comparisons.observation import Observation
+from auditor.comparisons.rules import Figure, Not, Rule, register
 from auditor.stats import proportion_test
+
+
+class GreedyMetric(StrEnum):
+    EXACT = "greedy_exact"  # share of answers equal to the reference's (figure)
+    EARLY = "greedy_early"  # share diverging from the reference's within the first quarter
+    REPEATS_VARY = "repeats_vary"  # temperature-0 repeats parting ways early
+    REPEATS_VARY_FIGURE = "repeats_vary_figure"  # the same, beside trusted providers'
+
+
+G = GreedyMetric
 
 
 def greedy_agreement(reference: list[Observation], provider: list[Observation]) -> list[Comparison]:
@@ -24,8 +47,8 @@ def greedy_agreement(reference: list[Observation], provider: list[Observation]) 
     n = len(pairs)
 
     return [
-        Comparison(figure("greedy:exact_match", exact, exact - 1, n), "greedy_exact", "greedy"),
-        Comparison(figure("greedy:early_divergence", early, early, n), "greedy_early", "greedy"),
+        Comparison(figure("greedy:exact_match", exact, exact - 1, n), G.EXACT, Scope.GREEDY),
+        Comparison(figure("greedy:early_divergence", early, early, n), G.EARLY, Scope.GREEDY),
     ]
 
 
@@ -83,13 +106,13 @@ def against_trusted(
         result = result_of("rate:greedy_early_divergence@trusted", outcome).model_copy(
             update={"statistic": kb / nb, "honest_range": (0.0, ka / na)}
         )
-        out.append(Comparison(result, "greedy_early", "trusted"))
+        out.append(Comparison(result, G.EARLY, Scope.TRUSTED))
     (vb, mb), (va, ma) = _varying_repeats(provider), _varying_repeats(trusted)
     if mb and ma:
         shown = figure(
             "greedy:repeats_vary", vb / mb, vb / mb - va / ma, mb, honest_range=(0.0, va / ma)
         )
-        out.append(Comparison(shown, "repeats_vary_figure", "trusted"))
+        out.append(Comparison(shown, G.REPEATS_VARY_FIGURE, Scope.TRUSTED))
     return out
 
 
@@ -102,7 +125,71 @@ def repeat_variation(reference: list[Observation], provider: list[Observation]) 
     return [
         Comparison(
             result_of("rate:greedy_repeats_vary", proportion_test(ka, na, kb, nb)),
-            "repeats_vary",
-            "greedy",
+            G.REPEATS_VARY,
+            Scope.GREEDY,
         )
     ]
+
+
+@comparators.register("greedy")
+class GreedyComparator(Comparator):
+    def compare(self, data: ComparisonInput) -> list[Comparison]:
+        return [
+            *against_trusted(data.reference, data.provider, data.trusted),
+            *greedy_agreement(data.reference, data.provider),
+            *repeat_variation(data.reference, data.provider),
+        ]
+
+
+STRAYS_AND_VARIES = "sampling_params.strays_and_varies"
+register(
+    Rule(
+        name="sampling_params.repeats_vary",
+        metric=G.REPEATS_VARY,
+        direction="up",
+        when=(Not(NEAR_TOP),),
+        kind="sampling_params",
+        weight=0.9,
+        summary="temperature-0 requests give different answers each time: the request's "
+        "sampling parameters are not honoured",
+    ),
+    Rule(
+        name=STRAYS_AND_VARIES,
+        metric=G.EARLY,
+        scope=Scope.TRUSTED,
+        direction="up",
+        when=(
+            Not(PROMPT_CHANGED),
+            Figure(G.REPEATS_VARY_FIGURE, field="effect", above=0.0),
+            Not(NEAR_TOP),
+        ),
+        kind="sampling_params",
+        weight=0.9,
+        summary="temperature-0 answers stray from the reference far more than trusted "
+        "providers' and vary from one request to the next: the temperature is not honoured",
+    ),
+    Rule(
+        name="model_variant.strays_early",
+        metric=G.EARLY,
+        scope=Scope.TRUSTED,
+        direction="up",
+        when=(Not(PROMPT_CHANGED),),
+        suppressed_by=(STRAYS_AND_VARIES,),
+        kind="model_variant",
+        weight=0.6,
+        summary="temperature-0 answers stray early from the reference's {effect:+.0%} more "
+        "often than trusted providers' do: other weights",
+    ),
+    Rule(
+        name="quantization.strays_early",
+        metric=G.EARLY,
+        scope=Scope.TRUSTED,
+        direction="up",
+        when=(Not(PROMPT_CHANGED),),
+        suppressed_by=(STRAYS_AND_VARIES,),
+        kind="quantization",
+        weight=0.55,
+        summary="temperature-0 answers stray early from the reference's {effect:+.0%} more "
+        "often than trusted providers' do: or the same weights, more heavily quantized",
+    ),
+)

@@ -10,13 +10,30 @@ band) and reported as figures where no provider is trusted.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from auditor.comparisons.base import MIN_SAMPLES, Comparison, figure, result_of
-from auditor.observations import Observation
+from auditor.comparisons.base import (
+    MIN_SAMPLES,
+    Comparator,
+    Comparison,
+    ComparisonInput,
+    Scope,
+    comparators,
+    figure,
+    result_of,
+)
+from auditor.comparisons.likelihood import SAMPLING_SEEN
+from auditor.comparisons.observation import Observation
+from auditor.comparisons.rules import Rule, register
 from auditor.stats import mean_shift_test
+
+
+class LogprobMetric(StrEnum):
+    OVERLAP = "logprobs_overlap"  # Jaccard overlap of the top-k sets (figure)
+    DISTANCE = "logprob_distance"  # mean |logprob difference| of the same chosen tokens
 
 
 def position_distance(
@@ -64,8 +81,8 @@ def returned_logprobs(
     out = [
         Comparison(
             figure("logprobs:top_k_overlap", overlap, overlap - 1.0, len(distances)),
-            "logprobs_overlap",
-            "logprobs",
+            LogprobMetric.OVERLAP,
+            Scope.LOGPROBS,
         )
     ]
     if len(diffs) >= MIN_SAMPLES and len(honest) >= MIN_SAMPLES:
@@ -73,12 +90,48 @@ def returned_logprobs(
         result = result_of("shift:logprob_distance@trusted", outcome).model_copy(
             update={"statistic": float(np.mean(diffs)), "honest_range": (0.0, max(honest))}
         )
-        out.append(Comparison(result, "logprob_distance", "trusted"))
+        out.append(Comparison(result, LogprobMetric.DISTANCE, Scope.TRUSTED))
     else:
         mean = float(np.mean(diffs))
         out.append(
             Comparison(
-                figure("logprobs:distance", mean, mean, len(diffs)), "logprob_distance", "logprobs"
+                figure("logprobs:distance", mean, mean, len(diffs)),
+                LogprobMetric.DISTANCE,
+                Scope.LOGPROBS,
             )
         )
     return out
+
+
+@comparators.register("logprobs")
+class LogprobComparator(Comparator):
+    def compare(self, data: ComparisonInput) -> list[Comparison]:
+        return returned_logprobs(data.reference, data.provider, data.trusted)
+
+
+_MOVED = (
+    "returned logprobs of the same tokens differ from the reference's by {statistic:.3f} nats "
+    "on average, beyond trusted providers'"
+)
+register(
+    Rule(
+        name="quantization.logprobs_moved",
+        metric=LogprobMetric.DISTANCE,
+        scope=Scope.TRUSTED,
+        direction="up",
+        suppressed_by=SAMPLING_SEEN,
+        kind="quantization",
+        weight=0.75,
+        summary=_MOVED + ": the same weights, more heavily quantized",
+    ),
+    Rule(
+        name="model_variant.logprobs_moved",
+        metric=LogprobMetric.DISTANCE,
+        scope=Scope.TRUSTED,
+        direction="up",
+        suppressed_by=SAMPLING_SEEN,
+        kind="model_variant",
+        weight=0.65,
+        summary=_MOVED + ": or other weights",
+    ),
+)

@@ -12,14 +12,29 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from enum import StrEnum
 
-from auditor.comparisons.base import MIN_SAMPLES, Comparison, figure
-from auditor.observations import Observation
+from auditor.comparisons.base import (
+    MIN_SAMPLES,
+    Comparator,
+    Comparison,
+    ComparisonInput,
+    Scope,
+    comparators,
+    figure,
+)
+from auditor.comparisons.observation import Observation
+from auditor.comparisons.rules import Rule, register
 from auditor.records import TestResult
 from auditor.stats import label_permutation_floor, label_permutation_test
 
+
+class PerturbationMetric(StrEnum):
+    GAP = "perturbation_gap"  # originals minus twins, beyond the reference's own gap
+
+
 NAME = "gap:perturbation"
-METRIC = "perturbation_gap"
+METRIC = PerturbationMetric.GAP
 LEVEL = 0.05  # a design that cannot reach a p-value below this is reported as a figure
 ROLES = ("original", "perturbed")
 
@@ -86,7 +101,7 @@ def perturbation_gap(reference: list[Observation], provider: list[Observation]) 
             f"few to test; the reference's gap is {gap_reference:+.2f}"
         )
         result = figure(NAME, gap_provider, effect, n, note=note)
-        return [Comparison(result, METRIC, "all")]
+        return [Comparison(result, METRIC, Scope.ALL)]
     outcome = label_permutation_test(
         [(roles["original"], roles["perturbed"]) for roles in kept.values()]
     )
@@ -98,7 +113,7 @@ def perturbation_gap(reference: list[Observation], provider: list[Observation]) 
         n=n,
         note=f"reference's gap {gap_reference:+.2f} on the same {n} cases ({len(kept)} groups)",
     )
-    return [Comparison(result, METRIC, "all")]
+    return [Comparison(result, METRIC, Scope.ALL)]
 
 
 def _cases(observations: list[Observation]) -> dict[str, _Case]:
@@ -122,3 +137,22 @@ def _cases(observations: list[Observation]) -> dict[str, _Case]:
 def _gap(rates: dict[str, list[float]]) -> float:
     originals, twins = rates["original"], rates["perturbed"]
     return sum(originals) / len(originals) - sum(twins) / len(twins)
+
+
+@comparators.register("perturbation")
+class PerturbationComparator(Comparator):
+    def compare(self, data: ComparisonInput) -> list[Comparison]:
+        return perturbation_gap(data.reference, data.provider)
+
+
+register(
+    Rule(
+        name="model_variant.benchmark_tuned",
+        metric=METRIC,
+        direction="up",
+        kind="model_variant",
+        weight=0.85,
+        summary="solves the original problems but not their perturbed twins (gap "
+        "{statistic:+.0%}, {effect:+.0%} beyond the reference's): a benchmark-tuned variant",
+    ),
+)

@@ -3,10 +3,31 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from enum import StrEnum
 
-from auditor.comparisons.base import MIN_SAMPLES, Comparison, result_of, seeded_rng
-from auditor.observations import Observation
+from auditor.comparisons.base import (
+    MIN_SAMPLES,
+    Comparator,
+    Comparison,
+    ComparisonInput,
+    Scope,
+    comparators,
+    result_of,
+    seeded_rng,
+)
+from auditor.comparisons.likelihood import SAMPLING_SEEN, LikelihoodMetric
+from auditor.comparisons.metrics import PROMPT_CHANGED
+from auditor.comparisons.observation import Observation
+from auditor.comparisons.rules import Not, Rule, register
 from auditor.stats import mmd_hamming_test, rank_of, rank_uniformity_test
+
+
+class SampledMetric(StrEnum):
+    TEXT = "text"  # the completions themselves (MMD, Hamming kernel)
+    REF_RANK = "ref_rank"  # their reference likelihood ranked among the reference's samples
+
+
+S = SampledMetric
 
 
 def sampled_outputs(
@@ -27,7 +48,7 @@ def sampled_outputs(
         x_groups=[o.probe_hash for o in a], y_groups=[o.probe_hash for o in b],
         n_permutations=999,
     )  # fmt: skip
-    return [Comparison(result_of("mmd_hamming:sampled", outcome), "text", "sampled")]
+    return [Comparison(result_of("mmd_hamming:sampled", outcome), S.TEXT, Scope.SAMPLED)]
 
 
 def likelihood_ranks(
@@ -53,7 +74,8 @@ def likelihood_ranks(
     rng = seeded_rng(seed + "/ranks")
     ranks = [rank_of(value, refs, rng) for value, refs in pairs]
     outcome = rank_uniformity_test(ranks, [len(refs) for _, refs in pairs], rng=rng)
-    return [Comparison(result_of("rank:ref_logprob@sampled", outcome), "ref_rank", "sampled")]
+    rank = result_of("rank:ref_logprob@sampled", outcome)
+    return [Comparison(rank, S.REF_RANK, Scope.SAMPLED)]
 
 
 def _scored_samples(obs: list[Observation]) -> list[Observation]:
@@ -62,3 +84,56 @@ def _scored_samples(obs: list[Observation]) -> list[Observation]:
         for o in obs
         if o.ok and (o.temperature or 0) > 0 and o.scores.get("ref_logprob_mean") is not None
     ]
+
+
+@comparators.register("sampled")
+class SampledComparator(Comparator):
+    def compare(self, data: ComparisonInput) -> list[Comparison]:
+        return [
+            *sampled_outputs(data.reference, data.provider, data.seed),
+            *likelihood_ranks(data.reference, data.provider, data.seed),
+        ]
+
+
+# Sampled answers more likely under the reference weights than its own samples: drawn from a
+# narrower distribution (a lower temperature or top_p than asked). Less likely: other weights
+# (or a higher temperature, which the greedy tests tell apart).
+_LIKELIHOOD = (LikelihoodMetric.REF_LOGPROB, S.REF_RANK)
+register(
+    Rule(
+        name="sampling_params.sampled_more_likely",
+        metric=_LIKELIHOOD,
+        scope=Scope.SAMPLED,
+        direction="up",
+        when=(Not(PROMPT_CHANGED),),
+        suppressed_by=SAMPLING_SEEN,
+        kind="sampling_params",
+        weight=0.7,
+        summary="sampled answers are more likely under the reference weights than its own "
+        "samples ({name}, Cliff's delta {effect:+.2f}): sampled at a lower temperature or "
+        "top_p than asked",
+    ),
+    Rule(
+        name="model_variant.sampled_less_likely",
+        metric=_LIKELIHOOD,
+        scope=Scope.SAMPLED,
+        direction="down",
+        when=(Not(PROMPT_CHANGED),),
+        suppressed_by=SAMPLING_SEEN,
+        kind="model_variant",
+        weight=0.6,
+        summary="sampled answers are less likely under the reference weights than its own "
+        "samples ({name}, Cliff's delta {effect:+.2f}): other weights",
+    ),
+    Rule(
+        name="sampling_params.sampled_distribution",
+        metric=S.TEXT,
+        scope=Scope.SAMPLED,
+        # Other weights move sampled answers too: the MMD names sampling only when nothing
+        # else names other weights.
+        suppressed_by=("model_variant",),
+        kind="sampling_params",
+        weight=0.6,
+        summary="sampled answers are distributed differently (MMD {effect:.3f})",
+    ),
+)

@@ -21,18 +21,34 @@ Effects: the F1 minus 1; observed minus tolerated rate; difference of rates.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from auditor.comparisons.base import (
     MIN_SAMPLES,
     TOLERATED_RATE,
+    Comparator,
     Comparison,
+    ComparisonInput,
+    Scope,
+    comparators,
     figure,
     result_of,
     values_of,
 )
-from auditor.observations import Observation
+from auditor.comparisons.observation import Observation
+from auditor.comparisons.rules import Readings, Rejection, Rule, register
 from auditor.stats import excess_rate_test, proportion_test
 
-SCOPE = "tools"
+
+class ToolMetric(StrEnum):
+    DECISION_F1 = "tool_decision_f1"  # F1 of call / no-call decisions (figure)
+    DECISION_DIFFERS = "tool_decision_differs"  # probes decided otherwise than the reference
+    ARGS_BROKEN = "tool_args_broken"  # arguments short of a bar the reference's meet
+    ARGS_VALID = "tool_args_valid"  # share of calls whose arguments validate
+
+
+T = ToolMetric
+SCOPE = Scope.TOOLS
 
 
 def offers_tools(o: Observation) -> bool:
@@ -78,24 +94,66 @@ def tool_use(reference: list[Observation], provider: list[Observation]) -> list[
         f1 = decision_f1(decisions)
         n = len(decisions)
         out.append(
-            Comparison(figure("tool_calls:decision_f1", f1, f1 - 1, n), "tool_decision_f1", SCOPE)
+            Comparison(figure("tool_calls:decision_f1", f1, f1 - 1, n), T.DECISION_F1, SCOPE)
         )
         differ = sum(r != p for r, p in decisions)
         outcome = excess_rate_test(differ, n, TOLERATED_RATE)
         out.append(
-            Comparison(
-                result_of("violations:tool_decision", outcome), "tool_decision_differs", SCOPE
-            )
+            Comparison(result_of("violations:tool_decision", outcome), T.DECISION_DIFFERS, SCOPE)
         )
     both = [(r, p) for r, p in pairs if r.scores.get("tool_args_json") == 1 and called(p)]
     if both:
         broken = sum(_worse_arguments(r, p) for r, p in both)
         outcome = excess_rate_test(broken, len(both), TOLERATED_RATE)
         out.append(
-            Comparison(result_of("violations:tool_args_broken", outcome), "tool_args_broken", SCOPE)
+            Comparison(result_of("violations:tool_args_broken", outcome), T.ARGS_BROKEN, SCOPE)
         )
     a, b = values_of(reference, "tool_args_valid"), values_of(provider, "tool_args_valid")
     if len(a) >= MIN_SAMPLES and len(b) >= MIN_SAMPLES:
         outcome = proportion_test(int(sum(a)), len(a), int(sum(b)), len(b))
-        out.append(Comparison(result_of("rate:tool_args_valid", outcome), "tool_args_valid", SCOPE))
+        out.append(Comparison(result_of("rate:tool_args_valid", outcome), T.ARGS_VALID, SCOPE))
     return out
+
+
+@comparators.register("tools")
+class ToolComparator(Comparator):
+    def compare(self, data: ComparisonInput) -> list[Comparison]:
+        return tool_use(data.reference, data.provider)
+
+
+def _decisions_summary(_: Rejection, readings: Readings) -> str:
+    f1 = readings.figures.get(T.DECISION_F1)
+    against = f" (F1 {f1:.2f} against the reference's decisions)" if f1 is not None else ""
+    return (
+        f"calls tools where the reference does not, or answers in text where it calls"
+        f"{against}: the model's tool calls are not parsed as it writes them"
+    )
+
+
+register(
+    Rule(
+        name="tool_calling.decisions_differ",
+        metric=T.DECISION_DIFFERS,
+        direction="up",
+        kind="tool_calling",
+        weight=0.95,
+        summary=_decisions_summary,
+    ),
+    Rule(
+        name="tool_calling.arguments_broken",
+        metric=T.ARGS_BROKEN,
+        direction="up",
+        kind="tool_calling",
+        weight=0.9,
+        summary="tool-call arguments fall short of the reference's (not JSON, or not valid "
+        "for the tool's schema) on the same probes: the calls are mangled on the way out",
+    ),
+    Rule(
+        name="tool_calling.fewer_valid_arguments",
+        metric=T.ARGS_VALID,
+        direction="down",
+        kind="tool_calling",
+        weight=0.8,
+        summary="fewer tool calls have arguments valid for the tool's schema ({effect:+.0%})",
+    ),
+)

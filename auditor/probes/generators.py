@@ -44,7 +44,7 @@ class ProbeGenerator(ABC):
         """Return raw case dicts; each `id` is the suffix appended to the template's id."""
 
 
-generators: Registry[ProbeGenerator] = Registry("probe generator")
+generators: Registry[type[ProbeGenerator]] = Registry("probe generator")
 
 
 class _Params(BaseModel):

@@ -158,9 +158,24 @@ def load_suite_file(path: Path) -> list[Suite]:
     return [suite]
 
 
-def load_suites(probes_dir: Path) -> dict[str, Suite]:
-    """Every `*.yaml` directly in `probes_dir`, merged by suite name (files in name order)."""
-    probes_dir = Path(probes_dir)
+#: The suites shipped with the package (the repo's probes/, linked into the package), so a
+#: providers.yaml anywhere can name `core`, `demo`, `deep` or `tools`.
+PACKAGED_SUITES = Path(__file__).resolve().parent / "suites"
+
+
+def load_suites(probes_dir: Path | None, packaged: bool = True) -> dict[str, Suite]:
+    """Every `*.yaml` directly in `probes_dir`, merged by suite name (files in name order),
+    then (with `packaged`) each shipped suite that `probes_dir` does not define: a suite of
+    the same name in `probes_dir` takes precedence. `probes_dir` None: the shipped ones."""
+    merged = _load_dir(Path(probes_dir)) if probes_dir is not None else {}
+    if packaged and PACKAGED_SUITES.is_dir():
+        same = probes_dir is not None and Path(probes_dir).resolve() == PACKAGED_SUITES
+        for name, suite in ({} if same else _load_dir(PACKAGED_SUITES)).items():
+            merged.setdefault(name, suite)
+    return merged
+
+
+def _load_dir(probes_dir: Path) -> dict[str, Suite]:
     if not probes_dir.is_dir():
         raise ProbeFileError(str(probes_dir), "probe directory not found")
     merged: dict[str, Suite] = {}
@@ -193,12 +208,12 @@ def _merge_into(target: Suite, seen: dict[str, _Origin], loaded: _Loaded) -> Non
     target.description = target.description or loaded.suite.description
 
 
-def load_suite(name: str, probes_dir: Path) -> Suite:
+def load_suite(name: str, probes_dir: Path | None) -> Suite:
     suites = load_suites(probes_dir)
     if name not in suites:
         known = ", ".join(sorted(suites)) or "none"
-        where = Path(probes_dir).as_posix().rstrip("/")
-        raise UsageError(f"unknown suite {name!r} in {where}/ (known: {known})")
+        where = "" if probes_dir is None else f" in {Path(probes_dir).as_posix().rstrip('/')}/"
+        raise UsageError(f"unknown suite {name!r}{where} (known: {known})")
     return suites[name]
 
 
@@ -206,7 +221,7 @@ def validate_path(path: Path) -> list[Suite]:
     """Check a suite file, or every suite in a directory."""
     path = Path(path)
     if path.is_dir():
-        return list(load_suites(path).values())
+        return list(load_suites(path, packaged=False).values())
     return load_suite_file(path)
 
 

@@ -22,4 +22,4 @@ class ProviderAdapter(ABC):
         return None
 
 
-adapters: Registry[ProviderAdapter] = Registry("provider adapter", group="auditor.adapters")
+adapters: Registry[type[ProviderAdapter]] = Registry("provider adapter", group="auditor.adapters")

@@ -39,4 +39,4 @@ class Scorer(ABC):
         )
 
 
-scorers: Registry[Scorer] = Registry("scorer", group="auditor.scorers")
+scorers: Registry[type[Scorer]] = Registry("scorer", group="auditor.scorers")

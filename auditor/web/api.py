@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from auditor import __version__
 from auditor.records import ErrorClass, IncidentInfo, Verdict
-from auditor.report import Report, _no_nan, build_report, to_json
+from auditor.report.render import Report, _no_nan, build_report, to_json
 from auditor.storage.repository import Store
 from auditor.web import queries
 from auditor.web.views import (

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from auditor.metrics import REGISTRY
+from auditor.operations.metrics import REGISTRY
 from auditor.storage.repository import Store
 from auditor.web import dbmetrics
 from auditor.web.offload import SingleFlight

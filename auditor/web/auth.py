@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auditor.errors import UsageError
-from auditor.ops_config import ServerConfig
+from auditor.operations.settings import ServerConfig
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 

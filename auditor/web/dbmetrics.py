@@ -1,6 +1,6 @@
 """Figures that live in the database, read when Prometheus scrapes `/metrics`.
 
-Counters and histograms of the process are in `auditor.metrics`; these gauges are derived
+Counters and histograms of the process are in `auditor.operations.metrics`; these gauges are derived
 from the tables at scrape time instead, so they are right whichever process (a daemon, a
 one-off `auditor run`, a standby) wrote the rows.
 """

@@ -18,7 +18,7 @@ import structlog
 import uvicorn
 from starlette.types import ASGIApp
 
-from auditor.ops_config import ServerConfig
+from auditor.operations.settings import ServerConfig
 
 log = structlog.get_logger(__name__)
 

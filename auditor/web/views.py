@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, Field
 
 from auditor.records import Diagnosis, Finding, IncidentInfo
-from auditor.report import RoundInfo
+from auditor.report.render import RoundInfo
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from typing import Any
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from auditor.ops_config import AlertsConfig
+from auditor.operations.settings import AlertsConfig
 from auditor.records import AlertEvent, Diagnosis, Evidence, IncidentInfo
 
 # Two secrets (base64 of 24 bytes each), as a rotation would hold them.

@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from auditor.alerts import outbox
 from auditor.alerts.delivery import Deliverer, DeliveryState, deliver_due
-from auditor.metrics import REGISTRY
-from auditor.ops_config import AlertsConfig
+from auditor.operations.metrics import REGISTRY
+from auditor.operations.settings import AlertsConfig
 from auditor.records import AlertEvent, as_utc
 from auditor.storage.repository import Store
 from auditor.storage.tables import OutboxRow, SinkStateRow

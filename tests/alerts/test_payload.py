@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from auditor.alerts.payload import EVIDENCE_CHARS, body_for, wants
-from auditor.ops_config import WebhookSink
+from auditor.operations.settings import WebhookSink
 from auditor.records import AlertEvent
 from tests.alerts.receiver import T0, incident_event
 

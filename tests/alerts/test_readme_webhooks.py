@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 
 from auditor.alerts.payload import body_for
 from auditor.alerts.signing import body_text, signed_headers
-from auditor.ops_config import AlertsConfig
+from auditor.operations.settings import AlertsConfig
 from tests.alerts.receiver import NEW_SECRET, OLD_SECRET, T0, incident_event
 
 

@@ -8,8 +8,9 @@ import pytest
 
 from auditor.comparisons import compare
 from auditor.comparisons.logprobs import position_distance, returned_logprobs
-from auditor.diagnose import diagnose, rejected
-from auditor.observations import Observation
+from auditor.comparisons.observation import Observation
+from auditor.judging.diagnose import diagnose
+from auditor.judging.verdict import rejected
 
 
 def tokens(logprobs: list[float], words: list[str]) -> list[dict]:  # type: ignore[type-arg]

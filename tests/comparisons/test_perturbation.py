@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from auditor.comparisons.observation import Observation
 from auditor.comparisons.perturbation import perturbation_gap
-from auditor.observations import Observation
 
 
 def obs(

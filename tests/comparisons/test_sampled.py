@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from auditor.comparisons.observation import Observation
 from auditor.comparisons.sampled import likelihood_ranks
-from auditor.observations import Observation
 
 
 def sample(endpoint: str, probe: int, index: int, logprob: float) -> Observation:

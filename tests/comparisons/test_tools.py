@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from auditor_fleet.tools import corrupt_arguments
 
+from auditor.comparisons.observation import Observation
 from auditor.comparisons.tools import decision_f1, tool_use
-from auditor.fleet.tools import corrupt_arguments
-from auditor.observations import Observation
 from auditor.records import CompletionResponse, Message, ProbeCase, RequestParams
 from auditor.scorers.tools import ToolScorer
 
@@ -139,7 +139,8 @@ def test_sampled_probes_and_probes_without_tools_are_not_paired() -> None:
 @pytest.mark.parametrize("fault", ["raw", "corrupt"])
 def test_the_diagnosis_names_tool_calling(fault: str) -> None:
     from auditor.comparisons import compare
-    from auditor.diagnose import diagnose, rejected
+    from auditor.judging.diagnose import diagnose
+    from auditor.judging.verdict import rejected
 
     broken = corrupt_arguments('{"city": "Paris"}')
     provider = [

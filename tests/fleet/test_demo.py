@@ -7,13 +7,13 @@ from typing import get_args
 
 import pytest
 import yaml
+from auditor_fleet import FleetMember, default_fleet, echo_fleet, pick_members
+from auditor_fleet.demo import EXPECTED, planted, providers_yaml
+from auditor_fleet.spec import DEMO_MEMBERS, FAULT_STRENGTH, Fault
 from cli_helpers import free_port_range, run_auditor
 
 from auditor.config import load_config
 from auditor.errors import UsageError
-from auditor.fleet import FleetMember, default_fleet, echo_fleet, pick_members
-from auditor.fleet.demo import EXPECTED, planted, providers_yaml
-from auditor.fleet.spec import DEMO_MEMBERS, FAULT_STRENGTH, Fault
 from auditor.records import DiagnosisKind
 
 KINDS = set(get_args(DiagnosisKind))

@@ -10,9 +10,7 @@ from typing import Any
 
 import openai
 import pytest
-
-from auditor.config import LlamaCppReference
-from auditor.fleet import (
+from auditor_fleet import (
     DEFAULT_MODEL,
     ChatMessage,
     ChatRequest,
@@ -20,8 +18,10 @@ from auditor.fleet import (
     FleetSpec,
     LlamaBackend,
 )
-from auditor.fleet.llama_model import MODEL_LOCK, raw_prompt, shared_model
-from auditor.fleet.process import FleetHandle, running_fleet
+from auditor_fleet.llama_model import MODEL_LOCK, raw_prompt, shared_model
+from auditor_fleet.process import FleetHandle, running_fleet
+
+from auditor.config import LlamaCppReference
 from auditor.providers.llama_cpp import LlamaCppEngine
 from auditor.records import CompletionRequest, Message, RequestParams
 

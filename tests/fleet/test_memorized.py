@@ -11,17 +11,18 @@ from typing import Any
 import openai
 import pytest
 import yaml
+from auditor_fleet import DEFAULT_MODEL, FleetMember, FleetSpec, FleetSpecError
+from auditor_fleet.memorized import load_answers, normalize
+from auditor_fleet.process import FleetHandle, running_fleet
+from auditor_fleet.spec import pick_members
 from cli_helpers import provider, run_auditor, write_config
+from helpers.pairs import PAIRS_SUITE
 
 from auditor.comparisons.perturbation import perturbation_gap
 from auditor.errors import UsageError
-from auditor.fleet import DEFAULT_MODEL, FleetMember, FleetSpec, FleetSpecError
-from auditor.fleet.memorized import load_answers, normalize
-from auditor.fleet.process import FleetHandle, running_fleet
-from auditor.fleet.spec import pick_members
-from auditor.observations import load_observations
 from auditor.probes import load_suite
 from auditor.storage.db import make_engine
+from auditor.storage.observations import load_observations
 from auditor.storage.repository import Store
 
 LISTED = "A shop sells 12 apples and 7 pears. How many fruits does it sell in total?"
@@ -105,42 +106,6 @@ def test_spec_needs_the_answers_and_reads_them(tmp_path: Path) -> None:
 
 
 # --- end to end: the real model, the reference engine, the detector ----------------------
-
-SYSTEM = "Solve the sum. Begin your reply with 'The answer is'."
-# Problems of probes/deep.yaml: the packaged model fails the first five originals and
-# solves the last (measured); twins are its own answers for the tuned provider too.
-PROBLEMS = [
-    ("times", "{a} * {b}", "a * b", {"a": 3, "b": 4}, 2, 9, 12),
-    ("minus", "{a} - {b}", "a - b", {"a": 9, "b": 4}, 2, 9, 13),
-    ("three", "{a} + {b} + {c}", "a + b + c", {"a": 2, "b": 3, "c": 4}, 1, 6, 14),
-    ("words", "Add {a} and {b}.", "a + b", {"a": 5, "b": 4}, 2, 9, 16),
-    ("double", "{a} * {b} + {c}", "a * b + c", {"a": 2, "b": 5, "c": 1}, 1, 6, 17),
-    ("add", "{a} + {b}", "a + b", {"a": 4, "b": 3}, 2, 9, 11),
-]
-PAIRS_SUITE = {
-    "suite": "pairs",
-    "defaults": {"params": {"temperature": 0, "max_tokens": 16}},
-    "cases": [
-        {
-            "id": name,
-            "system": SYSTEM,
-            "signals": ["greedy", "task"],
-            "generator": {
-                "name": "perturbed_arithmetic",
-                "params": {
-                    "problem": problem,
-                    "answer": answer,
-                    "values": values,
-                    "twins": 4,  # 5 cases a group: one moved group alone has p 1/5
-                    "low": low,
-                    "high": high,
-                    "seed": seed,
-                },
-            },
-        }
-        for name, problem, answer, values, low, high, seed in PROBLEMS
-    ],
-}
 
 
 @pytest.mark.model

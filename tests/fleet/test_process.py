@@ -15,9 +15,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-
-from auditor.fleet import FleetMember, FleetSpec
-from auditor.fleet.process import (
+from auditor_fleet import FleetMember, FleetSpec
+from auditor_fleet.process import (
     FleetError,
     PortInUseError,
     fleet_down,
@@ -145,7 +144,7 @@ def test_module_entry_stops_on_sigterm() -> None:
     port = free_port()
     spec = FleetSpec(members=[FleetMember(name="solo", port=port)])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "auditor.fleet.process", "--spec-json", spec.model_dump_json()],
+        [sys.executable, "-m", "auditor_fleet.process", "--spec-json", spec.model_dump_json()],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -166,7 +165,7 @@ def test_module_entry_stops_on_sigterm() -> None:
 
 def test_module_entry_rejects_a_bad_spec() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "auditor.fleet.process", "--spec-json", '{"members": []}'],
+        [sys.executable, "-m", "auditor_fleet.process", "--spec-json", '{"members": []}'],
         capture_output=True,
         text=True,
         timeout=20,

@@ -15,8 +15,7 @@ import httpx
 import openai
 import pytest
 import uvicorn
-
-from auditor.fleet import (
+from auditor_fleet import (
     DEFAULT_MODEL,
     Backend,
     BackendError,
@@ -32,7 +31,7 @@ from auditor.fleet import (
     echo_fleet,
     load_fleet_spec,
 )
-from auditor.fleet.process import FleetHandle, free_port, running_fleet
+from auditor_fleet.process import FleetHandle, free_port, running_fleet
 
 MEMBERS: list[dict[str, Any]] = [
     {"name": "honest"},

@@ -9,8 +9,7 @@ from typing import Any
 
 import openai
 import pytest
-
-from auditor.fleet import (
+from auditor_fleet import (
     DEFAULT_MODEL,
     Backend,
     ChatMessage,
@@ -20,8 +19,8 @@ from auditor.fleet import (
     Generation,
     backends,
 )
-from auditor.fleet.process import FleetHandle, running_fleet
-from auditor.fleet.tools import corrupt_arguments
+from auditor_fleet.process import FleetHandle, running_fleet
+from auditor_fleet.tools import corrupt_arguments
 
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 WEATHER = {

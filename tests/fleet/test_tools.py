@@ -10,19 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from auditor_fleet import DEFAULT_MODEL, FleetMember, FleetSpec
+from auditor_fleet.llama_model import THREADS_ENV
+from auditor_fleet.process import FleetHandle, running_fleet
 
 from auditor.comparisons.tools import tool_use
 from auditor.config import AuditorConfig, LlamaCppReference, ProviderConfig
-from auditor.fleet import DEFAULT_MODEL, FleetMember, FleetSpec
-from auditor.fleet.llama_model import THREADS_ENV
-from auditor.fleet.process import FleetHandle, running_fleet
-from auditor.observations import load_observations
 from auditor.probes import load_suite
 from auditor.providers.base import ProviderAdapter
 from auditor.providers.llama_cpp import LlamaCppEngine
 from auditor.records import CompletionRequest, CompletionResponse
-from auditor.rounds import make_adapter, run_round_async, select
+from auditor.rounds.run import make_adapter, run_round_async, select
 from auditor.storage.db import ensure_schema, make_engine
+from auditor.storage.observations import load_observations
 from auditor.storage.repository import Store
 
 pytestmark = pytest.mark.model

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gguf import GGUFReader
-
-from auditor.fleet import ChatRequest, FleetMember, LlamaBackend, TextCompletionRequest
-from auditor.fleet.variants import (
+from auditor_fleet import ChatRequest, FleetMember, LlamaBackend, TextCompletionRequest
+from auditor_fleet.variants import (
     CACHE_ENV,
     VariantError,
     cache_dir,
@@ -19,6 +17,8 @@ from auditor.fleet.variants import (
     requantize,
     tensor_types,
 )
+from gguf import GGUFReader
+
 from auditor.providers.llama_cpp import packaged_model_path
 
 pytestmark = pytest.mark.model

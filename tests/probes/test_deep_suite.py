@@ -6,9 +6,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from auditor_fleet.llama_model import N_CTX
 
 from auditor.config import LlamaCppReference
-from auditor.fleet.llama_model import N_CTX
 from auditor.probes import Suite, expand_requests, load_suite
 
 PROBES = Path(__file__).resolve().parents[2] / "probes"

@@ -213,11 +213,24 @@ def test_unknown_suite_and_missing_directory(tmp_path: Path) -> None:
     write(tmp_path / "b.yaml", "suite: beta\ncases:\n  - {id: a, prompt: hi}\n")
     with pytest.raises(UsageError) as err:
         load_suite("gamma", tmp_path)
-    assert f"unknown suite 'gamma' in {tmp_path.as_posix()}/ (known: alpha, beta)" == str(err.value)
+    known = "alpha, beta, core, deep, demo, tools"  # the shipped suites join the directory's
+    assert f"unknown suite 'gamma' in {tmp_path.as_posix()}/ (known: {known})" == str(err.value)
     with pytest.raises(ProbeFileError, match="not found"):
         load_suites(tmp_path / "nope")
     assert sorted(s.name for s in validate_path(tmp_path)) == ["alpha", "beta"]
     assert [s.name for s in validate_path(tmp_path / "a.yaml")] == ["alpha"]
+
+
+def test_shipped_suites_come_with_the_package_and_a_directory_takes_precedence(
+    tmp_path: Path,
+) -> None:
+    shipped = load_suites(None)
+    assert {"core", "demo", "deep", "tools"} <= set(shipped)
+    assert shipped["core"].hash == load_suites(PROBES, packaged=False)["core"].hash
+    write(tmp_path / "mine.yaml", "suite: core\ncases:\n  - {id: only, prompt: hi}\n")
+    mine = load_suites(tmp_path)
+    assert [c.id for c in mine["core"].cases] == ["only"]  # the directory's own `core`
+    assert mine["demo"].hash == shipped["demo"].hash
 
 
 def test_duplicate_id_across_files_names_the_second_file(tmp_path: Path) -> None:

@@ -65,8 +65,9 @@ def test_echoed_logprobs_keep_the_continuation_tokens_only() -> None:
 
 @pytest.mark.model
 async def test_an_endpoint_scores_continuations_as_the_embedded_engine() -> None:
+    from auditor_fleet import FleetMember, FleetSpec, running_fleet
+
     from auditor.config import LlamaCppReference
-    from auditor.fleet import FleetMember, FleetSpec, running_fleet
     from auditor.providers.llama_cpp import LlamaCppEngine, packaged_model_path
 
     messages = [{"role": "user", "content": "What is the capital of Japan?"}]

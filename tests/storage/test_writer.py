@@ -19,9 +19,7 @@ from typing import Any
 
 import pytest
 
-from auditor.budget import Plan, PlannedRequest, SendEverySample, SpendMeter
 from auditor.config import ProviderConfig, RoundBudget
-from auditor.limits import ProviderLimits
 from auditor.providers.base import ProviderAdapter
 from auditor.records import (
     CompletionRequest,
@@ -32,7 +30,9 @@ from auditor.records import (
     ScoreRecord,
     Usage,
 )
-from auditor.runner import Endpoint, RoundRunner
+from auditor.rounds.budget import Plan, PlannedRequest, SendEverySample, SpendMeter
+from auditor.rounds.limits import ProviderLimits
+from auditor.rounds.runner import Endpoint, RoundRunner
 from auditor.scorers import Scorer, scorers
 from auditor.secrets import Redactor
 from auditor.storage.db import ensure_schema, make_engine

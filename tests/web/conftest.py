@@ -30,13 +30,13 @@ from typing import Any
 
 import pytest
 import yaml
+from auditor_fleet import default_fleet, pick_members
+from auditor_fleet.demo import providers_yaml
 from cli_helpers import ROOT, free_port_range, run_auditor
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from auditor.fleet import default_fleet, pick_members
-from auditor.fleet.demo import providers_yaml
-from auditor.ops_config import ServerConfig
+from auditor.operations.settings import ServerConfig
 from auditor.storage.db import make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import FindingRow, ProviderRow

@@ -28,7 +28,7 @@ from web.test_queries import (
     seed,
 )
 
-from auditor.ops_config import ServerConfig
+from auditor.operations.settings import ServerConfig
 from auditor.storage.db import make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import FindingRow, ProviderRow

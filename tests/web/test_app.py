@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from auditor.metrics import REGISTRY
-from auditor.ops_config import ServerConfig
+from auditor.operations.metrics import REGISTRY
+from auditor.operations.settings import ServerConfig
 from auditor.records import Finding, utcnow
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from auditor.errors import UsageError
-from auditor.ops_config import ServerConfig
+from auditor.operations.settings import ServerConfig
 from auditor.web.auth import access_token, is_loopback, presented_token
 
 TOKEN = "dash-token-1234567890"

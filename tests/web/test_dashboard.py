@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from auditor.ops_config import ServerConfig
+from auditor.operations.settings import ServerConfig
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 from auditor.web import WebServer

@@ -24,7 +24,7 @@ from schemathesis.checks import (
 from starlette.routing import Mount
 from web.test_queries import BACKENDS, seeded_database
 
-from auditor.ops_config import ServerConfig
+from auditor.operations.settings import ServerConfig
 from auditor.web import WebServer, create_app
 from auditor.web.api import create_api
 

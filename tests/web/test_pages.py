@@ -14,8 +14,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from auditor.incidents import update_from_findings
-from auditor.ops_config import ServerConfig
+from auditor.alerts.incidents import update_from_findings
+from auditor.operations.settings import ServerConfig
 from auditor.records import (
     CompletionRequest,
     CompletionResponse,

@@ -23,8 +23,8 @@ import psycopg
 import pytest
 from sqlalchemy import event, select, update
 
+from auditor.alerts.incidents import update_from_findings
 from auditor.config import ProviderConfig
-from auditor.incidents import update_from_findings
 from auditor.records import (
     CompletionRequest,
     CompletionResponse,

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from auditor.records import as_utc
-from auditor.report import round_info
+from auditor.report.render import round_info
 from auditor.storage.repository import Store, _finding_from_row
 from auditor.storage.tables import FindingRow, ProviderRow, RoundRow
 from auditor.web.queries.paging import (

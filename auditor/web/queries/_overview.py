@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from auditor.incidents import info
+from auditor.alerts.incidents import info
 from auditor.records import IncidentInfo
-from auditor.report import round_info
+from auditor.report.render import round_info
 from auditor.storage.repository import Store
 from auditor.storage.tables import IncidentRow, RoundRow
 from auditor.web.queries.common import INCIDENTS_SHOWN, F, P, _at, _diagnoses

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func, select
 
-from auditor.incidents import info
+from auditor.alerts.incidents import info
 from auditor.records import as_utc
 from auditor.storage.repository import Store
 from auditor.storage.tables import IncidentRow

@@ -9,7 +9,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from auditor.records import as_utc
-from auditor.report import round_info
+from auditor.report.render import round_info
 from auditor.storage.repository import Store
 from auditor.storage.tables import RoundRow
 from auditor.web.queries.common import F, P, R, S, _at, _diagnoses

@@ -1,0 +1,50 @@
+"""One sample of one endpoint as the comparisons read it: what was asked, what came back, and
+its scores. Loaded from the database by `auditor.storage.observations`; built directly by
+tests and by calibration's simulated rounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Observation:
+    """One sample of one endpoint, with its probe and its scores."""
+
+    model: str
+    endpoint: str
+    kind: str  # provider | reference
+    trusted: bool
+    probe_id: str
+    probe_hash: str
+    sample_index: int
+    ok: bool
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    error_class: str | None
+    case: dict[str, Any]
+    scores: dict[str, float | None] = field(default_factory=dict)
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI format, as the answer had them
+    logprobs: list[dict[str, Any]] | None = None  # per token, OpenAI format, when returned
+    served_model: str | None = None  # the `model` field of the response
+    requested_model: str | None = None  # the model id the provider was asked for
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.probe_hash, self.sample_index)
+
+    @property
+    def signals(self) -> list[str]:
+        return list(self.case.get("signals") or [])
+
+    @property
+    def temperature(self) -> float | None:
+        return (self.case.get("params") or {}).get("temperature")
+
+    @property
+    def has_system_message(self) -> bool:
+        return any(m.get("role") == "system" for m in self.case.get("messages") or [])

@@ -1,0 +1,1 @@
+"""Comparisons -> findings: the diagnosis rules, the verdict, the evidence, calibration."""

@@ -1,0 +1,116 @@
+"""The verdict, decided in one place: a provider's comparisons -> which tests reject, the
+verdict, its severity, and each test beside its honest band.
+
+- Multiple testing: the p-values of one provider are combined with Benjamini-Hochberg at
+  the level `alpha / looks` (a sequential budget looks several times; by the union bound the
+  false-alarm rate stays at `alpha`).
+- `deviant` when at least one test survives; `unavailable` when errors left fewer than
+  `min_answered_fraction` of the requests answered; `consistent` when at least `min_tests`
+  tests ran and none survived; `inconclusive` otherwise (too few samples, no baseline).
+- Severity: `critical` for a deviant finding whose diagnoses include a kind that changes the
+  model served (`CRITICAL`), `warning` for other deviant and unavailable findings, else `info`.
+- Honest bands: each test's `honest_range` is its own (from the round's trusted providers)
+  or the band passed in for its statistic (the latest `auditor calibrate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from auditor.comparisons import Comparison
+from auditor.comparisons.rules import Rejection
+from auditor.records import Diagnosis, Severity, TestResult, Verdict
+from auditor.stats import bh_adjust
+
+DETECTOR = "comparison-v1"  # recorded with every finding and calibration
+ALPHA = 0.05
+MIN_TESTS_FOR_CONSISTENT = 3
+MIN_ANSWERED_FRACTION = 0.5
+CRITICAL = frozenset(
+    {"model_variant", "quantization", "context_truncation", "system_prompt", "chat_template"}
+)
+
+Band = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class VerdictPolicy:
+    """The levels a verdict is reached at (recorded in `findings.detector_params`)."""
+
+    alpha: float = ALPHA
+    looks: int = 1
+    min_tests: int = MIN_TESTS_FOR_CONSISTENT
+    min_answered_fraction: float = MIN_ANSWERED_FRACTION
+
+    @property
+    def level(self) -> float:
+        """Each look, and the final verdict, test at alpha / looks."""
+        return self.alpha / self.looks
+
+    def params(self) -> dict[str, float | int | str]:
+        return {
+            "alpha": self.alpha,
+            "looks": self.looks,
+            "alpha_per_look": self.level,
+            "min_answered_fraction": self.min_answered_fraction,
+            "min_tests": self.min_tests,
+            "multiple_testing": "BH",
+        }
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    rejected: list[Rejection]
+    tests: list[TestResult] = field(default_factory=list)
+
+
+def rejected(comparisons: list[Comparison], level: float = ALPHA) -> list[Rejection]:
+    """The tests that survive Benjamini-Hochberg at `level`, with their adjusted p-values."""
+    tested = [c for c in comparisons if c.result.p_value is not None]
+    adjusted = bh_adjust([c.result.p_value for c in tested if c.result.p_value is not None])
+    return [Rejection(c, float(p)) for c, p in zip(tested, adjusted, strict=True) if p <= level]
+
+
+def combined_p(tests: Iterable[TestResult]) -> float | None:
+    """The smallest level at which Benjamini-Hochberg rejects any of the tests (None when
+    none has a p-value): the provider is deviant at level `level` exactly when this is at
+    most `level`."""
+    p_values = [t.p_value for t in tests if t.p_value is not None]
+    return float(min(bh_adjust(p_values))) if p_values else None
+
+
+def with_band(result: TestResult, bands: Mapping[str, Band]) -> TestResult:
+    """The test with the honest band of its statistic, unless it carries its own."""
+    band = bands.get(result.name)
+    if band is None or result.honest_range != (None, None):
+        return result
+    return result.model_copy(update={"honest_range": (float(band[0]), float(band[1]))})
+
+
+def judge(
+    comparisons: list[Comparison],
+    requests: int,
+    errors: int,
+    policy: VerdictPolicy,
+    bands: Mapping[str, Band] | None = None,
+) -> Judgement:
+    """The verdict of one provider from its comparisons and its request counts."""
+    tests = [with_band(c.result, bands or {}) for c in comparisons]
+    answered = requests - errors
+    if requests == 0 or answered < policy.min_answered_fraction * requests:
+        return Judgement("unavailable", [], tests)
+    survivors = rejected(comparisons, policy.level)
+    if survivors:
+        return Judgement("deviant", survivors, tests)
+    tested = sum(c.result.p_value is not None for c in comparisons)
+    return Judgement("consistent" if tested >= policy.min_tests else "inconclusive", [], tests)
+
+
+def severity_for(verdict: str, diagnoses: list[Diagnosis]) -> Severity:
+    if verdict == "unavailable":
+        return "warning"
+    if verdict != "deviant":
+        return "info"
+    return "critical" if any(d.kind in CRITICAL for d in diagnoses) else "warning"

@@ -1,0 +1,1 @@
+"""Running unattended: the daemon, its leader lock, retention, metrics and settings."""

@@ -1,0 +1,1 @@
+"""Findings -> what people read: the report (JSON, table, markdown), exports, evidence bundles."""

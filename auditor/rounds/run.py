@@ -1,0 +1,306 @@
+"""Wire one round together: config + suite -> endpoints and plan -> runner -> findings."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from dataclasses import dataclass, field
+
+import structlog
+
+from auditor import __version__
+from auditor.config import AuditorConfig, ModelConfig, ProviderConfig
+from auditor.errors import UsageError
+from auditor.judging.findings import build_findings
+from auditor.judging.verdict import ALPHA, combined_p
+from auditor.probes import Suite
+from auditor.providers.base import ProviderAdapter, adapters
+from auditor.providers.cache import CachedReference
+from auditor.providers.reference import ReferenceEndpoint, ReferenceUnavailable, build_reference
+from auditor.rounds.budget import (
+    BudgetPolicy,
+    EndpointKey,
+    Plan,
+    SendEverySample,
+    SequentialPolicy,
+    SpendMeter,
+)
+from auditor.rounds.limits import ProviderLimits
+from auditor.rounds.runner import Endpoint, RoundOutcome, RoundProgress, RoundRunner
+from auditor.scorers.reference_likelihood import score_round
+from auditor.secrets import Redactor
+from auditor.storage.repository import Store
+from auditor.storage.tables import RoundRow
+
+log = structlog.get_logger(__name__)
+
+REFERENCE = "reference"
+
+
+@dataclass
+class RoundSelection:
+    suite: Suite
+    models: list[ModelConfig]
+
+
+def select(
+    config: AuditorConfig, suite: Suite, model: str | None, provider: str | None
+) -> RoundSelection:
+    models = [m for m in config.models if model is None or m.name == model]
+    if not models:
+        known = ", ".join(m.name for m in config.models)
+        raise UsageError(f"--model: no model named {model!r} in the config (known: {known})")
+    if provider is not None:
+        models = [
+            m.model_copy(update={"providers": [p for p in m.providers if p.name == provider]})
+            for m in models
+        ]
+        models = [m for m in models if m.providers]
+        if not models:
+            raise UsageError(
+                f"--provider: no provider named {provider!r} for the selected model(s)"
+            )
+    return RoundSelection(suite=suite, models=models)
+
+
+def make_adapter(config: ProviderConfig) -> ProviderAdapter:
+    try:
+        cls = adapters.get(config.adapter)
+    except KeyError as exc:
+        raise UsageError(f"provider {config.name}: {exc.args[0]}") from None
+    return cls(config)  # type: ignore[call-arg]
+
+
+@dataclass
+class RoundResult:
+    round_id: str
+    outcome: RoundOutcome
+    reference_note: str | None
+
+
+@dataclass
+class RoundEndpoints:
+    """Every endpoint of a round: the providers and, per model, its reference."""
+
+    endpoints: list[Endpoint] = field(default_factory=list)
+    references: dict[str, ReferenceEndpoint] = field(default_factory=dict)
+    reference_note: str | None = None  # why a reference could not be used
+    reference_digest: str | None = None
+
+
+async def run_round_async(
+    config: AuditorConfig,
+    store: Store,
+    selection: RoundSelection,
+    progress: RoundProgress | None = None,
+    with_reference: bool = True,
+    score_likelihood: bool = True,
+    stop: asyncio.Event | None = None,
+    drain_timeout_s: float = 30.0,
+) -> RoundResult:
+    """One round of `selection`, stored as it goes. It stops cleanly (in-flight requests get
+    `drain_timeout_s` to finish; the round is marked interrupted) on SIGINT/SIGTERM, or, when
+    the caller owns the signals (the daemon), once `stop` is set."""
+    suite = selection.suite
+    store.upsert_probe_cases(suite.cases)
+    endpoints = register_endpoints(config, store, selection, with_reference)
+    plan = Plan.samples([e.key for e in endpoints.endpoints], suite.cases)
+    round_id = start_round(config, store, selection, endpoints, len(plan))
+    scoring = LikelihoodScoring(store, round_id, endpoints.references, progress)
+    policy = budget_policy(config, plan, suite, endpoints, scoring, score_likelihood)
+    runner = RoundRunner(
+        store, round_id, endpoints.endpoints, {c.content_hash: c for c in suite.cases}, policy,
+        SpendMeter(config.budget), Redactor.from_config(config), progress,
+        drain_timeout_s=drain_timeout_s,
+    )  # fmt: skip
+    try:
+        outcome = await send_until_done(runner, stop)
+        # Asked to stop: findings from what was answered, without waiting for the scoring.
+        stopping = stop is not None and stop.is_set()
+        note = endpoints.reference_note
+        if outcome.status != "interrupted" and score_likelihood and not stopping:
+            note = note or await scoring.score_so_far()
+    except BaseException:
+        store.finish_round(round_id, "interrupted", "error")
+        raise
+    finally:
+        await scoring.aclose()
+    log_sequential_decisions(round_id, policy)
+    finish_round(store, round_id, outcome)
+    return RoundResult(round_id, outcome, note)
+
+
+def register_endpoints(
+    config: AuditorConfig, store: Store, selection: RoundSelection, with_reference: bool
+) -> RoundEndpoints:
+    """Each provider of the selection (stored in `providers`, with its adapter and limits)
+    and each model's reference engine, cached in the database by weights digest. A
+    reference that cannot be built is left out, with the reason."""
+    out = RoundEndpoints()
+    for model in selection.models:
+        for p in model.providers:
+            provider_id = store.upsert_provider(
+                model.name, p.name, base_url=p.base_url, model_id=p.model, trusted=p.trusted,
+                config=p.public_view(),
+            )  # fmt: skip
+            out.endpoints.append(
+                Endpoint(
+                    model.name, p.name, make_adapter(p), ProviderLimits(p), provider_id, p.price
+                )
+            )
+        ref_config = config.reference_for(model) if with_reference else None
+        if ref_config is None:
+            continue
+        try:
+            reference = build_reference(ref_config)
+        except ReferenceUnavailable as exc:
+            out.reference_note = f"reference not used: {exc}"
+            log.warning("reference.unavailable", model=model.name, reason=str(exc))
+            continue
+        out.reference_digest = reference.digest
+        out.references[model.name] = reference
+        provider_id = store.upsert_provider(
+            model.name, REFERENCE, kind="reference", base_url=reference.base_url,
+            model_id=reference.model_id, trusted=True, config=ref_config.model_dump(mode="json"),
+        )  # fmt: skip
+        cached = CachedReference(reference.adapter, store, reference.digest, ref_config.engine)
+        out.endpoints.append(
+            Endpoint(model.name, REFERENCE, cached, ProviderLimits(reference.limits), provider_id)
+        )
+    return out
+
+
+def start_round(
+    config: AuditorConfig,
+    store: Store,
+    selection: RoundSelection,
+    endpoints: RoundEndpoints,
+    planned: int,
+) -> str:
+    """The round's row: what it will send, and what it ran with (version, suite hash,
+    reference weights digest, budget), so its findings can be recomputed later."""
+    suite = selection.suite
+    row = store.start_round(
+        RoundRow(
+            id=uuid.uuid4().hex[:12],
+            suite=suite.name,
+            suite_hash=suite.hash,
+            auditor_version=__version__,
+            reference_digest=endpoints.reference_digest,
+            planned_requests=planned,
+            models=[m.name for m in selection.models],
+            budget=config.budget.model_dump(mode="json"),
+        )
+    )
+    log.info("round.started", round_id=row.id, suite=suite.name, planned=planned)
+    return row.id
+
+
+@dataclass
+class LikelihoodScoring:
+    """The round's answers scored under each model's reference weights, as far as they go
+    (after each look of a sequential budget, and once the round is answered)."""
+
+    store: Store
+    round_id: str
+    references: dict[str, ReferenceEndpoint]
+    progress: RoundProgress | None
+
+    async def score_so_far(self) -> str | None:
+        """Score every answer not scored yet; the first reason scoring could not run."""
+        notes = [await self._score(model, ref) for model, ref in self.references.items()]
+        return next((n for n in notes if n), None)
+
+    async def _score(self, model: str, reference: ReferenceEndpoint) -> str | None:
+        if reference.scorer is None:
+            return reference.scorer_note
+        outcome = await score_round(
+            self.store, self.round_id, model, reference.scorer, reference.digest, self.progress
+        )
+        return outcome.note
+
+    async def aclose(self) -> None:
+        for reference in self.references.values():
+            if reference.scorer is not None and reference.scorer is not reference.adapter:
+                await reference.scorer.aclose()
+
+
+def budget_policy(
+    config: AuditorConfig,
+    plan: Plan,
+    suite: Suite,
+    endpoints: RoundEndpoints,
+    scoring: LikelihoodScoring,
+    score_likelihood: bool,
+) -> BudgetPolicy:
+    """Every sample at once, or, with `budget.sequential`, in looks: after each, the answers
+    are scored and every provider's findings recomputed to decide who gets more requests."""
+    if config.budget.sequential is None:
+        return SendEverySample(plan)
+    store, round_id = scoring.store, scoring.round_id
+
+    async def judge() -> dict[EndpointKey, float | None]:
+        if score_likelihood:
+            await scoring.score_so_far()
+        findings, _, _ = await asyncio.to_thread(build_findings, store, round_id)
+        return {
+            (f.model, f.provider): None if f.verdict == "unavailable" else combined_p(f.tests)
+            for f in findings
+        }
+
+    return SequentialPolicy(
+        plan,
+        extendable=list(suite.cases),
+        providers=[e.key for e in endpoints.endpoints if e.name != REFERENCE],
+        references={m: REFERENCE for m in endpoints.references},
+        judge=judge,
+        settings=config.budget.sequential,
+        alpha=ALPHA,
+    )
+
+
+async def send_until_done(runner: RoundRunner, stop: asyncio.Event | None) -> RoundOutcome:
+    """Run the round; it stops early on SIGINT/SIGTERM, or once `stop` is set when the
+    caller (the daemon) owns the signals."""
+    loop = asyncio.get_running_loop()
+    handled = []
+    watcher: asyncio.Task[None] | None = None
+    if stop is not None:
+        watcher = asyncio.create_task(_stop_when_set(stop, runner))
+    else:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, runner.stop, f"signal {sig.name}")
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+    try:
+        return await runner.run()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        if watcher is not None:
+            watcher.cancel()
+
+
+async def _stop_when_set(stop: asyncio.Event, runner: RoundRunner) -> None:
+    await stop.wait()
+    runner.stop("shutdown")
+
+
+def log_sequential_decisions(round_id: str, policy: BudgetPolicy) -> None:
+    if isinstance(policy, SequentialPolicy):
+        for (model, name), look in policy.state.items():
+            log.info(
+                "sequential.settled", round_id=round_id, model=model, provider=name,
+                decision=look.decision, p_value=look.p_value, looks=look.looks,
+            )  # fmt: skip
+
+
+def finish_round(store: Store, round_id: str, outcome: RoundOutcome) -> None:
+    """Mark the round finished and store every provider's finding."""
+    store.finish_round(round_id, outcome.status, outcome.stop_reason)
+    findings, detector, params = build_findings(store, round_id)
+    store.save_findings(round_id, findings, detector, params)
+    log.info("round.finished", round_id=round_id, status=outcome.status, stored=outcome.stored)

@@ -1,0 +1,116 @@
+"""Samples -> reference log-likelihood scores: every answer of a round, scored under the
+reference weights.
+
+Each answered sample (the providers' and the reference's own) gets five numbers, stored as
+scores of the `reference_likelihood` scorer as soon as they are computed:
+
+- `ref_logprob_mean`: the mean log-probability the reference gives the answer's tokens;
+- `ref_top1_share`: the share of the answer's tokens that are the reference's top choice;
+- `ref_gap_mean`: the mean gap, in nats, between the reference's top choice and the token
+  the answer has (0 where they agree): small where numeric noise broke a near-tie, large
+  where other weights or settings chose a token the reference would not;
+- `ref_far_share`: the share of tokens outside the reference's top `TOP_K` choices: greedy
+  decoding on slightly other weights picks near the top, sampling picks from the tail too;
+- `ref_tokens`: the number of tokens scored.
+
+Scoring costs a forward pass over the prompt and the answer, at about prompt-evaluation
+speed (some 75 tokens a second for the demo model on one core), so: answers to the same
+prompt are scored one after another (an engine that keeps its prompt cache evaluates each
+prompt once), an answer equal to one already scored for the same probe reuses its scores
+(honest providers mostly repeat the reference's greedy answers), only the first
+`MAX_TOKENS` tokens of an answer are scored, and long-context probes are left out (their
+prompts cost thousands of tokens each; retrieval and prompt accounting judge them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import structlog
+
+from auditor.providers.continuation import ContinuationScorer, ScoringUnavailable, TokenScore
+from auditor.records import ScoreRecord
+from auditor.rounds.runner import RoundProgress
+from auditor.storage.repository import Store
+
+log = structlog.get_logger(__name__)
+
+SCORER = "reference_likelihood"
+TOP_K = 5
+MAX_TOKENS = 48
+SKIPPED_SIGNALS = {"long_context"}
+METRICS = ("ref_logprob_mean", "ref_top1_share", "ref_gap_mean", "ref_far_share", "ref_tokens")
+
+
+@dataclass
+class LikelihoodOutcome:
+    scored: int
+    skipped: int  # answers the reference could not score (too long for its context...)
+    note: str | None  # why scoring stopped, when it did
+
+
+def likelihood_scores(tokens: Sequence[TokenScore], params: dict[str, Any]) -> list[ScoreRecord]:
+    """The per-answer figures of `tokens` (see the module docstring)."""
+    logprobs = np.array([t.logprob for t in tokens])
+    gaps = np.array([max(0.0, t.top[0][1] - t.logprob) if t.top else 0.0 for t in tokens])
+    values = {
+        "ref_logprob_mean": float(logprobs.mean()),
+        "ref_top1_share": float(np.mean([t.rank == 0 for t in tokens])),
+        "ref_gap_mean": float(gaps.mean()),
+        "ref_far_share": float(np.mean([t.rank >= TOP_K for t in tokens])),
+        "ref_tokens": float(len(tokens)),
+    }
+    return [
+        ScoreRecord(scorer=SCORER, scorer_params=params, metric=m, value=values[m]) for m in METRICS
+    ]
+
+
+async def score_round(
+    store: Store,
+    round_id: str,
+    model: str,
+    scorer: ContinuationScorer,
+    reference_digest: str,
+    progress: RoundProgress | None = None,
+) -> LikelihoodOutcome:
+    """Score every answered sample of `model` in the round that has no likelihood yet."""
+    # Long-context answers are left out on purpose: neither planned nor counted as failures.
+    todo = [
+        a
+        for a in store.answers_to_score(round_id, model, SCORER)
+        if not SKIPPED_SIGNALS.intersection(a.signals)
+    ]
+    key = (model, "reference likelihood")
+    if progress is not None and todo:
+        progress.planned(key, len(todo))
+    params = {"top_k": TOP_K, "max_tokens": MAX_TOKENS, "reference": reference_digest}
+    scored = skipped = 0
+    done: dict[tuple[str, str], list[ScoreRecord]] = {}
+    for answer in todo:
+        records = done.get((answer.probe_hash, answer.text))
+        if records is None:
+            try:
+                tokens = await scorer.score_continuation(
+                    answer.messages, answer.text, TOP_K, MAX_TOKENS
+                )
+            except ScoringUnavailable as exc:
+                log.warning("likelihood.unavailable", round_id=round_id, reason=str(exc))
+                note = f"continuation scores not available: {exc}"
+                return LikelihoodOutcome(scored, skipped, note)
+            except ValueError as exc:  # e.g. longer than the reference's context
+                log.info("likelihood.skipped", sample_id=answer.sample_id, reason=str(exc))
+                tokens = []
+            records = likelihood_scores(tokens, params) if tokens else []
+            done[(answer.probe_hash, answer.text)] = records
+        if records:
+            store.add_scores(answer.sample_id, records)
+            scored += 1
+        else:
+            skipped += 1
+        if progress is not None:
+            progress.answered(key, bool(records))
+    log.info("likelihood.scored", round_id=round_id, model=model, scored=scored, skipped=skipped)
+    return LikelihoodOutcome(scored, skipped, None)

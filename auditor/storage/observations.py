@@ -1,0 +1,114 @@
+"""A round's stored samples and scores, read back as typed observations for the comparisons.
+
+Everything a comparison needs comes from the database alone, so `auditor compare` can
+recompute any round's findings later.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import load_only
+
+from auditor.comparisons.observation import Observation
+from auditor.storage.repository import Store
+from auditor.storage.tables import ProbeCaseRow, ProviderRow, SampleRow, ScoreRow
+
+_SAMPLE_COLUMNS = (
+    SampleRow.id, SampleRow.provider_id, SampleRow.probe_id, SampleRow.probe_hash,
+    SampleRow.sample_index, SampleRow.ok, SampleRow.output_text, SampleRow.finish_reason,
+    SampleRow.prompt_tokens, SampleRow.completion_tokens, SampleRow.total_tokens,
+    SampleRow.error_class, SampleRow.logprobs_json, SampleRow.tool_calls_json,
+    SampleRow.served_model,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RoundEndpoint:
+    """An endpoint (provider or reference) with samples in a round."""
+
+    provider_id: int
+    model: str
+    name: str
+    kind: str  # provider | reference
+    trusted: bool
+
+
+def round_endpoints(store: Store, round_id: str) -> list[RoundEndpoint]:
+    """The round's endpoints, in the order of their first stored sample."""
+    first = func.min(SampleRow.id)
+    with store.session() as s:
+        rows = s.execute(
+            select(ProviderRow.id, ProviderRow.model, ProviderRow.name, ProviderRow.kind,
+                   ProviderRow.trusted)
+            .join(SampleRow, SampleRow.provider_id == ProviderRow.id)
+            .where(SampleRow.round_id == round_id)
+            .group_by(ProviderRow.id, ProviderRow.model, ProviderRow.name, ProviderRow.kind,
+                      ProviderRow.trusted)
+            .order_by(first)
+        ).all()  # fmt: skip
+    return [RoundEndpoint(*row) for row in rows]
+
+
+def load_observations(
+    store: Store, round_id: str, provider_ids: Collection[int] | None = None
+) -> list[Observation]:
+    """The round's observations in sample order; with `provider_ids`, those endpoints' only
+    (the comparisons of one provider never need the whole round in memory)."""
+    in_round = SampleRow.round_id == round_id
+    if provider_ids is not None:
+        in_round = in_round & SampleRow.provider_id.in_(list(provider_ids))  # type: ignore[attr-defined]
+    with store.session() as s:
+        rows = s.execute(
+            select(SampleRow, ProviderRow)
+            .options(load_only(*_SAMPLE_COLUMNS))  # not the raw payloads: memory stays small
+            .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
+            .where(in_round)
+            .order_by(SampleRow.id)
+        ).all()
+        # Each case once, shared by its samples (not a copy of its JSON per sample).
+        hashes = select(SampleRow.probe_hash).where(in_round)
+        cases = dict(
+            s.execute(
+                select(ProbeCaseRow.hash, ProbeCaseRow.case).where(
+                    ProbeCaseRow.hash.in_(hashes)  # type: ignore[attr-defined]
+                )
+            ).all()
+        )
+        score_rows = s.execute(
+            select(ScoreRow.sample_id, ScoreRow.metric, ScoreRow.value)
+            .join(SampleRow, ScoreRow.sample_id == SampleRow.id)
+            .where(in_round)
+        ).all()
+    scores: dict[int, dict[str, float | None]] = defaultdict(dict)
+    for sample_id, metric, value in score_rows:
+        scores[sample_id][metric] = value
+    return [
+        Observation(
+            model=provider.model,
+            endpoint=provider.name,
+            kind=provider.kind,
+            trusted=provider.trusted,
+            probe_id=sample.probe_id,
+            probe_hash=sample.probe_hash,
+            sample_index=sample.sample_index,
+            ok=sample.ok,
+            text=sample.output_text,
+            finish_reason=sample.finish_reason,
+            prompt_tokens=sample.prompt_tokens,
+            completion_tokens=sample.completion_tokens,
+            total_tokens=sample.total_tokens,
+            error_class=sample.error_class,
+            case=cases[sample.probe_hash],
+            scores=scores.get(sample.id or 0, {}),
+            tool_calls=sample.tool_calls_json,
+            logprobs=sample.logprobs_json,
+            served_model=sample.served_model,
+            requested_model=provider.model_id,
+        )
+        for sample, provider in rows
+        if sample.probe_hash in cases
+    ]

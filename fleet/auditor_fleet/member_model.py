@@ -1,0 +1,96 @@
+"""One fleet member's view of the llama.cpp backend: its weights, prompt format and noise.
+
+Members see the backend through `LlamaBackend.bind`, which gives each a `MemberModel`: its
+weights (the reference, a requantized or a perturbed variant) and prompt format.
+"""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from auditor_fleet.backends import (
+    Backend,
+    ChatMessage,
+    ChatRequest,
+    Generation,
+    TextCallback,
+    TextCompletion,
+    TextCompletionRequest,
+)
+from auditor_fleet.llama_model import shared_model
+from auditor_fleet.spec import FleetMember
+
+if TYPE_CHECKING:
+    from auditor_fleet.llama_backend import LlamaBackend
+
+
+class MemberModel(Backend):
+    """One member's view of a `LlamaBackend`: its weights, prompt format and noise.
+
+    `quantized` members run on a requantized file, `variant_mix` members send a fraction of
+    their requests to the perturbed one, `wrong_template` members format a fraction of them
+    as raw text. Variant files are built (once, cached) and loaded when the fleet starts.
+    Calls go through the parent's single worker thread.
+    """
+
+    blocking = True
+
+    def __init__(self, parent: LlamaBackend, member: FleetMember, seed: int) -> None:
+        # Imported here, so that `python -m auditor_fleet.variants` finds it not yet imported.
+        from auditor_fleet.variants import (
+            DEFAULT_PERTURB_SCALE,
+            PERTURB_TENSORS,
+            perturb,
+            qtype_for_bits,
+            requantize,
+        )
+
+        self.parent = parent
+        self.member = member
+        strength = member.effective_strength()
+        source = parent.model_path
+        self.weights = source
+        self.alternate: Path | None = None
+        self.alternate_share = 0.0
+        self.raw_share = strength if member.fault == "wrong_template" else 0.0
+        if member.fault == "quantized":
+            self.weights = requantize(source, qtype_for_bits(strength))
+        elif member.fault == "variant_mix":
+            scale = parent.perturb_scale or DEFAULT_PERTURB_SCALE
+            tensors = parent.perturb_tensors or PERTURB_TENSORS
+            self.alternate = perturb(source, scale, parent.perturb_seed, tensors=tensors)
+            self.alternate_share = strength
+        self.rng = random.Random(f"{seed}/{member.name}/model")
+        for path in (self.weights, self.alternate):
+            if path is not None:
+                shared_model(path, parent.n_ctx)
+
+    def generate(self, request: ChatRequest, on_text: TextCallback | None = None) -> Generation:
+        # Decided in the worker thread, one request at a time: the draws stay in order.
+        alternate = self.alternate is not None and self.rng.random() < self.alternate_share
+        raw = self.rng.random() < self.raw_share
+        weights = self.alternate if alternate and self.alternate else self.weights
+        seed = self.rng.getrandbits(63)
+        return self.parent.run(
+            request, weights, self.member.noise, seed, raw_template=raw, on_text=on_text
+        )
+
+    def complete(self, request: TextCompletionRequest) -> TextCompletion:
+        """The member's weights (a `variant_mix` member's share goes to the perturbed ones)
+        and noise; the prompt is the caller's text, so no prompt format fault applies."""
+        alternate = self.alternate is not None and self.rng.random() < self.alternate_share
+        weights = self.alternate if alternate and self.alternate else self.weights
+        seed = self.rng.getrandbits(63)
+        return self.parent.run_completion(request, weights, self.member.noise, seed)
+
+    def truncate(self, messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
+        return self.parent.truncate(messages, budget)
+
+    def _worker(self) -> ThreadPoolExecutor:
+        return self.parent._worker()
+
+    def close(self) -> None:
+        """The parent owns the worker thread and closes it."""

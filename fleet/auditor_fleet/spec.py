@@ -1,0 +1,299 @@
+"""What a demo fleet is made of: members (one fake provider each), their ports and faults.
+
+A fleet is described by a `FleetSpec`, loadable from YAML or JSON. Each member is one
+OpenAI-compatible server with at most one planted fault; `strength` tunes the fault and its
+meaning depends on the fault (see `FAULT_STRENGTH`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from auditor.errors import InputFileError, UsageError
+from auditor.yamlfile import read_yaml, validate
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+Fault = Literal[
+    # protocol-level: the HTTP exchange itself misbehaves
+    "honest",
+    "flaky",
+    "http_401",
+    "http_404",
+    "http_429",
+    "http_500",
+    "html_error",
+    "garbage",
+    "truncated_json",
+    "error_object",
+    "hang",
+    "reset",
+    "slow_drip",
+    # request-level: a well-formed answer to a silently altered request
+    "wrong_model",
+    "max_tokens_cap",
+    "sampling_override",
+    "drop_system",
+    "inject_system",
+    "truncate_context",
+    "persona",
+    # a benchmark-tuned variant: listed prompts get their memorised answers (`memorized`)
+    "memorized",
+    # tool calling: the calls in the model's answer are not parsed, or parsed badly
+    "tool_parser_raw",
+    "tool_args_corrupt",
+    # model-level: need a model backend ("llama"); the weights or the prompt format differ
+    "wrong_template",
+    "quantized",
+    "variant_mix",
+]
+
+#: Faults that act on the model itself (weights, prompt format): a model backend is needed.
+MODEL_FAULTS = frozenset({"wrong_template", "quantized", "variant_mix"})
+#: Faults whose strength is a fraction of requests.
+FRACTION_FAULTS = frozenset(
+    {"flaky", "persona", "wrong_template", "variant_mix", "tool_parser_raw", "tool_args_corrupt"}
+)
+#: Logits noise (std, in logits) of a member that does not say: about what batching and
+#: kernel choices on real GPU servers add. See docs/fleet.md for how it was measured.
+DEFAULT_NOISE = 0.02
+
+#: What `strength` means for each fault that reads it, and its value when left at 0.
+FAULT_STRENGTH: dict[str, tuple[str, float]] = {
+    "flaky": ("fraction of chat requests answered 503 with Retry-After: 1 (0..1)", 0.3),
+    "http_429": ("Retry-After seconds", 1.0),
+    "hang": ("seconds to sleep before answering", 3600.0),
+    "slow_drip": ("bytes per second of the response body", 8.0),
+    "max_tokens_cap": ("completion token cap applied whatever the request asks", 16.0),
+    "sampling_override": ("temperature forced on every request (top_p forced to 1)", 1.0),
+    "truncate_context": (
+        "prompt tokens kept, the most recent ones (whitespace words for the echo backend)",
+        64.0,
+    ),
+    "persona": ("fraction of chat requests given the hidden persona system prompt (0..1)", 1.0),
+    "wrong_template": (
+        "fraction of chat requests sent as raw 'User: ... Assistant:' text (0..1)",
+        1.0,
+    ),
+    "quantized": (
+        "bits per weight asked of llama.cpp: 2 (Q2_K), 3 (Q3_K_S), 4 (Q4_0), 5 (Q5_0), "
+        "8 (Q8_0), the nearest; Q2_K and Q3_K_S give Q4_0 + Q3_K here (docs/fleet.md)",
+        2.0,
+    ),
+    "variant_mix": ("fraction of chat requests answered by the perturbed variant (0..1)", 0.5),
+    "tool_parser_raw": (
+        "fraction of requests with tools whose <tool_call> text is sent as plain content (0..1)",
+        1.0,
+    ),
+    "tool_args_corrupt": (
+        "fraction of requests with tools whose calls' arguments lose their last character (0..1)",
+        1.0,
+    ),
+}
+
+
+class FleetSpecError(InputFileError):
+    """A fleet spec file that cannot be read or validated."""
+
+
+class FleetMember(BaseModel):
+    """One fake provider: a name, a port and at most one planted fault."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    port: int = Field(ge=0, le=65535, description="0 picks a free port (in-process fleets only)")
+    fault: Fault = "honest"
+    strength: float = Field(default=0.0, ge=0.0)
+    latency_ms: float = Field(default=0.0, ge=0.0)
+    backend: str = "echo"
+    models: list[str] = Field(default_factory=lambda: [DEFAULT_MODEL], min_length=1)
+    memorized: dict[str, str | int | float] | Path | None = Field(
+        default=None,
+        description="the `memorized` fault's answers: a mapping of prompt text (the last user "
+        "message) to the answer given instead of the model's, or a YAML file holding one "
+        "(see auditor_fleet.memorized)",
+    )
+    noise: float = Field(
+        default=DEFAULT_NOISE,
+        ge=0.0,
+        le=10.0,
+        description="std of the Gaussian noise added to the logits before sampling, as real "
+        "GPU serving does (model backends only; the echo backend ignores it)",
+    )
+
+    @model_validator(mode="after")
+    def _check_strength(self) -> FleetMember:
+        if self.fault in FRACTION_FAULTS and self.strength > 1.0:
+            raise ValueError(f"{self.fault} strength is a fraction of requests and must be <= 1")
+        if self.fault == "memorized" and not self.memorized:
+            raise ValueError(
+                "fault memorized needs its answers: memorized: {prompt: answer} or a YAML file"
+            )
+        if self.fault in MODEL_FAULTS and self.backend == "echo":
+            raise ValueError(
+                f"fault {self.fault} acts on the model and needs a model backend "
+                "(backend: llama), not echo"
+            )
+        return self
+
+    def effective_strength(self) -> float:
+        """`strength`, or the fault's default when it was left at 0."""
+        default = FAULT_STRENGTH.get(self.fault, ("", 0.0))[1]
+        return self.strength if self.strength > 0 else default
+
+
+class FleetSpec(BaseModel):
+    """A whole fleet, served from one process on a loopback address."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    members: list[FleetMember] = Field(min_length=1)
+    seed: int = 0
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, host: str) -> str:
+        if host == "localhost":
+            return host
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"host must be a loopback IP address, not {host!r}") from None
+        if not address.is_loopback:
+            raise ValueError(f"host must be a loopback address (127.0.0.0/8 or ::1), not {host}")
+        return host
+
+    @model_validator(mode="after")
+    def _unique(self) -> FleetSpec:
+        names = [m.name for m in self.members]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise ValueError(f"member name {dup!r} is used twice")
+        ports = [m.port for m in self.members if m.port]
+        if len(set(ports)) != len(ports):
+            dup_port = next(p for p in ports if ports.count(p) > 1)
+            raise ValueError(f"port {dup_port} is used by two members")
+        return self
+
+    def member(self, name: str) -> FleetMember:
+        for m in self.members:
+            if m.name == name:
+                return m
+        raise KeyError(f"no fleet member named {name!r}")
+
+
+def base_url(host: str, port: int) -> str:
+    """The OpenAI-style base URL (ending in /v1) of a member listening on host:port."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/v1"
+
+
+#: The demo fleet: (name, fault, strength). Strength 0 means the fault's default.
+DEMO_MEMBERS: tuple[tuple[str, Fault, float], ...] = (
+    ("acme", "honest", 0.0),
+    ("bolt", "honest", 0.0),
+    ("cobalt", "sampling_override", 1.0),
+    ("dune", "truncate_context", 256.0),
+    ("ember", "persona", 1.0),
+    ("fjord", "quantized", 2.0),
+    ("garnet", "wrong_template", 1.0),
+    ("harbor", "max_tokens_cap", 32.0),
+    ("iris", "drop_system", 0.0),
+    ("juniper", "variant_mix", 0.5),
+    ("kite", "flaky", 0.3),
+)
+
+
+def default_fleet(base_port: int = 8101) -> FleetSpec:
+    """The demo fleet, backed by the packaged model: two honest providers and one per planted
+    fault, on consecutive ports. All members share one process and each set of weights."""
+    return FleetSpec(
+        members=[
+            FleetMember(
+                name=name, port=base_port + i, fault=fault, strength=strength, backend="llama"
+            )
+            for i, (name, fault, strength) in enumerate(DEMO_MEMBERS)
+        ]
+    )
+
+
+def echo_fleet(base_port: int = 8101) -> FleetSpec:
+    """The model-free fleet (tests, benchmarks): two honest providers and a flaky one."""
+    return FleetSpec(
+        members=[
+            FleetMember(name="acme", port=base_port),
+            FleetMember(name="bolt", port=base_port + 1),
+            FleetMember(name="flaky", port=base_port + 2, fault="flaky", strength=0.3),
+        ]
+    )
+
+
+def pick_members(spec: FleetSpec, picks: list[str]) -> FleetSpec:
+    """A fleet of the members of `spec` named by `picks`, in the order of `spec`.
+
+    Each pick is `KEY` or `KEY=STRENGTH`, where KEY is a member name or a fault: a fault
+    picks every member planted with it, or, if none is, adds a member named after the
+    fault on the next free port (with the backend of the spec's first member).
+    """
+    chosen: dict[str, dict[str, Any]] = {}
+    order = [m.name for m in spec.members]
+    faults = set(get_args(Fault))
+    next_port = max(m.port for m in spec.members) + 1
+    for pick in picks:
+        key, _, value = pick.strip().partition("=")
+        key = key.strip()
+        try:
+            strength = float(value) if value else None
+        except ValueError:
+            raise UsageError(f"--faults: {pick!r}: strength must be a number") from None
+        matched = [m.model_dump() for m in spec.members if key in (m.name, m.fault)]
+        if not matched and key in faults:
+            name = key.replace("_", "-")
+            port = next_port if spec.members[0].port else 0
+            next_port += 1
+            order.append(name)
+            matched = [
+                {"name": name, "port": port, "fault": key, "backend": spec.members[0].backend}
+            ]
+        if not matched:
+            known = ", ".join(m.name for m in spec.members)
+            raise UsageError(f"--faults: {key!r} is neither a member ({known}) nor a fault")
+        for fields in matched:
+            if strength is not None:
+                fields["strength"] = strength
+            chosen[fields["name"]] = fields
+    try:
+        members = [FleetMember.model_validate(chosen[n]) for n in order if n in chosen]
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise UsageError(f"--faults: {message}") from None
+    return spec.model_copy(update={"members": members})
+
+
+def load_fleet_spec(path: Path) -> FleetSpec:
+    """Read a fleet spec from a YAML or JSON file (JSON is YAML, so one parser serves)."""
+    data, node = read_yaml(path, FleetSpecError)
+    return validate(FleetSpec, data, path, node, FleetSpecError)
+
+
+def parse_fleet_spec(text: str) -> FleetSpec:
+    """A fleet spec given inline as JSON (e.g. on a command line)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FleetSpecError("<argv>", f"invalid JSON: {exc.msg}") from None
+    return validate(FleetSpec, data, Path("<argv>"), None, FleetSpecError)

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (import as `helpers.<module>`; `tests/` is on the path)."""
