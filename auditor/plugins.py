@@ -32,6 +32,10 @@ class Registry(Generic[Plugin]):
         self._items[name] = item
         return item
 
+    def remove(self, name: str) -> None:
+        """Forget `name` (a plugin being reloaded, or a test cleaning up after itself)."""
+        self._items.pop(name, None)
+
     def register(self, name: str) -> Callable[[Plugin], Plugin]:
         """A decorator: `@registry.register("name")` over a class (or function)."""
 

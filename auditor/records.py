@@ -202,6 +202,7 @@ class ScoreRecord(Strict):
 
 Verdict = Literal["consistent", "deviant", "unavailable", "inconclusive"]
 Severity = Literal["info", "warning", "critical"]
+#: The diagnosis kinds of the report contract; a plugin may register more (README, Plugins).
 DiagnosisKind = Literal[
     "sampling_params",
     "context_truncation",
@@ -216,7 +217,8 @@ DiagnosisKind = Literal[
 
 
 class Diagnosis(Strict):
-    kind: DiagnosisKind
+    # One of `DiagnosisKind`, or a kind a plugin registered (`auditor.comparisons.rules.kinds`).
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     confidence: float = Field(ge=0, le=1)
     summary: str
 

@@ -21,7 +21,8 @@ Fields:
 - `when`: conditions that must also hold: `Moved(...)` (some other test rejected),
   `Figure(...)` (a figure or test statistic above or below a threshold), `Not(...)`,
   `AllOf(...)`.
-- `kind` and `weight`: the diagnosis it names, with confidence `weight * (1 - adjusted p)`
+- `kind` and `weight`: the diagnosis it names (a registered `Kind`: the report contract's, or
+  one the module registers in `kinds`), with confidence `weight * (1 - adjusted p)`
   (at most 0.99 of the weight).
 - `summary`: a format string over the test read (`{effect}`, `{statistic}`, `{moved}`,
   `{name}`, `{p}`) and the round's figures (`{figures[<metric>]}`), or a callable.
@@ -36,14 +37,37 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol
 
 from auditor.comparisons.base import Comparison
 from auditor.plugins import Registry
-from auditor.records import DiagnosisKind
 
 Direction = Literal["up", "down", "any"]
-KINDS: frozenset[str] = frozenset(get_args(DiagnosisKind))
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A diagnosis kind: what the report's `kind` names. `critical`: the provider serves
+    something other than the model (its deviant findings are critical, others warnings)."""
+
+    name: str
+    critical: bool
+    meaning: str
+
+
+kinds: Registry[Kind] = Registry("diagnosis kind", group="auditor.rules")
+for _name, _critical, _meaning in (
+    ("sampling_params", False, "the request's sampling parameters are not honoured"),
+    ("context_truncation", True, "the context is cut below the model's window"),
+    ("chat_template", True, "another chat template, or none, is applied"),
+    ("system_prompt", True, "the system message is dropped, replaced or added to"),
+    ("max_tokens", False, "answers are cut below the requested max_tokens"),
+    ("quantization", True, "the same weights, more heavily quantized"),
+    ("model_variant", True, "other weights: a fine-tune or another model"),
+    ("tool_calling", False, "tool calls are not parsed, or mangled"),
+    ("other", False, "something else differs from the reference"),
+):
+    kinds.add(_name, Kind(_name, _critical, _meaning))
 
 
 @dataclass(frozen=True)
@@ -160,7 +184,7 @@ class Rule:
 
     name: str
     metric: str | tuple[str, ...]
-    kind: DiagnosisKind
+    kind: str
     weight: float
     summary: Summary
     scope: str | None = None
@@ -170,8 +194,6 @@ class Rule:
     fallback: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"rule {self.name}: unknown diagnosis kind {self.kind!r}")
         if not 0 < self.weight <= 1:
             raise ValueError(f"rule {self.name}: weight must be in (0, 1]")
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from graphlib import CycleError, TopologicalSorter
 
 from auditor.comparisons import Comparison
-from auditor.comparisons.rules import KINDS, Readings, Rejection, Rule, register, rules
+from auditor.comparisons.rules import Readings, Rejection, Rule, kinds, register, rules
 from auditor.records import Diagnosis
 
 FALLBACK = Rule(
@@ -63,22 +63,25 @@ def diagnose(
 
 
 def _fires(suppressor: str, fired: dict[str, Rejection], by_name: dict[str, Rule]) -> bool:
-    if suppressor in KINDS:
+    if suppressor in kinds.names():
         return any(by_name[n].kind == suppressor for n in fired)
     return suppressor in fired
 
 
 def _order(declared: list[Rule]) -> list[str]:
     """Rule names, each after every rule it may yield to (kinds expand to their rules)."""
+    known = set(kinds.names())
     by_kind: dict[str, list[str]] = {}
     for r in declared:
+        if r.kind not in known:
+            raise ValueError(f"rule {r.name}: unknown diagnosis kind {r.kind!r}")
         by_kind.setdefault(r.kind, []).append(r.name)
     names = {r.name for r in declared}
     graph: dict[str, set[str]] = {}
     for r in declared:
         before: set[str] = set()
         for s in r.suppressed_by:
-            if s in KINDS:
+            if s in known:
                 before.update(n for n in by_kind.get(s, []) if n != r.name)
             elif s in names:
                 before.add(s)

@@ -8,7 +8,8 @@ verdict, its severity, and each test beside its honest band.
   `min_answered_fraction` of the requests answered; `consistent` when at least `min_tests`
   tests ran and none survived; `inconclusive` otherwise (too few samples, no baseline).
 - Severity: `critical` for a deviant finding whose diagnoses include a kind that changes the
-  model served (`CRITICAL`), `warning` for other deviant and unavailable findings, else `info`.
+  model served (a `Kind` marked critical), `warning` for other deviant and unavailable
+  findings, else `info`.
 - Honest bands: each test's `honest_range` is its own (from the round's trusted providers)
   or the band passed in for its statistic (the latest `auditor calibrate`).
 """
@@ -19,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from auditor.comparisons import Comparison
-from auditor.comparisons.rules import Rejection
+from auditor.comparisons.rules import Rejection, kinds
 from auditor.records import Diagnosis, Severity, TestResult, Verdict
 from auditor.stats import bh_adjust
 
@@ -27,9 +28,6 @@ DETECTOR = "comparison-v1"  # recorded with every finding and calibration
 ALPHA = 0.05
 MIN_TESTS_FOR_CONSISTENT = 3
 MIN_ANSWERED_FRACTION = 0.5
-CRITICAL = frozenset(
-    {"model_variant", "quantization", "context_truncation", "system_prompt", "chat_template"}
-)
 
 Band = tuple[float, float]
 
@@ -113,4 +111,5 @@ def severity_for(verdict: str, diagnoses: list[Diagnosis]) -> Severity:
         return "warning"
     if verdict != "deviant":
         return "info"
-    return "critical" if any(d.kind in CRITICAL for d in diagnoses) else "warning"
+    critical = {k.name for k in kinds.values() if k.critical}
+    return "critical" if any(d.kind in critical for d in diagnoses) else "warning"

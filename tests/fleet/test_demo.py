@@ -12,11 +12,11 @@ from auditor_fleet.demo import EXPECTED, planted, providers_yaml
 from auditor_fleet.spec import DEMO_MEMBERS, FAULT_STRENGTH, Fault
 from cli_helpers import free_port_range, run_auditor
 
+from auditor.comparisons.rules import kinds
 from auditor.config import load_config
 from auditor.errors import UsageError
-from auditor.records import DiagnosisKind
 
-KINDS = set(get_args(DiagnosisKind))
+KINDS = set(kinds.names())
 
 
 def test_every_fault_has_an_expected_diagnosis_of_a_contract_kind() -> None:
