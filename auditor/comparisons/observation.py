@@ -31,6 +31,9 @@ class Observation:
     tool_calls: list[dict[str, Any]] | None = None  # OpenAI format, as the answer had them
     logprobs: list[dict[str, Any]] | None = None  # per token, OpenAI format, when returned
     served_model: str | None = None  # the `model` field of the response
+    # The answer's steps under the reference weights (`auditor.scorers.reference_likelihood.
+    # token_trace`): `rank`, `gap` and `near` per token; None where it was not scored.
+    trace: dict[str, Any] | None = None
     requested_model: str | None = None  # the model id the provider was asked for
 
     @property

@@ -9,9 +9,10 @@ scores of the `reference_likelihood` scorer as soon as they are computed:
 - `ref_gap_mean`: the mean gap, in nats, between the reference's top choice and the token
   the answer has (0 where they agree): small where numeric noise broke a near-tie, large
   where other weights or settings chose a token the reference would not;
-- `ref_far_share`: the share of tokens outside the reference's top `TOP_K` choices: greedy
+- `ref_far_share`: the share of tokens outside the reference's top `FAR_RANK` choices: greedy
   decoding on slightly other weights picks near the top, sampling picks from the tail too;
-- `ref_tokens`: the number of tokens scored.
+- `ref_tokens`: the number of tokens scored, with the steps themselves in its `detail`
+  (`token_trace`: rank, gap and the near candidates of every step, what the noise model reads).
 
 Scoring costs a forward pass over the prompt and the answer, at about prompt-evaluation
 speed (some 75 tokens a second for the demo model on one core), so: answers to the same
@@ -39,10 +40,15 @@ from auditor.storage.repository import Store
 log = structlog.get_logger(__name__)
 
 SCORER = "reference_likelihood"
-TOP_K = 5
+TOP_K = 20  # alternatives asked of the scorer at each step (what an endpoint's logprobs allow)
+FAR_RANK = 5  # `ref_far_share`: tokens outside the reference's top 5
 MAX_TOKENS = 48
+NEAR_CAP = 3.0  # gaps (nats) kept per step: farther candidates cannot win under honest noise
+NEAR_KEEP = 8  # at most this many candidates kept per step
 SKIPPED_SIGNALS = {"long_context"}
 METRICS = ("ref_logprob_mean", "ref_top1_share", "ref_gap_mean", "ref_far_share", "ref_tokens")
+#: The score whose `detail` holds the answer's steps (`token_trace`).
+TRACE_METRIC = "ref_tokens"
 
 
 @dataclass
@@ -52,19 +58,44 @@ class LikelihoodOutcome:
     note: str | None  # why scoring stopped, when it did
 
 
+def token_trace(tokens: Sequence[TokenScore]) -> dict[str, Any]:
+    """Each step of the answer under the reference, compactly (the `detail` of `ref_tokens`):
+    `rank` of the answer's token among the reference's choices (0: its top choice), `gap`
+    between the top choice and the answer's token (nats), and `near`: the gaps of the other
+    candidates within `NEAR_CAP` of the top, nearest first. The noise model
+    (`auditor.stats.noise`) reads how likely honest serving is to depart at each step."""
+    ranks, gaps, near = [], [], []
+    for t in tokens:
+        top = t.top[0][1] if t.top else t.logprob
+        ranks.append(min(t.rank, 999))
+        gaps.append(round(max(0.0, top - t.logprob), 3))
+        others = sorted(round(top - lp, 3) for _, lp in t.top[1:] if top - lp < NEAR_CAP)
+        near.append(others[:NEAR_KEEP])
+    return {"rank": ranks, "gap": gaps, "near": near}
+
+
 def likelihood_scores(tokens: Sequence[TokenScore], params: dict[str, Any]) -> list[ScoreRecord]:
-    """The per-answer figures of `tokens` (see the module docstring)."""
+    """The per-answer figures of `tokens` (see the module docstring), with the steps
+    themselves in the `detail` of `ref_tokens`."""
     logprobs = np.array([t.logprob for t in tokens])
     gaps = np.array([max(0.0, t.top[0][1] - t.logprob) if t.top else 0.0 for t in tokens])
     values = {
         "ref_logprob_mean": float(logprobs.mean()),
         "ref_top1_share": float(np.mean([t.rank == 0 for t in tokens])),
         "ref_gap_mean": float(gaps.mean()),
-        "ref_far_share": float(np.mean([t.rank >= TOP_K for t in tokens])),
+        "ref_far_share": float(np.mean([t.rank >= FAR_RANK for t in tokens])),
         "ref_tokens": float(len(tokens)),
     }
+    trace = token_trace(tokens)
     return [
-        ScoreRecord(scorer=SCORER, scorer_params=params, metric=m, value=values[m]) for m in METRICS
+        ScoreRecord(
+            scorer=SCORER,
+            scorer_params=params,
+            metric=m,
+            value=values[m],
+            detail=trace if m == TRACE_METRIC else {},
+        )
+        for m in METRICS
     ]
 
 

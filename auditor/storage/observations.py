@@ -11,9 +11,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlmodel import col
 from sqlalchemy.orm import load_only
 
 from auditor.comparisons.observation import Observation
+from auditor.scorers.reference_likelihood import SCORER, TRACE_METRIC
 from auditor.storage.repository import Store
 from auditor.storage.tables import ProbeCaseRow, ProviderRow, SampleRow, ScoreRow
 
@@ -42,7 +44,7 @@ def round_endpoints(store: Store, round_id: str) -> list[RoundEndpoint]:
     first = func.min(SampleRow.id)
     with store.session() as s:
         rows = s.execute(
-            select(ProviderRow.id, ProviderRow.model, ProviderRow.name, ProviderRow.kind,
+            select(col(ProviderRow.id), col(ProviderRow.model), col(ProviderRow.name), col(ProviderRow.kind),
                    ProviderRow.trusted)
             .join(SampleRow, SampleRow.provider_id == ProviderRow.id)
             .where(SampleRow.round_id == round_id)
@@ -65,27 +67,33 @@ def load_observations(
         rows = s.execute(
             select(SampleRow, ProviderRow)
             .options(load_only(*_SAMPLE_COLUMNS))  # not the raw payloads: memory stays small
-            .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
+            .join(ProviderRow, col(SampleRow.provider_id) == ProviderRow.id)
             .where(in_round)
-            .order_by(SampleRow.id)
+            .order_by(col(SampleRow.id))
         ).all()
         # Each case once, shared by its samples (not a copy of its JSON per sample).
-        hashes = select(SampleRow.probe_hash).where(in_round)
+        hashes = select(col(SampleRow.probe_hash)).where(in_round)
         cases = dict(
             s.execute(
-                select(ProbeCaseRow.hash, ProbeCaseRow.case).where(
+                select(col(ProbeCaseRow.hash), col(ProbeCaseRow.case)).where(
                     ProbeCaseRow.hash.in_(hashes)  # type: ignore[attr-defined]
                 )
             ).all()
         )
         score_rows = s.execute(
-            select(ScoreRow.sample_id, ScoreRow.metric, ScoreRow.value)
-            .join(SampleRow, ScoreRow.sample_id == SampleRow.id)
+            select(col(ScoreRow.sample_id), col(ScoreRow.metric), col(ScoreRow.value))
+            .join(SampleRow, col(ScoreRow.sample_id) == SampleRow.id)
             .where(in_round)
+        ).all()
+        trace_rows = s.execute(
+            select(col(ScoreRow.sample_id), col(ScoreRow.detail))
+            .join(SampleRow, col(ScoreRow.sample_id) == SampleRow.id)
+            .where(in_round, col(ScoreRow.metric) == TRACE_METRIC, col(ScoreRow.scorer) == SCORER)
         ).all()
     scores: dict[int, dict[str, float | None]] = defaultdict(dict)
     for sample_id, metric, value in score_rows:
         scores[sample_id][metric] = value
+    traces = {sample_id: detail for sample_id, detail in trace_rows if detail}
     return [
         Observation(
             model=provider.model,
@@ -108,6 +116,7 @@ def load_observations(
             logprobs=sample.logprobs_json,
             served_model=sample.served_model,
             requested_model=provider.model_id,
+            trace=traces.get(sample.id or 0),
         )
         for sample, provider in rows
         if sample.probe_hash in cases
