@@ -1,9 +1,11 @@
-"""The README's Webhooks section says what the code does: its config, body and receiver."""
+"""The webhook documentation says what the code does: the body in the README's Webhooks
+section, the sink config and the receiver in docs/operations.md's."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,15 +18,20 @@ from auditor.alerts.signing import body_text, signed_headers
 from auditor.operations.settings import AlertsConfig
 from tests.alerts.receiver import NEW_SECRET, OLD_SECRET, T0, incident_event
 
+README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 
-def section() -> str:
-    text = (ROOT / "README.md").read_text()
+
+def section(page: Path) -> str:
+    """The page's `## Webhooks` section, up to the next `## ` heading."""
+    text = page.read_text()
     start = text.index("\n## Webhooks\n")
-    return text[start : text.index("\n## ", start + 1)]
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
 
 
-def block(lang: str) -> str:
-    return re.findall(rf"```{lang}\n(.*?)```", section(), re.S)[0]
+def block(lang: str, page: Path) -> str:
+    return re.findall(rf"```{lang}\n(.*?)```", section(page), re.S)[0]
 
 
 def shape(value: Any) -> Any:
@@ -37,14 +44,14 @@ def shape(value: Any) -> Any:
 
 
 def test_config_example_is_valid() -> None:
-    config = AlertsConfig.model_validate(yaml.safe_load(block("yaml"))["alerts"])
+    config = AlertsConfig.model_validate(yaml.safe_load(block("yaml", OPERATIONS))["alerts"])
     assert config.sinks[0].secret_env == "AUDITOR_WEBHOOK_SECRET"
 
 
 def test_body_example_has_the_shape_of_a_real_body() -> None:
-    example = json.loads(block("json"))
+    example = json.loads(block("json", README))
     real = body_for(incident_event(), AlertsConfig.model_validate(
-        yaml.safe_load(block("yaml"))["alerts"]).sinks[0], T0)  # fmt: skip
+        yaml.safe_load(block("yaml", OPERATIONS))["alerts"]).sinks[0], T0)  # fmt: skip
     assert shape(example) == shape(real)
 
 
@@ -53,7 +60,7 @@ def test_receiver_snippet_verifies_and_deduplicates(monkeypatch: pytest.MonkeyPa
     seen: set[str] = set()
     handled: list[Any] = []
     scope = {"already_handled": seen.__contains__, "remember": seen.add, "handle": handled.append}
-    exec(block("python"), scope)
+    exec(block("python", OPERATIONS), scope)
     body = body_text({"type": "test", "timestamp": "2026-11-25T14:00:00Z", "data": {}})
     rotating = [Webhook(NEW_SECRET), Webhook(OLD_SECRET)]
     headers = signed_headers("msg_1", body, rotating)
