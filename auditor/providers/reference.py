@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from auditor.config import EndpointReference, LlamaCppReference, ProviderConfig
-from auditor.errors import AuditorError
 from auditor.providers.base import ProviderAdapter, adapters
 from auditor.providers.continuation import (
     ChatTemplate,
@@ -18,10 +17,9 @@ from auditor.providers.continuation import (
     EndpointContinuationScorer,
     ScoringUnavailable,
 )
+from auditor.providers.llama_cpp import LlamaCppEngine, ReferenceUnavailable
 
-
-class ReferenceUnavailable(AuditorError):
-    """The configured reference cannot run here (engine missing, weights not found...)."""
+__all__ = ["ReferenceEndpoint", "ReferenceUnavailable", "build_reference"]
 
 
 @dataclass
@@ -57,8 +55,6 @@ def build_reference(config: LlamaCppReference | EndpointReference) -> ReferenceE
             scorer=scorer,
             scorer_note=note,
         )
-    from auditor.providers.llama_cpp import LlamaCppEngine
-
     engine = LlamaCppEngine(config)
     limits = ProviderConfig(
         name="reference",

@@ -1,7 +1,9 @@
 """One fleet member's view of the llama.cpp backend: its weights, prompt format and noise.
 
 Members see the backend through `LlamaBackend.bind`, which gives each a `MemberModel`: its
-weights (the reference, a requantized or a perturbed variant) and prompt format.
+weights (the reference, a requantized or a perturbed variant) and prompt format. A member
+needs of its backend only what `ModelRunner` lists, so this module does not import
+`llama_backend` (which imports it).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from auditor_fleet.backends import (
     Backend,
@@ -22,9 +24,41 @@ from auditor_fleet.backends import (
 )
 from auditor_fleet.llama_model import shared_model
 from auditor_fleet.spec import FleetMember
+from auditor_fleet.variants import (
+    DEFAULT_PERTURB_SCALE,
+    PERTURB_TENSORS,
+    perturb,
+    qtype_for_bits,
+    requantize,
+)
 
-if TYPE_CHECKING:
-    from auditor_fleet.llama_backend import LlamaBackend
+
+class ModelRunner(Protocol):
+    """What a member uses of the backend that owns the models (`LlamaBackend`)."""
+
+    model_path: Path
+    n_ctx: int
+    perturb_scale: float | None
+    perturb_seed: int
+    perturb_tensors: str | None
+
+    def run(
+        self,
+        request: ChatRequest,
+        weights: Path,
+        noise: float,
+        noise_seed: int,
+        raw_template: bool = False,
+        on_text: TextCallback | None = None,
+    ) -> Generation: ...
+
+    def run_completion(
+        self, request: TextCompletionRequest, weights: Path, noise: float, noise_seed: int
+    ) -> TextCompletion: ...
+
+    def truncate(self, messages: list[ChatMessage], budget: int) -> list[ChatMessage]: ...
+
+    def _worker(self) -> ThreadPoolExecutor: ...
 
 
 class MemberModel(Backend):
@@ -38,16 +72,7 @@ class MemberModel(Backend):
 
     blocking = True
 
-    def __init__(self, parent: LlamaBackend, member: FleetMember, seed: int) -> None:
-        # Imported here, so that `python -m auditor_fleet.variants` finds it not yet imported.
-        from auditor_fleet.variants import (
-            DEFAULT_PERTURB_SCALE,
-            PERTURB_TENSORS,
-            perturb,
-            qtype_for_bits,
-            requantize,
-        )
-
+    def __init__(self, parent: ModelRunner, member: FleetMember, seed: int) -> None:
         self.parent = parent
         self.member = member
         strength = member.effective_strength()

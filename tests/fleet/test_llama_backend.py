@@ -67,6 +67,7 @@ def complete(fleet: FleetHandle, name: str, prompt: str, **kwargs: Any) -> Any:
     return client(fleet, name).completions.create(model=DEFAULT_MODEL, prompt=prompt, **kwargs)
 
 
+@pytest.mark.slow
 def test_without_noise_a_member_answers_as_the_reference_engine(
     fleet: FleetHandle, engine: LlamaCppEngine
 ) -> None:
@@ -106,6 +107,7 @@ def test_without_noise_a_member_answers_as_the_reference_engine(
     assert answer.choices[0].message.content == reference.text
 
 
+@pytest.mark.slow
 def test_logits_noise_moves_logprobs_but_not_a_confident_answer(fleet: FleetHandle) -> None:
     exact = chat(fleet, "exact", logprobs=True)
     noisy = chat(fleet, "noisy", logprobs=True)
@@ -115,6 +117,7 @@ def test_logits_noise_moves_logprobs_but_not_a_confident_answer(fleet: FleetHand
     assert a[: len(b)] != b[: len(a)]  # not bit for bit, as real GPU serving
 
 
+@pytest.mark.slow
 def test_stream_with_logprobs_concatenates_to_the_answer(fleet: FleetHandle) -> None:
     whole = chat(fleet, "exact", "Say something nice with an emoji.", max_tokens=20)
     chunks = list(
@@ -141,6 +144,7 @@ def test_stream_with_logprobs_concatenates_to_the_answer(fleet: FleetHandle) -> 
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
 
 
+@pytest.mark.slow
 def test_stream_is_sent_while_the_answer_is_generated(fleet: FleetHandle) -> None:
     story = "Tell me a long story about a dragon who learns to fly."
     whole = chat(fleet, "exact", story, max_tokens=64)
@@ -164,6 +168,7 @@ def test_stream_is_sent_while_the_answer_is_generated(fleet: FleetHandle) -> Non
     assert end - first_content > 0.3 * (end - start)
 
 
+@pytest.mark.slow
 def test_streamed_and_whole_answers_agree(fleet: FleetHandle) -> None:
     for name in ("exact", "rawexact"):
         for content in (QUESTION, "Write one sentence about a cat."):
@@ -173,6 +178,7 @@ def test_streamed_and_whole_answers_agree(fleet: FleetHandle) -> None:
             assert text == whole.choices[0].message.content
 
 
+@pytest.mark.slow
 def test_a_client_leaving_a_stream_does_not_break_the_member(fleet: FleetHandle) -> None:
     story = "Tell me a long story about a dragon who learns to fly."
     stream = chat(fleet, "exact", story, max_tokens=64, stream=True)
@@ -184,6 +190,7 @@ def test_a_client_leaving_a_stream_does_not_break_the_member(fleet: FleetHandle)
     assert "paris" in answer.choices[0].message.content.lower()
 
 
+@pytest.mark.slow
 def test_wrong_template_sends_raw_text(fleet: FleetHandle) -> None:
     raw = chat(fleet, "raw", max_tokens=8)
     exact = chat(fleet, "exact", max_tokens=8)
@@ -195,6 +202,7 @@ def test_wrong_template_sends_raw_text(fleet: FleetHandle) -> None:
     assert raw.choices[0].message.content != exact.choices[0].message.content
 
 
+@pytest.mark.slow
 def test_request_faults_on_the_model(fleet: FleetHandle) -> None:
     long = " ".join(f"word{i}" for i in range(200)) + " " + QUESTION
     short = chat(fleet, "short", long, max_tokens=4)
@@ -228,6 +236,7 @@ MESSAGES = [{"role": "user", "content": QUESTION}]
 ANSWER = "The capital of France is Paris. It is a beautiful city."
 
 
+@pytest.mark.slow
 def test_echo_scores_the_prompt_as_the_reference_does(fleet: FleetHandle) -> None:
     # An engine of its own: one that has answered before may reuse rows of logits computed
     # one token at a time, which differ from those of a whole evaluation.
@@ -269,6 +278,7 @@ def test_echo_scores_the_prompt_as_the_reference_does(fleet: FleetHandle) -> Non
     assert scored.token_logprobs[1:n] == pytest.approx(lp.token_logprobs[1:], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_text_completion_continues_as_chat_does(fleet: FleetHandle, engine: LlamaCppEngine) -> None:
     prefix = engine.chat_prompt(MESSAGES)
     answer = chat(fleet, "exact", max_tokens=10, logprobs=True, top_logprobs=2)
@@ -302,6 +312,7 @@ def test_text_completion_continues_as_chat_does(fleet: FleetHandle, engine: Llam
     assert stopped.choices[0].finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_text_completion_carries_the_members_noise(
     fleet: FleetHandle, engine: LlamaCppEngine
 ) -> None:

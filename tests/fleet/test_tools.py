@@ -99,6 +99,7 @@ def record(response: CompletionResponse) -> tuple[Any, ...]:
     )
 
 
+@pytest.mark.slow
 async def test_an_honest_member_answers_tool_requests_as_the_reference_engine(
     engine: LlamaCppEngine, members: dict[str, ProviderAdapter]
 ) -> None:
@@ -120,6 +121,7 @@ async def test_an_honest_member_answers_tool_requests_as_the_reference_engine(
     assert record(await members["exact"].complete(request("capital"))) == record(answered)
 
 
+@pytest.mark.slow
 async def test_tool_faults_break_calls_as_real_hosts_do(
     engine: LlamaCppEngine, members: dict[str, ProviderAdapter]
 ) -> None:
@@ -136,6 +138,7 @@ async def test_tool_faults_break_calls_as_real_hosts_do(
         json.loads(arguments)
 
 
+@pytest.mark.slow
 async def test_a_round_of_the_tools_suite_finds_the_member_that_does_not_parse_calls(
     fleet: FleetHandle, engine: LlamaCppEngine, tmp_path: Path
 ) -> None:

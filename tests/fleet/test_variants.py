@@ -48,6 +48,7 @@ def test_strength_picks_the_nearest_type() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_requantize_builds_once_and_reports_the_fallback_types(cache: Path) -> None:
     src = packaged_model_path()
     assert tensor_types(src) == {"Q4_1": 210, "Q8_0": 1}
@@ -64,6 +65,7 @@ def test_requantize_builds_once_and_reports_the_fallback_types(cache: Path) -> N
         requantize(src, "Q9_X")
 
 
+@pytest.mark.slow
 def test_perturb_changes_only_the_selected_tensors(cache: Path) -> None:
     src = packaged_model_path()
     out = perturb(src, 0.2, seed=1, tensors=ONE_TENSOR)
@@ -80,6 +82,7 @@ def test_perturb_changes_only_the_selected_tensors(cache: Path) -> None:
         perturb(src, 0.2, tensors=r"nothing\.matches")
 
 
+@pytest.mark.slow
 def test_members_run_on_their_variants(cache: Path) -> None:
     backend = LlamaBackend(perturb_scale=0.5, perturb_tensors=r"blk\.[0-3]\.ffn_up\.weight")
     request = ChatRequest(
@@ -110,6 +113,7 @@ def test_members_run_on_their_variants(cache: Path) -> None:
     assert set(first) == {honest[0], mixed[0]}  # some requests on each set of weights
 
 
+@pytest.mark.slow
 def test_text_completions_run_on_the_members_weights(cache: Path) -> None:
     backend = LlamaBackend()
     body = TextCompletionRequest(

