@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # A portable AVX2 build: `-march=native` picks up AMX kernels that crash on some VMs.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml fleet/pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,11 +26,18 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check auditor tests bench
 	$(VENV)/bin/ruff format --check auditor tests bench
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
+
+# The developers' loop: every test but the slow ones (`@pytest.mark.slow`: the real model,
+# fleets, daemons, crash trials, the browser, schemathesis), no lint. `make test` runs all.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check auditor tests bench
 	$(VENV)/bin/ruff format --check auditor tests bench
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) auditor.db auditor.db-wal auditor.db-shm .auditor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -63,7 +63,7 @@ def configure(
     _route_stdlib_logging(processors, renderer, numeric_level if json_lines else None)
 
 
-class _AuditorHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _AuditorHandler(logging.StreamHandler[TextIO]):
     """Marks the root handler this module installed, so reconfiguring replaces it."""
 
 

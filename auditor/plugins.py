@@ -48,8 +48,9 @@ class Registry(Generic[Plugin]):
         if self._loaded:
             return
         self._loaded = True
-        for ep in entry_points(group=self.group):
-            ep.load()
+        if self.group is not None:  # a registry without a group has nothing to load
+            for ep in entry_points(group=self.group):
+                ep.load()
 
     def get(self, name: str) -> Plugin:
         self._load()

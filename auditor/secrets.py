@@ -8,7 +8,7 @@ that replaces the configured secret values.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 from auditor.config import AuditorConfig, EndpointReference
@@ -62,6 +62,7 @@ class Redactor:
         return CompletionResponse.model_validate(data)
 
     def structlog_processor(
-        self, _logger: Any, _name: str, event: dict[str, Any]
-    ) -> dict[str, Any]:
-        return self.value(event)
+        self, _logger: Any, _name: str, event: MutableMapping[str, Any]
+    ) -> Mapping[str, Any]:
+        redacted: Mapping[str, Any] = self.value(event)  # a mapping in, a mapping out
+        return redacted

@@ -235,8 +235,12 @@ class _Pass:
             stop = await self.settle(sink, msg, result)
             if stop:
                 for rest in messages[i + 1 :]:
-                    self.done(rest, "deferred" if result.outcome == "retry" else "disabled",
-                              None, result.error)  # fmt: skip
+                    self.done(
+                        rest,
+                        "deferred" if result.outcome == "retry" else "disabled",
+                        None,
+                        result.error,
+                    )
                 return
 
     def expired(self, msg: Message, now: datetime) -> bool:
@@ -356,8 +360,11 @@ async def deliver_now(
     results = await _Pass(store, alerts, client, DeliveryState(), None, final).run(
         pending, due_only=False
     )
-    results += [Result(m.id, m.sink, m.state, m.last_status, m.last_error)
-                for m in messages if m.state != "pending"]  # fmt: skip
+    results += [
+        Result(m.id, m.sink, m.state, m.last_status, m.last_error)
+        for m in messages
+        if m.state != "pending"
+    ]
     order = {msg_id: i for i, msg_id in enumerate(m.id for m in messages)}
     return sorted(results, key=lambda r: order.get(r.msg_id, 0))
 
@@ -401,9 +408,14 @@ class Deliverer:
         total: Counter[str] = Counter()
         for _ in range(100):
             counts = await deliver_due(
-                self.store, self.alerts, self._http(), now, state=self.state,
-                limit=self.batch, stop=stop,
-            )  # fmt: skip
+                self.store,
+                self.alerts,
+                self._http(),
+                now,
+                state=self.state,
+                limit=self.batch,
+                stop=stop,
+            )
             total.update(counts)
             if sum(counts.values()) < self.batch or (stop is not None and stop.is_set()):
                 break

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from auditor.operations.settings import ScheduleEntry
 from auditor.records import AlertEvent, Diagnosis, Finding, IncidentInfo, as_utc, utcnow
@@ -31,10 +32,10 @@ def info(row: IncidentRow) -> IncidentInfo:
         id=row.id or 0,
         model=row.model,
         provider=row.provider,
-        kind=row.kind,  # type: ignore[arg-type]
-        state=row.state,  # type: ignore[arg-type]
+        kind=row.kind,
+        state=row.state,
         verdict=row.verdict,
-        severity=row.severity,  # type: ignore[arg-type]
+        severity=row.severity,
         summary=row.summary,
         diagnoses=[Diagnosis.model_validate(d) for d in row.diagnoses or []],
         opened_round_id=row.opened_round_id,
@@ -62,10 +63,10 @@ def _muted(row: IncidentRow, now: datetime) -> bool:
 def _open_row(s: Session, model: str, provider: str, kind: str) -> IncidentRow | None:
     return s.execute(
         select(IncidentRow).where(
-            IncidentRow.model == model,
-            IncidentRow.provider == provider,
-            IncidentRow.kind == kind,
-            IncidentRow.state == "open",
+            col(IncidentRow.model) == model,
+            col(IncidentRow.provider) == provider,
+            col(IncidentRow.kind) == kind,
+            col(IncidentRow.state) == "open",
         )
     ).scalar_one_or_none()
 
@@ -82,17 +83,27 @@ def update_from_findings(
             row = _open_row(s, f.model, f.provider, "provider")
             if f.verdict in OPENING and row is None:
                 row = IncidentRow(
-                    model=f.model, provider=f.provider, kind="provider", state="open",
-                    verdict=f.verdict, severity=f.severity, summary=_summary(f),
-                    diagnoses=[d.model_dump() for d in f.diagnoses], opened_round_id=round_id,
-                    last_round_id=round_id, opened_at=now, updated_at=now,
-                )  # fmt: skip
+                    model=f.model,
+                    provider=f.provider,
+                    kind="provider",
+                    state="open",
+                    verdict=f.verdict,
+                    severity=f.severity,
+                    summary=_summary(f),
+                    diagnoses=[d.model_dump() for d in f.diagnoses],
+                    opened_round_id=round_id,
+                    last_round_id=round_id,
+                    opened_at=now,
+                    updated_at=now,
+                )
                 s.add(row)
                 s.flush()
                 opened = AlertEvent(
-                    type="incident.opened", incident=info(row), evidence=f.evidence,
+                    type="incident.opened",
+                    incident=info(row),
+                    evidence=f.evidence,
                     round_id=round_id,
-                )  # fmt: skip
+                )
                 events.append(opened)
             elif f.verdict in OPENING and row is not None:
                 row.last_round_id, row.updated_at = round_id, now
@@ -122,9 +133,9 @@ def check_staleness(
     with store.session() as s:
         for entry in schedule:
             last = s.execute(
-                select(RoundRow.finished_at)
-                .where(RoundRow.suite == entry.suite, RoundRow.status == "complete")
-                .order_by(RoundRow.finished_at.desc())  # type: ignore[union-attr]
+                select(col(RoundRow.finished_at))
+                .where(col(RoundRow.suite) == entry.suite, col(RoundRow.status) == "complete")
+                .order_by(col(RoundRow.finished_at).desc())
                 .limit(1)
             ).scalar()
             reference = max(as_utc(last), since) if last else since
@@ -138,10 +149,17 @@ def check_staleness(
                     f"{reference:%Y-%m-%d %H:%M:%S} UTC ({stale_factor:g} times its interval)"
                 )
                 row = IncidentRow(
-                    model=model, provider=AUDITOR, kind="stale_rounds", state="open",
-                    verdict="stale", severity="critical", summary=summary, diagnoses=[],
-                    opened_at=now, updated_at=now,
-                )  # fmt: skip
+                    model=model,
+                    provider=AUDITOR,
+                    kind="stale_rounds",
+                    state="open",
+                    verdict="stale",
+                    severity="critical",
+                    summary=summary,
+                    diagnoses=[],
+                    opened_at=now,
+                    updated_at=now,
+                )
                 s.add(row)
                 s.flush()
                 events.append(AlertEvent(type="incident.opened", incident=info(row)))
@@ -155,9 +173,9 @@ def check_staleness(
 
 def list_incidents(store: Store, state: str | None = None, limit: int = 100) -> list[IncidentRow]:
     with store.session() as s:
-        query = select(IncidentRow).order_by(IncidentRow.opened_at.desc()).limit(limit)  # type: ignore[attr-defined]
+        query = select(IncidentRow).order_by(col(IncidentRow.opened_at).desc()).limit(limit)
         if state:
-            query = query.where(IncidentRow.state == state)
+            query = query.where(col(IncidentRow.state) == state)
         return list(s.execute(query).scalars())
 
 

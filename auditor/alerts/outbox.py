@@ -13,14 +13,15 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from auditor.alerts.payload import body_for, wants
 from auditor.operations.settings import AlertsConfig
 from auditor.records import AlertEvent, as_utc, utcnow
-from auditor.storage.repository import Store
+from auditor.storage.repository import Store, rowcount
 from auditor.storage.tables import OutboxRow, SinkStateRow
 
 STATES = ("pending", "delivered", "failed", "disabled")
@@ -33,7 +34,7 @@ class Message:
     id: str
     sink: str
     event_type: str
-    body: dict
+    body: dict[str, Any]
     attempts: int
     created_at: datetime
     next_attempt_at: datetime
@@ -113,14 +114,16 @@ def _backoff_until(s: Session, sink: str) -> datetime | None:
     """When a failing sink's backoff ends (None if it is not failing)."""
     latest = s.execute(
         select(func.max(OutboxRow.next_attempt_at)).where(
-            OutboxRow.sink == sink, OutboxRow.state == "pending", OutboxRow.attempts > 0
+            col(OutboxRow.sink) == sink,
+            col(OutboxRow.state) == "pending",
+            col(OutboxRow.attempts) > 0,
         )
     ).scalar()
     return as_utc(latest) if latest else None
 
 
 def _disabled(s: Session) -> dict[str, SinkStateRow]:
-    rows = s.execute(select(SinkStateRow).where(SinkStateRow.disabled_at.is_not(None)))  # type: ignore[union-attr]
+    rows = s.execute(select(SinkStateRow).where(col(SinkStateRow.disabled_at).is_not(None)))
     return {r.name: r for r in rows.scalars()}
 
 
@@ -135,8 +138,8 @@ def due(store: Store, now: datetime | None = None, limit: int = 100) -> list[Mes
     with store.session() as s:
         rows = s.execute(
             select(OutboxRow)
-            .where(OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now)
-            .order_by(OutboxRow.created_at, OutboxRow.id)
+            .where(col(OutboxRow.state) == "pending", col(OutboxRow.next_attempt_at) <= now)
+            .order_by(col(OutboxRow.created_at), col(OutboxRow.id))
             .limit(limit)
         ).scalars()
         return [Message.of(r) for r in rows]
@@ -145,7 +148,9 @@ def due(store: Store, now: datetime | None = None, limit: int = 100) -> list[Mes
 def get_messages(store: Store, ids: Collection[str]) -> list[Message]:
     with store.session() as s:
         rows = s.execute(
-            select(OutboxRow).where(OutboxRow.id.in_(list(ids))).order_by(OutboxRow.created_at)  # type: ignore[attr-defined]
+            select(OutboxRow)
+            .where(col(OutboxRow.id).in_(list(ids)))
+            .order_by(col(OutboxRow.created_at))
         ).scalars()
         return [Message.of(r) for r in rows]
 
@@ -156,20 +161,20 @@ def claim(
     """Take a pending message for one attempt. False if it is delivered, given up, or being
     sent by another process. `due_only=False` takes it whenever it is pending (the caller
     queued it itself, with a `hold`)."""
-    conditions = [OutboxRow.id == msg_id, OutboxRow.state == "pending"]
+    conditions = [col(OutboxRow.id) == msg_id, col(OutboxRow.state) == "pending"]
     if due_only:
-        conditions.append(OutboxRow.next_attempt_at <= now)
+        conditions.append(col(OutboxRow.next_attempt_at) <= now)
     with store.session() as s:
         result = s.execute(update(OutboxRow).where(*conditions).values(next_attempt_at=now + lease))
         s.commit()
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return rowcount(result) == 1
 
 
 def _set(store: Store, msg_id: str, **values: object) -> None:
     with store.session() as s:
         s.execute(
             update(OutboxRow)
-            .where(OutboxRow.id == msg_id, OutboxRow.state == "pending")
+            .where(col(OutboxRow.id) == msg_id, col(OutboxRow.state) == "pending")
             .values(**values)
         )
         s.commit()
@@ -177,18 +182,27 @@ def _set(store: Store, msg_id: str, **values: object) -> None:
 
 def mark_delivered(store: Store, msg_id: str, status: int, now: datetime) -> None:
     _set(
-        store, msg_id, state="delivered", attempts=OutboxRow.attempts + 1, last_status=status,
-        last_error=None, delivered_at=now,
-    )  # fmt: skip
+        store,
+        msg_id,
+        state="delivered",
+        attempts=OutboxRow.attempts + 1,
+        last_status=status,
+        last_error=None,
+        delivered_at=now,
+    )
 
 
 def mark_retry(
     store: Store, msg_id: str, status: int | None, error: str, next_attempt_at: datetime
 ) -> None:
     _set(
-        store, msg_id, attempts=OutboxRow.attempts + 1, last_status=status, last_error=error,
+        store,
+        msg_id,
+        attempts=OutboxRow.attempts + 1,
+        last_status=status,
+        last_error=error,
         next_attempt_at=next_attempt_at,
-    )  # fmt: skip
+    )
 
 
 def mark_failed(
@@ -218,14 +232,14 @@ def defer_sink(store: Store, sink: str, until: datetime) -> int:
         result = s.execute(
             update(OutboxRow)
             .where(
-                OutboxRow.sink == sink,
-                OutboxRow.state == "pending",
-                OutboxRow.next_attempt_at < until,
+                col(OutboxRow.sink) == sink,
+                col(OutboxRow.state) == "pending",
+                col(OutboxRow.next_attempt_at) < until,
             )
             .values(next_attempt_at=until)
         )
         s.commit()
-        return result.rowcount  # type: ignore[attr-defined]
+        return rowcount(result)
 
 
 def disable_sink(store: Store, sink: str, reason: str, now: datetime | None = None) -> int:
@@ -239,11 +253,11 @@ def disable_sink(store: Store, sink: str, reason: str, now: datetime | None = No
         s.flush()
         result = s.execute(
             update(OutboxRow)
-            .where(OutboxRow.sink == sink, OutboxRow.state == "pending")
+            .where(col(OutboxRow.sink) == sink, col(OutboxRow.state) == "pending")
             .values(state="disabled", last_error=_disabled_text(row))
         )
         s.commit()
-        return result.rowcount  # type: ignore[attr-defined]
+        return rowcount(result)
 
 
 def enable_sink(store: Store, sink: str) -> bool:
@@ -268,10 +282,10 @@ def list_messages(
     store: Store, state: str | None = None, sink: str | None = None, limit: int = 50
 ) -> list[OutboxRow]:
     """Outbox rows, newest first."""
-    query = select(OutboxRow).order_by(OutboxRow.created_at.desc(), OutboxRow.id)  # type: ignore[attr-defined]
+    query = select(OutboxRow).order_by(col(OutboxRow.created_at).desc(), col(OutboxRow.id))
     if state:
-        query = query.where(OutboxRow.state == state)
+        query = query.where(col(OutboxRow.state) == state)
     if sink:
-        query = query.where(OutboxRow.sink == sink)
+        query = query.where(col(OutboxRow.sink) == sink)
     with store.session() as s:
         return list(s.execute(query.limit(limit)).scalars())

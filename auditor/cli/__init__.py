@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 try:  # typer >= 0.25 carries its own copy of click
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover - older typer depends on click itself
-    from click import exceptions as click_errors  # type: ignore[no-redef]
+    from click import exceptions as click_errors  # type: ignore[no-redef]  # click's own, same API
 
 from auditor import __version__, logs
 from auditor.cli import admin, alerts, fleet, ops, results, serve  # noqa: F401  (registers the commands)

@@ -211,7 +211,8 @@ def calibrate(
     from auditor.judging.calibration import calibrate_round
 
     store = open_store(database_url(config_path, database))
-    rows = [_pick_round(store, r) for r in (round_ids or [None])]
+    wanted: list[str | None] = [*round_ids] if round_ids else [None]
+    rows = [_pick_round(store, r) for r in wanted]
     if len({r.suite for r in rows}) > 1:
         raise UsageError("--round: calibrate on rounds of one suite")
     names = [n.strip() for n in (honest or "").split(",") if n.strip()]

@@ -8,7 +8,12 @@ observations; no I/O.
 
 from __future__ import annotations
 
-from auditor.comparisons.base import Comparison, ComparisonInput, comparators
+from auditor.comparisons.base import (
+    DEFAULT_NOISE_TOLERANCE,
+    Comparison,
+    ComparisonInput,
+    comparators,
+)
 from auditor.comparisons.greedy import common_prefix
 from auditor.comparisons.likelihood import reference_likelihood
 from auditor.comparisons.observation import Observation
@@ -21,8 +26,9 @@ def compare(
     provider: list[Observation],
     seed: str,
     trusted: list[Observation] | None = None,
+    noise_tolerance: float = DEFAULT_NOISE_TOLERANCE,
 ) -> list[Comparison]:
     """Every registered comparison of `provider` against `reference` (in the order of the
     comparators' names, so a round's tests always come in the same order)."""
-    data = ComparisonInput(reference, provider, trusted or [], seed)
+    data = ComparisonInput(reference, provider, trusted or [], seed, noise_tolerance)
     return [c for _, comparator in comparators.items() for c in comparator().compare(data)]

@@ -29,6 +29,9 @@ from auditor.stats.outcome import TestOutcome
 
 MIN_SAMPLES = 5  # fewer paired or scored samples than this: no test
 TOLERATED_RATE = 0.01  # honest quirks allowed for: 1 request in 100
+#: The numeric noise honest serving may add to the reference's logits (std, nats), when no
+#: provider is trusted: `judging.noise_tolerance` in providers.yaml (README, Judging).
+DEFAULT_NOISE_TOLERANCE = 0.15
 
 
 class Scope(StrEnum):
@@ -73,12 +76,14 @@ class Comparison:
 class ComparisonInput:
     """What every comparator reads: the reference's observations (or the provider's own
     history), the provider's, those of the providers marked trusted (the provider itself
-    excluded), and a text seed that fixes anything random per round and provider."""
+    excluded), a text seed that fixes anything random per round and provider, and the numeric
+    noise honest serving may add to the reference's logits."""
 
     reference: list[Observation]
     provider: list[Observation]
     trusted: list[Observation] = field(default_factory=list)
     seed: str = ""
+    noise_tolerance: float = DEFAULT_NOISE_TOLERANCE
 
 
 class Comparator(ABC):

@@ -73,13 +73,18 @@ def reference_likelihood(
         return [
             Comparison(
                 TestResult(
-                    name="reference_likelihood", statistic=None, p_value=None, effect=None,
-                    n=0, status="not_available", note=note,
+                    name="reference_likelihood",
+                    statistic=None,
+                    p_value=None,
+                    effect=None,
+                    n=0,
+                    status="not_available",
+                    note=note,
                 ),
                 L.NOT_AVAILABLE,
                 Scope.ALL,
             )
-        ]  # fmt: skip
+        ]
     out = []
     probes = {o.probe_hash for o in _scored(provider, greedy=False)}
     a = values_of(

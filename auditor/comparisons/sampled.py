@@ -44,10 +44,13 @@ def sampled_outputs(
         return []
     rng = seeded_rng(seed)
     outcome = mmd_hamming_test(
-        [o.text or "" for o in a], [o.text or "" for o in b], rng=rng,
-        x_groups=[o.probe_hash for o in a], y_groups=[o.probe_hash for o in b],
+        [o.text or "" for o in a],
+        [o.text or "" for o in b],
+        rng=rng,
+        x_groups=[o.probe_hash for o in a],
+        y_groups=[o.probe_hash for o in b],
         n_permutations=999,
-    )  # fmt: skip
+    )
     return [Comparison(result_of("mmd_hamming:sampled", outcome), S.TEXT, Scope.SAMPLED)]
 
 

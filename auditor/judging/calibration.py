@@ -159,12 +159,18 @@ def calibrate_round(
         out.append(
             store.save_calibration(
                 CalibrationRow(
-                    model=model, round_ids=round_ids, honest_endpoints=result.honest_endpoints,
-                    detector=DETECTOR, alpha=alpha, rounds=result.rounds, flagged=result.flagged,
-                    rate=result.rate, upper_bound=result.upper_bound,
+                    model=model,
+                    round_ids=round_ids,
+                    honest_endpoints=result.honest_endpoints,
+                    detector=DETECTOR,
+                    alpha=alpha,
+                    rounds=result.rounds,
+                    flagged=result.flagged,
+                    rate=result.rate,
+                    upper_bound=result.upper_bound,
                     honest_ranges={k: list(v) for k, v in result.honest_ranges.items()},
                     flagged_by_test=result.flagged_by_test,
                 )
             )
-        )  # fmt: skip
+        )
     return out

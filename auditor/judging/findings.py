@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from auditor.comparisons import Comparison, compare
 from auditor.comparisons.observation import Observation
@@ -41,16 +42,16 @@ def _history_baseline(
         if current is None:
             return []
         earlier = s.execute(
-            select(RoundRow.id)
-            .join(SampleRow, SampleRow.round_id == RoundRow.id)
-            .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
+            select(col(RoundRow.id))
+            .join(SampleRow, col(SampleRow.round_id) == col(RoundRow.id))
+            .join(ProviderRow, col(SampleRow.provider_id) == col(ProviderRow.id))
             .where(
-                RoundRow.suite == current.suite,
-                RoundRow.started_at < current.started_at,
-                ProviderRow.model == model,
-                ProviderRow.name == provider,
+                col(RoundRow.suite) == current.suite,
+                col(RoundRow.started_at) < current.started_at,
+                col(ProviderRow.model) == model,
+                col(ProviderRow.name) == provider,
             )
-            .order_by(RoundRow.started_at.desc())
+            .order_by(col(RoundRow.started_at).desc())
             .limit(1)
         ).scalar()
     if earlier is None:
@@ -158,7 +159,7 @@ def build_findings(
                 continue
             t = totals[(model, e.name)]
             reference = reference_obs
-            baseline = "reference" if reference else "history"
+            baseline: Literal["reference", "history"] = "reference" if reference else "history"
             if not reference:
                 reference = _history_baseline(store, round_id, model, e.name, e.provider_id)
             observations: list[Observation] = []
@@ -170,11 +171,23 @@ def build_findings(
                 trusted = [o for n, obs in trusted_obs.items() if n != e.name for o in obs]
             findings.append(
                 assess(
-                    ProviderRecord(model, e.name, t["requests"], t["errors"], t["tokens"],
-                                   t["cost"], t["errors_by_class"]),
-                    baseline, reference, observations, trusted, policy, bands,
+                    ProviderRecord(
+                        model,
+                        e.name,
+                        t["requests"],
+                        t["errors"],
+                        t["tokens"],
+                        t["cost"],
+                        t["errors_by_class"],
+                    ),
+                    baseline,
+                    reference,
+                    observations,
+                    trusted,
+                    policy,
+                    bands,
                     seed=f"{round_id}/{model}/{e.name}",
                 )
-            )  # fmt: skip
+            )
     findings.sort(key=lambda f: (f.model, f.provider))
     return findings, DETECTOR, policy.params()

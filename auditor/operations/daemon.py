@@ -28,6 +28,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
+from sqlmodel import col
 
 from auditor.alerts import incidents
 from auditor.alerts.delivery import Deliverer
@@ -62,9 +63,9 @@ def trigger_for(entry: ScheduleEntry, start: datetime | None) -> BaseTrigger:
 def last_round_start(store: Store, suite: str) -> datetime | None:
     with store.session() as s:
         started = s.execute(
-            select(RoundRow.started_at)
-            .where(RoundRow.suite == suite)
-            .order_by(RoundRow.started_at.desc())  # type: ignore[attr-defined]
+            select(col(RoundRow.started_at))
+            .where(col(RoundRow.suite) == suite)
+            .order_by(col(RoundRow.started_at).desc())
             .limit(1)
         ).scalar()
     return as_utc(started) if started else None
@@ -158,17 +159,24 @@ class Daemon:
         for entry in self.config.schedule:
             last = last_round_start(self.store, entry.suite)
             scheduler.add_job(
-                self._run_suite, trigger_for(entry, last or now), args=[entry],
-                id=f"suite:{entry.suite}", max_instances=1, coalesce=True,
+                self._run_suite,
+                trigger_for(entry, last or now),
+                args=[entry],
+                id=f"suite:{entry.suite}",
+                max_instances=1,
+                coalesce=True,
                 misfire_grace_time=max(1, int(entry.grace_time().total_seconds())),
-            )  # fmt: skip
+            )
             if missed_run(entry, last, now):
                 scheduler.add_job(self._run_suite, args=[entry], id=f"catch-up:{entry.suite}")
         watch_s = min((e.interval().total_seconds() for e in self.config.schedule), default=60)
         scheduler.add_job(
-            self._watch, IntervalTrigger(seconds=max(1.0, watch_s / 2), timezone=UTC),
-            id="watchdog", max_instances=1, coalesce=True,
-        )  # fmt: skip
+            self._watch,
+            IntervalTrigger(seconds=max(1.0, watch_s / 2), timezone=UTC),
+            id="watchdog",
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.start()
         self.scheduler = scheduler
         stop, lost = asyncio.create_task(self.stop.wait()), asyncio.create_task(self._lost.wait())
@@ -208,9 +216,12 @@ class Daemon:
         suite = await asyncio.to_thread(load_suite, entry.suite, self.probes_dir)
         selection = select_models(self.config, suite, None, None)
         result = await run_round_async(
-            self.config, self.store, selection, stop=self.stop,
+            self.config,
+            self.store,
+            selection,
+            stop=self.stop,
             drain_timeout_s=self.config.daemon.shutdown_deadline.total_seconds(),
-        )  # fmt: skip
+        )
         status = result.outcome.status
         ROUNDS.labels(suite=entry.suite, status=status).inc()
         log.info("daemon.round_done", round_id=result.round_id, suite=entry.suite, status=status)

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, null, or_, select, update
+from sqlmodel import col
 
 from auditor.records import as_utc, utcnow
-from auditor.storage.repository import Store
+from auditor.storage.repository import Store, rowcount
 from auditor.storage.tables import OutboxRow, ReferenceCacheRow, RoundRow, SampleRow
 
 SETTLED_OUTBOX_STATES = ("delivered", "failed", "disabled")
@@ -54,13 +55,15 @@ def _holds(column: ColumnElement[object]) -> ColumnElement[bool]:
 
 
 def _prunable_samples(cutoff: datetime) -> ColumnElement[bool]:
-    running = select(RoundRow.id).where(RoundRow.status == "running")
+    running = select(col(RoundRow.id)).where(col(RoundRow.status) == "running")
     has_payload = or_(
         cast(SampleRow.request_json, Text) != "{}",
         *(_holds(getattr(SampleRow, name)) for name in PAYLOAD_COLUMNS),
     )
     # A running round's samples are never touched: its scoring may still read them.
-    return and_(SampleRow.created_at < cutoff, SampleRow.round_id.not_in(running), has_payload)
+    return and_(
+        col(SampleRow.created_at) < cutoff, col(SampleRow.round_id).not_in(running), has_payload
+    )
 
 
 def prune(
@@ -75,15 +78,17 @@ def prune(
         raise ValueError("the retention period must be positive")
     cutoff = as_utc(now or utcnow()) - older_than
     samples = _prune_samples(store, cutoff, dry_run, batch)
-    outbox_where = and_(OutboxRow.state.in_(SETTLED_OUTBOX_STATES), OutboxRow.created_at < cutoff)
-    cache_where = ReferenceCacheRow.created_at < cutoff
+    outbox_where = and_(
+        col(OutboxRow.state).in_(SETTLED_OUTBOX_STATES), col(OutboxRow.created_at) < cutoff
+    )
+    cache_where = col(ReferenceCacheRow.created_at) < cutoff
     with store.session() as s:
         if dry_run:
             outbox = s.execute(select(func.count()).where(outbox_where)).scalar_one()
             cache = s.execute(select(func.count()).where(cache_where)).scalar_one()
         else:
-            outbox = s.execute(delete(OutboxRow).where(outbox_where)).rowcount
-            cache = s.execute(delete(ReferenceCacheRow).where(cache_where)).rowcount
+            outbox = rowcount(s.execute(delete(OutboxRow).where(outbox_where)))
+            cache = rowcount(s.execute(delete(ReferenceCacheRow).where(cache_where)))
             s.commit()
     return PruneResult(cutoff, dry_run, samples, outbox, cache)
 
@@ -92,13 +97,16 @@ def _prune_samples(store: Store, cutoff: datetime, dry_run: bool, batch: int) ->
     where = _prunable_samples(cutoff)
     if dry_run:
         with store.session() as s:
-            return s.execute(select(func.count(SampleRow.id)).where(where)).scalar_one()
+            count: int = s.execute(select(func.count(col(SampleRow.id))).where(where)).scalar_one()
+            return count
     emptied = {name: null() for name in PAYLOAD_COLUMNS}
     done = 0
     while True:
         with store.session() as s:
             ids = list(
-                s.execute(select(SampleRow.id).where(where).order_by(SampleRow.id).limit(batch))
+                s.execute(
+                    select(col(SampleRow.id)).where(where).order_by(col(SampleRow.id)).limit(batch)
+                )
                 .scalars()
                 .all()
             )
@@ -106,7 +114,7 @@ def _prune_samples(store: Store, cutoff: datetime, dry_run: bool, batch: int) ->
                 return done
             s.execute(
                 update(SampleRow)
-                .where(SampleRow.id.in_(ids))
+                .where(col(SampleRow.id).in_(ids))
                 .values(request_json={}, **emptied)
                 .execution_options(synchronize_session=False)
             )

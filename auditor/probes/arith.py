@@ -7,11 +7,16 @@ so an expression written in a probe file can never run code or take unbounded ti
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import cast
 
 MAX_EXPRESSION_CHARS = 200
 
-_BINARY = {ast.Add: lambda x, y: x + y, ast.Sub: lambda x, y: x - y, ast.Mult: lambda x, y: x * y}
+_BINARY: dict[type[ast.operator], Callable[[int, int], int]] = {
+    ast.Add: lambda x, y: x + y,
+    ast.Sub: lambda x, y: x - y,
+    ast.Mult: lambda x, y: x * y,
+}
 
 
 class ExpressionError(ValueError):
@@ -47,7 +52,7 @@ def names_in(expr: ast.expr) -> set[str]:
 def evaluate(expr: ast.expr, values: Mapping[str, int]) -> int:
     """Evaluate a checked expression with the given variable values."""
     if isinstance(expr, ast.Constant):
-        return int(expr.value)
+        return int(cast(int, expr.value))  # `parse_expression` admits integer constants only
     if isinstance(expr, ast.Name):
         if expr.id not in values:
             raise ExpressionError(f"unknown name {expr.id!r} in expression")

@@ -273,7 +273,7 @@ def _reject_duplicate_keys(
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key, value in node.value:
-            name = getattr(key, "value", None)
+            name = key.value  # every node has one: a scalar key's text
             if name in seen:
                 raise ProbeFileError(
                     str(f.path),

@@ -17,11 +17,14 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
 from auditor.config import EndpointReference
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,9 @@ class ChatTemplate:
         )
 
     def render(self, messages: list[dict[str, Any]]) -> str:
-        return self._formatter(messages=messages).prompt
+        # OpenAI-style message dicts, which llama.cpp's TypedDicts describe
+        chat = cast("list[ChatCompletionRequestMessage]", messages)
+        return self._formatter(messages=chat).prompt
 
     @classmethod
     def from_file(cls, path: str | Path) -> ChatTemplate:

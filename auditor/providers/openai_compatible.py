@@ -69,7 +69,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _is_json(response: httpx.Response) -> bool:
-    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type: str = response.headers.get("content-type", "").split(";")[0].strip().lower()
     return content_type == "application/json" or content_type.endswith("+json")
 
 

@@ -66,7 +66,7 @@ def round_info(row: RoundRow) -> RoundInfo:
         suite_hash=row.suite_hash,
         started_at=as_utc(row.started_at),
         finished_at=as_utc(row.finished_at) if row.finished_at else None,
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
         # Complete means every planned request was sent and answered or recorded as an error:
         # a round stopped by its budget or a signal is not.
         complete=row.status == "complete" and row.stop_reason is None,

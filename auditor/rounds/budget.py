@@ -190,9 +190,9 @@ class SequentialPolicy(BudgetPolicy):
             self.settings.extra_samples
         )
         endpoints = list(open_keys)
-        endpoints += [(m, name) for m, name in self.references.items() if any(
-            k[0] == m for k in open_keys
-        )]  # fmt: skip
+        endpoints += [
+            (m, name) for m, name in self.references.items() if any(k[0] == m for k in open_keys)
+        ]
         return Plan.samples(endpoints, self.extendable, first, self.settings.extra_samples)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import structlog
 
@@ -69,7 +71,10 @@ def make_adapter(config: ProviderConfig) -> ProviderAdapter:
         cls = adapters.get(config.adapter)
     except KeyError as exc:
         raise UsageError(f"provider {config.name}: {exc.args[0]}") from None
-    return cls(config)  # type: ignore[call-arg]
+    # A registered adapter is built from its provider's configuration (the base class, also
+    # that of the reference engines, does not say how).
+    build = cast(Callable[[ProviderConfig], ProviderAdapter], cls)
+    return build(config)
 
 
 @dataclass
@@ -110,10 +115,16 @@ async def run_round_async(
     scoring = LikelihoodScoring(store, round_id, endpoints.references, progress)
     policy = budget_policy(config, plan, suite, endpoints, scoring, score_likelihood)
     runner = RoundRunner(
-        store, round_id, endpoints.endpoints, {c.content_hash: c for c in suite.cases}, policy,
-        SpendMeter(config.budget), Redactor.from_config(config), progress,
+        store,
+        round_id,
+        endpoints.endpoints,
+        {c.content_hash: c for c in suite.cases},
+        policy,
+        SpendMeter(config.budget),
+        Redactor.from_config(config),
+        progress,
         drain_timeout_s=drain_timeout_s,
-    )  # fmt: skip
+    )
     try:
         outcome = await send_until_done(runner, stop)
         # Asked to stop: findings from what was answered, without waiting for the scoring.
@@ -141,9 +152,13 @@ def register_endpoints(
     for model in selection.models:
         for p in model.providers:
             provider_id = store.upsert_provider(
-                model.name, p.name, base_url=p.base_url, model_id=p.model, trusted=p.trusted,
+                model.name,
+                p.name,
+                base_url=p.base_url,
+                model_id=p.model,
+                trusted=p.trusted,
                 config=p.public_view(),
-            )  # fmt: skip
+            )
             out.endpoints.append(
                 Endpoint(
                     model.name, p.name, make_adapter(p), ProviderLimits(p), provider_id, p.price
@@ -161,9 +176,14 @@ def register_endpoints(
         out.reference_digest = reference.digest
         out.references[model.name] = reference
         provider_id = store.upsert_provider(
-            model.name, REFERENCE, kind="reference", base_url=reference.base_url,
-            model_id=reference.model_id, trusted=True, config=ref_config.model_dump(mode="json"),
-        )  # fmt: skip
+            model.name,
+            REFERENCE,
+            kind="reference",
+            base_url=reference.base_url,
+            model_id=reference.model_id,
+            trusted=True,
+            config=ref_config.model_dump(mode="json"),
+        )
         cached = CachedReference(reference.adapter, store, reference.digest, ref_config.engine)
         out.endpoints.append(
             Endpoint(model.name, REFERENCE, cached, ProviderLimits(reference.limits), provider_id)
@@ -222,7 +242,8 @@ class LikelihoodScoring:
 
     async def aclose(self) -> None:
         for reference in self.references.values():
-            if reference.scorer is not None and reference.scorer is not reference.adapter:
+            adapter: object = reference.adapter  # one engine may be both (LlamaCppEngine)
+            if reference.scorer is not None and reference.scorer is not adapter:
                 await reference.scorer.aclose()
 
 
@@ -293,9 +314,14 @@ def log_sequential_decisions(round_id: str, policy: BudgetPolicy) -> None:
     if isinstance(policy, SequentialPolicy):
         for (model, name), look in policy.state.items():
             log.info(
-                "sequential.settled", round_id=round_id, model=model, provider=name,
-                decision=look.decision, p_value=look.p_value, looks=look.looks,
-            )  # fmt: skip
+                "sequential.settled",
+                round_id=round_id,
+                model=model,
+                provider=name,
+                decision=look.decision,
+                p_value=look.p_value,
+                looks=look.looks,
+            )
 
 
 def finish_round(store: Store, round_id: str, outcome: RoundOutcome) -> None:

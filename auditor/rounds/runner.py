@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -146,7 +146,8 @@ class RoundRunner:
             workers += [asyncio.create_task(self._work(endpoint, requests)) for _ in range(slots)]
         stop_waiter = asyncio.create_task(self._stopping.wait())
         done = asyncio.gather(*workers)
-        await asyncio.wait([done, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
+        waiters: list[asyncio.Future[Any]] = [done, stop_waiter]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if not done.done():
             # Stopping: no new requests start; in-flight ones get a deadline to finish.
             try:
@@ -155,8 +156,8 @@ class RoundRunner:
                 done.cancel()
                 await asyncio.gather(done, return_exceptions=True)
         stop_waiter.cancel()
-        if done.done() and not done.cancelled() and done.exception() is not None:
-            raise done.exception()  # type: ignore[misc]
+        if done.done() and not done.cancelled() and (error := done.exception()) is not None:
+            raise error
 
     async def _work(self, endpoint: Endpoint, requests: Iterator[PlannedRequest]) -> None:
         while not self._stopping.is_set():

@@ -58,8 +58,10 @@ def call_problem(call: dict[str, Any], offered: dict[str, dict[str, Any]]) -> st
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             return f"{name}: arguments are not JSON ({exc.msg})"
+        except ValueError as exc:  # valid JSON that Python refuses (a number of 5000 digits)
+            return f"{name}: arguments are not JSON ({exc})"
         except RecursionError:
             return f"{name}: arguments are not JSON (nested too deeply)"
     if not isinstance(arguments, dict):

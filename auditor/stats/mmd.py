@@ -152,7 +152,7 @@ def mmd_hamming_test(
         k_xx, k_xy = quad, lin - quad
         k_yy = total[:, None] - 2.0 * lin + quad
         mmd = k_xx * c_xx[:, None] + k_yy * c_yy[:, None] - 2.0 * k_xy * c_xy[:, None]
-        return weights @ mmd
+        return np.asarray(weights @ mmd, dtype=float)
 
     slot = np.arange(slots)
     base = (slot[None, None, :] < nx[:, None, None]).astype(float)

@@ -16,7 +16,7 @@ def _clean(p_values: Sequence[float | None] | np.ndarray) -> np.ndarray:
     """p-values as floats; None, NaN and out-of-range values become 1 (never evidence)."""
     arr = np.array([1.0 if p is None else p for p in p_values], dtype=float)
     arr[~np.isfinite(arr) | (arr > 1.0)] = 1.0
-    return np.clip(arr, 0.0, 1.0)
+    return np.asarray(np.clip(arr, 0.0, 1.0), dtype=float)
 
 
 def bh_adjust(p_values: Sequence[float | None] | np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 from scipy import optimize, special, stats
 
 from auditor.stats.outcome import TestOutcome, degenerate
@@ -50,7 +51,7 @@ def departure_probabilities(near: Sequence[Sequence[float]], sigma: float) -> np
     return np.array([departure_probability(g, sigma) for g in near], dtype=float)
 
 
-def poisson_binomial_pmf(probs: Sequence[float]) -> np.ndarray:
+def poisson_binomial_pmf(probs: npt.ArrayLike) -> np.ndarray:
     """P(X = k), k = 0..n, for X a sum of independent Bernoulli(p_i); steps with a
     negligible chance are left out (they only add zeros)."""
     p = np.asarray(probs, dtype=float)
@@ -61,7 +62,7 @@ def poisson_binomial_pmf(probs: Sequence[float]) -> np.ndarray:
     return pmf
 
 
-def poisson_binomial_sf(probs: Sequence[float], k: int) -> float:
+def poisson_binomial_sf(probs: npt.ArrayLike, k: int) -> float:
     """P(X >= k)."""
     if k <= 0:
         return 1.0
@@ -69,7 +70,7 @@ def poisson_binomial_sf(probs: Sequence[float], k: int) -> float:
     return float(min(1.0, pmf[k:].sum())) if k < len(pmf) else 0.0
 
 
-def poisson_binomial_cdf(probs: Sequence[float], k: int) -> float:
+def poisson_binomial_cdf(probs: npt.ArrayLike, k: int) -> float:
     """P(X <= k)."""
     if k < 0:
         return 0.0
@@ -77,24 +78,25 @@ def poisson_binomial_cdf(probs: Sequence[float], k: int) -> float:
     return float(min(1.0, pmf[: k + 1].sum()))
 
 
-def poisson_binomial_quantile(probs: Sequence[float], q: float) -> int:
+def poisson_binomial_quantile(probs: npt.ArrayLike, q: float) -> int:
     """The smallest k with P(X <= k) >= q."""
     cdf = np.cumsum(poisson_binomial_pmf(probs))
     return int(np.searchsorted(cdf, q - 1e-12))
 
 
-def excess_departures_test(departed: Sequence[bool], probs: Sequence[float]) -> TestOutcome:
+def excess_departures_test(departed: Sequence[bool], probs: npt.ArrayLike) -> TestOutcome:
     """Do the steps depart from the reference's top choice more often than honest noise
     allows? Null: departures ~ Poisson-binomial(probs). Statistic: the number of departures;
     effect: departures minus the honest expectation, per step; n: steps."""
     n = len(departed)
-    if n == 0 or len(probs) != n:
+    chances = np.asarray(probs, dtype=float)
+    if n == 0 or chances.size != n:
         return degenerate(n)
     k = int(sum(departed))
-    expected = float(np.sum(probs))
+    expected = float(chances.sum())
     return TestOutcome(
         statistic=float(k),
-        p_value=poisson_binomial_sf(probs, k) if k else 1.0,
+        p_value=poisson_binomial_sf(chances, k) if k else 1.0,
         effect=(k - expected) / n,
         n=n,
     )
@@ -112,9 +114,7 @@ def deficit_test(observed: int, expected: float, log_p_none: float, n: int) -> T
         p = math.exp(min(0.0, log_p_none))
     else:
         p = float(stats.poisson.cdf(observed, expected)) if observed <= expected - 1 else 1.0
-    return TestOutcome(
-        statistic=float(observed), p_value=p, effect=(observed - expected) / n, n=n
-    )
+    return TestOutcome(statistic=float(observed), p_value=p, effect=(observed - expected) / n, n=n)
 
 
 def fit_sigma(

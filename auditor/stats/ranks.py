@@ -44,7 +44,7 @@ def ranks_of(
     ref = np.broadcast_to(ref if ref.ndim == 2 else ref[None, :], (vals.size, ref.shape[-1]))
     below = np.sum(ref < vals[:, None], axis=1)
     ties = np.sum(ref == vals[:, None], axis=1)
-    return below + rng.integers(0, ties + 1)
+    return np.asarray(below + rng.integers(0, ties + 1), dtype=np.int64)
 
 
 def rank_uniformity_test(

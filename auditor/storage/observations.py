@@ -9,23 +9,39 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import QueryableAttribute, load_only
 from sqlmodel import col
-from sqlalchemy.orm import load_only
 
 from auditor.comparisons.observation import Observation
 from auditor.scorers.reference_likelihood import SCORER, TRACE_METRIC
 from auditor.storage.repository import Store
 from auditor.storage.tables import ProbeCaseRow, ProviderRow, SampleRow, ScoreRow
 
-_SAMPLE_COLUMNS = (
-    SampleRow.id, SampleRow.provider_id, SampleRow.probe_id, SampleRow.probe_hash,
-    SampleRow.sample_index, SampleRow.ok, SampleRow.output_text, SampleRow.finish_reason,
-    SampleRow.prompt_tokens, SampleRow.completion_tokens, SampleRow.total_tokens,
-    SampleRow.error_class, SampleRow.logprobs_json, SampleRow.tool_calls_json,
-    SampleRow.served_model,
-)  # fmt: skip
+# SQLModel types a table model's class attributes as their values; they are the mapper's
+# instrumented attributes, which `load_only` takes.
+_SAMPLE_COLUMNS = cast(
+    "tuple[QueryableAttribute[Any], ...]",
+    (
+        SampleRow.id,
+        SampleRow.provider_id,
+        SampleRow.probe_id,
+        SampleRow.probe_hash,
+        SampleRow.sample_index,
+        SampleRow.ok,
+        SampleRow.output_text,
+        SampleRow.finish_reason,
+        SampleRow.prompt_tokens,
+        SampleRow.completion_tokens,
+        SampleRow.total_tokens,
+        SampleRow.error_class,
+        SampleRow.logprobs_json,
+        SampleRow.tool_calls_json,
+        SampleRow.served_model,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -44,14 +60,24 @@ def round_endpoints(store: Store, round_id: str) -> list[RoundEndpoint]:
     first = func.min(SampleRow.id)
     with store.session() as s:
         rows = s.execute(
-            select(col(ProviderRow.id), col(ProviderRow.model), col(ProviderRow.name), col(ProviderRow.kind),
-                   ProviderRow.trusted)
-            .join(SampleRow, SampleRow.provider_id == ProviderRow.id)
-            .where(SampleRow.round_id == round_id)
-            .group_by(ProviderRow.id, ProviderRow.model, ProviderRow.name, ProviderRow.kind,
-                      ProviderRow.trusted)
+            select(
+                col(ProviderRow.id),
+                col(ProviderRow.model),
+                col(ProviderRow.name),
+                col(ProviderRow.kind),
+                col(ProviderRow.trusted),
+            )
+            .join(SampleRow, col(SampleRow.provider_id) == ProviderRow.id)
+            .where(col(SampleRow.round_id) == round_id)
+            .group_by(
+                col(ProviderRow.id),
+                col(ProviderRow.model),
+                col(ProviderRow.name),
+                col(ProviderRow.kind),
+                col(ProviderRow.trusted),
+            )
             .order_by(first)
-        ).all()  # fmt: skip
+        ).all()
     return [RoundEndpoint(*row) for row in rows]
 
 
@@ -60,9 +86,9 @@ def load_observations(
 ) -> list[Observation]:
     """The round's observations in sample order; with `provider_ids`, those endpoints' only
     (the comparisons of one provider never need the whole round in memory)."""
-    in_round = SampleRow.round_id == round_id
+    in_round = col(SampleRow.round_id) == round_id
     if provider_ids is not None:
-        in_round = in_round & SampleRow.provider_id.in_(list(provider_ids))  # type: ignore[attr-defined]
+        in_round = in_round & col(SampleRow.provider_id).in_(list(provider_ids))
     with store.session() as s:
         rows = s.execute(
             select(SampleRow, ProviderRow)
@@ -76,7 +102,7 @@ def load_observations(
         cases = dict(
             s.execute(
                 select(col(ProbeCaseRow.hash), col(ProbeCaseRow.case)).where(
-                    ProbeCaseRow.hash.in_(hashes)  # type: ignore[attr-defined]
+                    col(ProbeCaseRow.hash).in_(hashes)
                 )
             ).all()
         )

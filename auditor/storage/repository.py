@@ -8,11 +8,11 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, Engine, Result, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from auditor.providers.tool_prompt import needs_rendering, with_tools
 from auditor.records import (
@@ -32,6 +32,7 @@ from auditor.storage.tables import (
     RoundRow,
     SampleRow,
     ScoreRow,
+    core_table,
 )
 
 
@@ -62,12 +63,9 @@ def _score_row(sample_id: int, score: ScoreRecord) -> ScoreRow:
 
 
 # Built once: the round's writer runs these hundreds of times a second.
-_INSERT_SAMPLE = insert(SampleRow.__table__)  # type: ignore[attr-defined]
-_INSERT_SAMPLES = _INSERT_SAMPLE.returning(
-    SampleRow.__table__.c.id,  # type: ignore[attr-defined]
-    sort_by_parameter_order=True,
-)
-_INSERT_SCORE = insert(ScoreRow.__table__)  # type: ignore[attr-defined]
+_INSERT_SAMPLE = insert(core_table(SampleRow))
+_INSERT_SAMPLES = _INSERT_SAMPLE.returning(core_table(SampleRow).c.id, sort_by_parameter_order=True)
+_INSERT_SCORE = insert(core_table(ScoreRow))
 
 NewSample = tuple[dict[str, Any], list[ScoreRecord]]
 """A sample's column values (`sample_values`) and its scores."""
@@ -122,7 +120,9 @@ def _insert_samples(conn: Connection, samples: list[NewSample]) -> list[int]:
     ORM objects; a record's fields as they are (`model_dump` would copy them, for nothing)."""
     if len(samples) == 1:
         result = conn.execute(_INSERT_SAMPLE, samples[0][0])
-        ids = [int(result.inserted_primary_key[0])]  # type: ignore[index]
+        key = result.inserted_primary_key
+        assert key is not None  # an INSERT of one row
+        ids = [int(key[0])]
     else:
         ids = [int(i) for i in conn.execute(_INSERT_SAMPLES, [v for v, _ in samples]).scalars()]
     scores = [
@@ -133,6 +133,12 @@ def _insert_samples(conn: Connection, samples: list[NewSample]) -> list[int]:
     if scores:
         conn.execute(_INSERT_SCORE, scores)
     return ids
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. `Session.execute` returns a `CursorResult` for
+    one, typed as the `Result` of any statement."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _pid_alive(pid: int) -> bool:
@@ -166,10 +172,14 @@ class Store:
         config: dict[str, Any] | None = None,
     ) -> int:
         with self.session() as s:
-            row = s.execute(
-                select(ProviderRow).where(ProviderRow.model == model, ProviderRow.name == name)
+            found = s.execute(
+                select(ProviderRow).where(
+                    col(ProviderRow.model) == model, col(ProviderRow.name) == name
+                )
             ).first()
-            row = row[0] if row is not None else ProviderRow(model=model, name=name)
+            row: ProviderRow = (
+                found[0] if found is not None else ProviderRow(model=model, name=name)
+            )
             row.kind, row.base_url, row.model_id = kind, base_url, model_id
             row.trusted, row.config, row.updated_at = trusted, config, utcnow()
             s.add(row)
@@ -181,8 +191,8 @@ class Store:
         with self.session() as s:
             known = set(
                 s.execute(
-                    select(ProbeCaseRow.hash).where(
-                        ProbeCaseRow.hash.in_([c.content_hash for c in cases])
+                    select(col(ProbeCaseRow.hash)).where(
+                        col(ProbeCaseRow.hash).in_([c.content_hash for c in cases])
                     )
                 )
                 .scalars()
@@ -219,7 +229,7 @@ class Store:
         with self.session() as s:
             s.execute(
                 update(RoundRow)
-                .where(RoundRow.id == round_id)
+                .where(col(RoundRow.id) == round_id)
                 .values(status=status, stop_reason=stop_reason, finished_at=utcnow())
             )
             s.commit()
@@ -228,12 +238,14 @@ class Store:
         """Mark rounds left 'running' by a process of this host that no longer exists."""
         host = socket.gethostname()
         with self.session() as s:
-            rows = s.execute(select(RoundRow).where(RoundRow.status == "running")).scalars().all()
+            rows = (
+                s.execute(select(RoundRow).where(col(RoundRow.status) == "running")).scalars().all()
+            )
             dead = [r.id for r in rows if r.hostname == host and r.pid and not _pid_alive(r.pid)]
             if dead:
                 s.execute(
                     update(RoundRow)
-                    .where(RoundRow.id.in_(dead))
+                    .where(col(RoundRow.id).in_(dead))
                     .values(status="interrupted", stop_reason="process died")
                 )
                 s.commit()
@@ -245,14 +257,16 @@ class Store:
 
     def last_round(self) -> RoundRow | None:
         with self.session() as s:
-            row = s.execute(select(RoundRow).order_by(RoundRow.started_at.desc()).limit(1)).first()
+            row = s.execute(
+                select(RoundRow).order_by(col(RoundRow.started_at).desc()).limit(1)
+            ).first()
             return row[0] if row else None
 
     def rounds(self, limit: int = 20) -> list[RoundRow]:
         with self.session() as s:
             return list(
                 s.execute(
-                    select(RoundRow).order_by(RoundRow.started_at.desc()).limit(limit)
+                    select(RoundRow).order_by(col(RoundRow.started_at).desc()).limit(limit)
                 ).scalars()
             )
 
@@ -318,9 +332,11 @@ class Store:
         """(provider_id, probe_hash, sample_index) already stored for a round."""
         with self.session() as s:
             rows = s.execute(
-                select(SampleRow.provider_id, SampleRow.probe_hash, SampleRow.sample_index).where(
-                    SampleRow.round_id == round_id
-                )
+                select(
+                    col(SampleRow.provider_id),
+                    col(SampleRow.probe_hash),
+                    col(SampleRow.sample_index),
+                ).where(col(SampleRow.round_id) == round_id)
             ).all()
         return {(r[0], r[1], r[2]) for r in rows}
 
@@ -333,13 +349,13 @@ class Store:
             with self.session() as s:
                 stmt = (
                     select(SampleRow, ProviderRow)
-                    .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
-                    .where(SampleRow.id > last_id)
-                    .order_by(SampleRow.id)
+                    .join(ProviderRow, col(SampleRow.provider_id) == ProviderRow.id)
+                    .where(col(SampleRow.id) > last_id)
+                    .order_by(col(SampleRow.id))
                     .limit(batch)
                 )
                 if round_id is not None:
-                    stmt = stmt.where(SampleRow.round_id == round_id)
+                    stmt = stmt.where(col(SampleRow.round_id) == round_id)
                 rows = s.execute(stmt).all()
             if not rows:
                 return
@@ -351,19 +367,22 @@ class Store:
         with self.session() as s:
             rows = s.execute(
                 select(
-                    ProviderRow.model,
-                    ProviderRow.name,
-                    ProviderRow.kind,
-                    SampleRow.error_class,
-                    func.count(SampleRow.id),
+                    col(ProviderRow.model),
+                    col(ProviderRow.name),
+                    col(ProviderRow.kind),
+                    col(SampleRow.error_class),
+                    func.count(col(SampleRow.id)),
                     func.coalesce(func.sum(SampleRow.total_tokens), 0),
                     func.sum(SampleRow.cost),
                     func.sum(SampleRow.latency_ms),
                 )
-                .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
-                .where(SampleRow.round_id == round_id)
+                .join(ProviderRow, col(SampleRow.provider_id) == ProviderRow.id)
+                .where(col(SampleRow.round_id) == round_id)
                 .group_by(
-                    ProviderRow.model, ProviderRow.name, ProviderRow.kind, SampleRow.error_class
+                    col(ProviderRow.model),
+                    col(ProviderRow.name),
+                    col(ProviderRow.kind),
+                    col(SampleRow.error_class),
                 )
             ).all()
         out: dict[tuple[str, str], dict[str, Any]] = {}
@@ -403,19 +422,24 @@ class Store:
         """The round's answered samples of `model` with text and no score of `scorer` yet,
         grouped by prompt (probe), with the messages they answered."""
         with self.session() as s:
-            done = select(ScoreRow.sample_id).where(ScoreRow.scorer == scorer)
+            done = select(col(ScoreRow.sample_id)).where(col(ScoreRow.scorer) == scorer)
             rows = s.execute(
-                select(SampleRow.id, SampleRow.probe_hash, SampleRow.output_text, ProbeCaseRow.case)
-                .join(ProviderRow, SampleRow.provider_id == ProviderRow.id)
-                .join(ProbeCaseRow, SampleRow.probe_hash == ProbeCaseRow.hash)
-                .where(
-                    SampleRow.round_id == round_id,
-                    ProviderRow.model == model,
-                    SampleRow.ok.is_(True),  # type: ignore[attr-defined]
-                    SampleRow.output_text.is_not(None),  # type: ignore[union-attr]
-                    SampleRow.id.not_in(done),  # type: ignore[union-attr]
+                select(
+                    col(SampleRow.id),
+                    col(SampleRow.probe_hash),
+                    col(SampleRow.output_text),
+                    col(ProbeCaseRow.case),
                 )
-                .order_by(SampleRow.probe_hash, SampleRow.id)
+                .join(ProviderRow, col(SampleRow.provider_id) == ProviderRow.id)
+                .join(ProbeCaseRow, col(SampleRow.probe_hash) == ProbeCaseRow.hash)
+                .where(
+                    col(SampleRow.round_id) == round_id,
+                    col(ProviderRow.model) == model,
+                    col(SampleRow.ok).is_(True),
+                    col(SampleRow.output_text).is_not(None),
+                    col(SampleRow.id).not_in(done),
+                )
+                .order_by(col(SampleRow.probe_hash), col(SampleRow.id))
             ).all()
         return [
             AnswerText(
@@ -471,8 +495,8 @@ class Store:
         with self.session() as s:
             return s.execute(
                 select(CalibrationRow)
-                .where(CalibrationRow.model == model)
-                .order_by(CalibrationRow.created_at.desc(), CalibrationRow.id.desc())  # type: ignore[union-attr]
+                .where(col(CalibrationRow.model) == model)
+                .order_by(col(CalibrationRow.created_at).desc(), col(CalibrationRow.id).desc())
                 .limit(1)
             ).scalar()
 
@@ -484,12 +508,12 @@ class Store:
         """Replace a round's findings (recomputing with `compare` overwrites, never appends)."""
         with self.session() as s:
             for old in s.execute(
-                select(FindingRow).where(FindingRow.round_id == round_id)
+                select(FindingRow).where(col(FindingRow.round_id) == round_id)
             ).scalars():
                 s.delete(old)
             s.flush()
             started = s.execute(
-                select(RoundRow.started_at).where(RoundRow.id == round_id)
+                select(col(RoundRow.started_at)).where(col(RoundRow.id) == round_id)
             ).scalar_one()
             for f in findings:
                 data = f.model_dump(mode="json")
@@ -510,7 +534,7 @@ class Store:
             rows = (
                 s.execute(
                     select(FindingRow)
-                    .where(FindingRow.round_id == round_id)
+                    .where(col(FindingRow.round_id) == round_id)
                     .order_by(FindingRow.model, FindingRow.provider)
                 )
                 .scalars()
@@ -523,9 +547,9 @@ def _finding_from_row(row: FindingRow) -> Finding:
     return Finding(
         model=row.model,
         provider=row.provider,
-        baseline=row.baseline,  # type: ignore[arg-type]
-        verdict=row.verdict,  # type: ignore[arg-type]
-        severity=row.severity,  # type: ignore[arg-type]
+        baseline=row.baseline,
+        verdict=row.verdict,
+        severity=row.severity,
         diagnoses=row.diagnoses or [],
         tests=row.tests or [],
         evidence=row.evidence or [],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -21,6 +21,12 @@ def _ts(nullable: bool = False, index: bool = False) -> Any:
     return Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index)
     )
+
+
+def core_table(model: type[SQLModel]) -> Table:
+    """A table model's Core `Table`, for plain Core statements (inserts, column aliases)."""
+    table: Table = model.__table__  # type: ignore[attr-defined]  # SQLModel sets it, undeclared
+    return table
 
 
 class RoundRow(SQLModel, table=True):

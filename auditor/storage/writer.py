@@ -259,9 +259,11 @@ class SampleWriter:
         what = "thread" if link.in_process else "process"
         reason = f"writer {what} died" + ("" if code is None else f" (exit code {code})")
         log.error(
-            "writer.died", round_id=self.setup.round_id, reason=reason,
+            "writer.died",
+            round_id=self.setup.round_id,
+            reason=reason,
             unacknowledged=len(self._unacked),
-        )  # fmt: skip
+        )
         if self.died is None:
             self.died = reason
             self.on_failure(reason)
@@ -480,10 +482,14 @@ class _Writing:
         for exchange, sample_id in zip(batch, ids, strict=True):
             provider_id, _, probe_id, _, _, response = exchange
             log.debug(
-                "sample.stored", round_id=round_id, provider=names.get(provider_id),
-                probe_id=probe_id, ok=response.ok, error_class=response.error_class,
+                "sample.stored",
+                round_id=round_id,
+                provider=names.get(provider_id),
+                probe_id=probe_id,
+                ok=response.ok,
+                error_class=response.error_class,
                 duplicate=sample_id is None,
-            )  # fmt: skip
+            )
         return sum(1 for i in ids if i is not None)
 
     def report(self, outbox: Connection) -> bool:

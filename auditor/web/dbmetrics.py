@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from auditor.records import as_utc
 from auditor.storage.repository import Store
@@ -35,8 +37,8 @@ def read_state(store: Store) -> DatabaseState:
     state = DatabaseState()
     with store.session() as s:
         rows = s.execute(
-            select(IncidentRow.severity, func.count())
-            .where(IncidentRow.state == "open")
+            select(col(IncidentRow.severity), func.count())
+            .where(col(IncidentRow.state) == "open")
             .group_by(IncidentRow.severity)
         ).all()
         state.open_incidents = {severity: n for severity, n in rows}
@@ -45,29 +47,29 @@ def read_state(store: Store) -> DatabaseState:
         # old round (`auditor compare`) writes newer rows that must not count as the latest.
         # One seek per provider at the end of its range of ix_findings_pair_order.
         pairs = (
-            select(ProviderRow.model, ProviderRow.name)
-            .where(ProviderRow.kind == "provider")
+            select(col(ProviderRow.model), col(ProviderRow.name))
+            .where(col(ProviderRow.kind) == "provider")
             .subquery()
         )
         latest_id = (
-            select(FindingRow.id)
-            .where(FindingRow.model == pairs.c.model, FindingRow.provider == pairs.c.name)
-            .order_by(FindingRow.round_started_at.desc(), FindingRow.id.desc())
+            select(col(FindingRow.id))
+            .where(col(FindingRow.model) == pairs.c.model, col(FindingRow.provider) == pairs.c.name)
+            .order_by(col(FindingRow.round_started_at).desc(), col(FindingRow.id).desc())
             .limit(1)
             .scalar_subquery()
         )
         latest = select(latest_id.label("id")).select_from(pairs).subquery()
         rows = s.execute(
-            select(FindingRow.severity, func.count())
-            .join(latest, FindingRow.id == latest.c.id)
-            .where(FindingRow.verdict.in_(OPEN_VERDICTS))
+            select(col(FindingRow.severity), func.count())
+            .join(latest, col(FindingRow.id) == latest.c.id)
+            .where(col(FindingRow.verdict).in_(OPEN_VERDICTS))
             .group_by(FindingRow.severity)
         ).all()
         state.open_findings = {severity: n for severity, n in rows}
 
         rows = s.execute(
-            select(RoundRow.suite, func.max(RoundRow.finished_at))
-            .where(RoundRow.status == "complete", RoundRow.finished_at.is_not(None))
+            select(col(RoundRow.suite), func.max(col(RoundRow.finished_at)))
+            .where(col(RoundRow.status) == "complete", col(RoundRow.finished_at).is_not(None))
             .group_by(RoundRow.suite)
         ).all()
         state.last_complete_round = {suite: as_utc(at) for suite, at in rows if at is not None}
@@ -112,11 +114,11 @@ def _by_severity(family: GaugeMetricFamily, counts: dict[str, int]) -> None:
 class Combined:
     """What one scrape exposes: the process registry's metrics, then the database's."""
 
-    def __init__(self, registries: Iterable[object], extra: list[Metric]) -> None:
+    def __init__(self, registries: Iterable[Collector], extra: list[Metric]) -> None:
         self.registries = list(registries)
         self.extra = extra
 
     def collect(self) -> Iterator[Metric]:
         for registry in self.registries:
-            yield from registry.collect()  # type: ignore[attr-defined]
+            yield from registry.collect()
         yield from self.extra

@@ -153,7 +153,8 @@ def _error_name(exc: DBAPIError) -> str:
 
 
 def _store(request: Request) -> Store:
-    return request.app.state.store  # type: ignore[no-any-return]
+    store: Store = request.app.state.store  # set by the app factory
+    return store
 
 
 async def _query(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -301,7 +302,7 @@ def ranked_tests(history: ProviderHistory) -> list[tuple[str, list[TestPoint]]]:
         name, points = item
         last = points[-1] if points else None
         out = last is not None and outside_band(last.statistic, last.honest_low, last.honest_high)
-        ps = [p.p_value for p in points if _finite(p.p_value) is not None]
+        ps = [v for p in points if (v := _finite(p.p_value)) is not None]
         return (0 if out else 1, min(ps) if ps else 2.0, name)
 
     charted = [

@@ -86,12 +86,13 @@ class WebServer:
             raise RuntimeError("the server is already started")
         self._sock = bind(self.host, self.requested_port)
         self.port = self._sock.getsockname()[1]
+        grace_s = self.graceful_timeout_s  # uvicorn hints int, and hands it to asyncio.timeout
         config = uvicorn.Config(
             self.app,
             lifespan="off",  # nothing to set up; a lifespan failure would sys.exit
             log_config=None,  # the auditor's logging stays as configured (JSON lines...)
             access_log=False,  # probes every few seconds are noise, not events
-            timeout_graceful_shutdown=self.graceful_timeout_s,
+            timeout_graceful_shutdown=grace_s,  # type: ignore[arg-type]  # a float works
         )
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(

@@ -100,6 +100,12 @@ def test_arguments_that_are_not_a_json_object() -> None:
     assert listed["tool_args_json"] == 0.0 and listed["tool_args_valid"] == 0.0
 
 
+def test_arguments_python_cannot_read_are_a_problem_not_a_crash() -> None:
+    # valid JSON, but a number past Python's limit of digits for an int
+    huge = scores(call("ping", '{"n": ' + "9" * 5000 + "}"))
+    assert huge["tool_args_json"] == 0.0 and huge["tool_args_valid"] == 0.0
+
+
 def test_an_unknown_function_fails_name_and_arguments() -> None:
     got = scores(call("weather_description", '{"description": "Paris"}'))
     assert got["tool_name_known"] == 0.0 and got["tool_args_valid"] == 0.0

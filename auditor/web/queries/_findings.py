@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import and_, select
+from sqlmodel import col
 
 from auditor.records import as_utc
 from auditor.report.render import round_info
 from auditor.storage.repository import Store, _finding_from_row
 from auditor.storage.tables import FindingRow, ProviderRow, RoundRow
+from auditor.web.queries.common import F, R
 from auditor.web.queries.paging import (
     MAX_ID,
     _before,
@@ -36,11 +38,14 @@ def _finding_detail(f: FindingRow, r: RoundRow, provider_id: int | None) -> Find
 
 def _findings_select() -> Any:
     return (
-        select(FindingRow, RoundRow, ProviderRow.id)
-        .join(RoundRow, RoundRow.id == FindingRow.round_id)  # type: ignore[arg-type]
+        select(FindingRow, RoundRow, col(ProviderRow.id))
+        .join(RoundRow, col(RoundRow.id) == FindingRow.round_id)
         .outerjoin(
             ProviderRow,
-            and_(ProviderRow.model == FindingRow.model, ProviderRow.name == FindingRow.provider),  # type: ignore[arg-type]
+            and_(
+                col(ProviderRow.model) == FindingRow.model,
+                col(ProviderRow.name) == FindingRow.provider,
+            ),
         )
     )
 
@@ -80,8 +85,9 @@ def findings(
             stmt = stmt.where(column == value)
     if cursor is not None:
         at, key = _time_cursor(cursor, "findings", int)
-        stmt = stmt.where(_before(RoundRow.started_at, FindingRow.id, at, key))  # type: ignore[arg-type]
-    stmt = stmt.order_by(RoundRow.started_at.desc(), FindingRow.id.desc()).limit(limit + 1)  # type: ignore[attr-defined,union-attr]
+        stmt = stmt.where(_before(R.c.started_at, F.c.id, at, key))
+    stmt = stmt.order_by(col(RoundRow.started_at).desc(), col(FindingRow.id).desc())
+    stmt = stmt.limit(limit + 1)
     with store.session() as s:
         rows = s.execute(stmt).all()
     page = rows[:limit]

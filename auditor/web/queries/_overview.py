@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from auditor.alerts.incidents import info
 from auditor.records import IncidentInfo
@@ -119,14 +120,16 @@ def overview(store: Store) -> Overview:
         open_rows = (
             s.execute(
                 select(IncidentRow)
-                .where(IncidentRow.state == "open")
-                .order_by(IncidentRow.opened_at.desc(), IncidentRow.id.desc())  # type: ignore[attr-defined,union-attr]
+                .where(col(IncidentRow.state) == "open")
+                .order_by(col(IncidentRow.opened_at).desc(), col(IncidentRow.id).desc())
             )
             .scalars()
             .all()
         )
         last = s.execute(
-            select(RoundRow).order_by(RoundRow.started_at.desc(), RoundRow.id.desc()).limit(1)  # type: ignore[attr-defined]
+            select(RoundRow)
+            .order_by(col(RoundRow.started_at).desc(), col(RoundRow.id).desc())
+            .limit(1)
         ).scalar()
     incidents = [info(r) for r in open_rows]
     by_pair = {(i.model, i.provider): i for i in reversed(incidents) if i.kind == "provider"}
@@ -163,11 +166,11 @@ def incidents(
 ) -> list[IncidentInfo]:
     """Incidents, newest first (`state`: open or resolved; None: both)."""
     stmt = select(IncidentRow).order_by(
-        IncidentRow.opened_at.desc(),  # type: ignore[attr-defined]
-        IncidentRow.id.desc(),  # type: ignore[union-attr]
+        col(IncidentRow.opened_at).desc(),
+        col(IncidentRow.id).desc(),
     )
     if state is not None:
-        stmt = stmt.where(IncidentRow.state == state)
+        stmt = stmt.where(col(IncidentRow.state) == state)
     with store.session() as s:
         rows = s.execute(stmt.limit(_limit(limit))).scalars().all()
     return [info(r) for r in rows]

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from auditor.alerts.incidents import info
 from auditor.records import as_utc
@@ -91,9 +92,10 @@ def provider_history(store: Store, provider_id: int, limit: int = 200) -> Provid
         return None
     with store.session() as s:
         p = s.execute(
-            select(P.c.id, P.c.model, P.c.name, P.c.kind, P.c.base_url, P.c.model_id, P.c.trusted)
-            .where(P.c.id == provider_id)
-        ).first()  # fmt: skip
+            select(
+                P.c.id, P.c.model, P.c.name, P.c.kind, P.c.base_url, P.c.model_id, P.c.trusted
+            ).where(P.c.id == provider_id)
+        ).first()
         if p is None:
             return None
         # the newest end of the provider's range in ix_findings_pair_order, in round order
@@ -128,11 +130,11 @@ def provider_history(store: Store, provider_id: int, limit: int = 200) -> Provid
             s.execute(
                 select(IncidentRow)
                 .where(
-                    IncidentRow.model == p.model,
-                    IncidentRow.provider == p.name,
-                    IncidentRow.kind == "provider",
+                    col(IncidentRow.model) == p.model,
+                    col(IncidentRow.provider) == p.name,
+                    col(IncidentRow.kind) == "provider",
                 )
-                .order_by(IncidentRow.opened_at.desc(), IncidentRow.id.desc())  # type: ignore[attr-defined,union-attr]
+                .order_by(col(IncidentRow.opened_at).desc(), col(IncidentRow.id).desc())
                 .limit(INCIDENTS_SHOWN)
             )
             .scalars()

@@ -120,9 +120,16 @@ def _round_totals(s: Session, round_id: str) -> list[ProviderTotals]:
     for provider_id, error_class, n, tokens, cost, latency_sum, latency_n in rows:
         t = acc.setdefault(
             provider_id,
-            {"requests": 0, "errors": 0, "tokens": 0, "cost": None, "by_class": {}, "lat": 0.0,
-             "lat_n": 0},
-        )  # fmt: skip
+            {
+                "requests": 0,
+                "errors": 0,
+                "tokens": 0,
+                "cost": None,
+                "by_class": {},
+                "lat": 0.0,
+                "lat_n": 0,
+            },
+        )
         t["requests"] += n
         t["tokens"] += int(tokens)
         t["lat"] += float(latency_sum or 0.0)

@@ -7,14 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from auditor.records import Diagnosis, as_utc
-from auditor.storage.tables import FindingRow, ProviderRow, RoundRow, SampleRow
+from auditor.storage.tables import FindingRow, ProviderRow, RoundRow, SampleRow, core_table
 
 INCIDENTS_SHOWN = 100
 
-F = FindingRow.__table__  # type: ignore[attr-defined]
-R = RoundRow.__table__  # type: ignore[attr-defined]
-P = ProviderRow.__table__  # type: ignore[attr-defined]
-S = SampleRow.__table__  # type: ignore[attr-defined]
+F = core_table(FindingRow)
+R = core_table(RoundRow)
+P = core_table(ProviderRow)
+S = core_table(SampleRow)
 
 
 def _diagnoses(value: list[dict[str, Any]] | None) -> list[Diagnosis]:

@@ -7,8 +7,10 @@ Create Date: 2026-11-26 00:30:00
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = "0004"
@@ -19,7 +21,7 @@ depends_on = None
 _str = sqlmodel.sql.sqltypes.AutoString
 
 
-def _ts(name: str, nullable: bool = False) -> sa.Column:
+def _ts(name: str, nullable: bool = False) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
