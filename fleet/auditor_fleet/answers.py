@@ -34,6 +34,8 @@ class ChatAnswer:
     """A generation rendered as an OpenAI chat.completion, or as its stream of chunks.
 
     `gen` may be set late: a live stream (`live_events`) starts before the generation ends.
+    `billed_prompt_tokens`, when set, is the usage's prompt_tokens instead of the
+    generation's (a `usage_as_sent` member's bill), in the body and the stream's usage chunk.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class ChatAnswer:
         self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
         self.include_usage = bool((chat.stream_options or {}).get("include_usage"))
+        self.billed_prompt_tokens: int | None = None
 
     @property
     def gen(self) -> Generation:
@@ -62,10 +65,11 @@ class ChatAnswer:
 
     def usage(self) -> dict[str, int]:
         g = self.gen
+        prompt = g.prompt_tokens if self.billed_prompt_tokens is None else self.billed_prompt_tokens
         return {
-            "prompt_tokens": g.prompt_tokens,
+            "prompt_tokens": prompt,
             "completion_tokens": g.completion_tokens,
-            "total_tokens": g.prompt_tokens + g.completion_tokens,
+            "total_tokens": prompt + g.completion_tokens,
         }
 
     def _logprob_entries(self) -> list[dict[str, Any]] | None:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -49,7 +49,49 @@ class ChatMessage(BaseModel):
         return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
 
 
-class ChatRequest(BaseModel):
+class Sampling(BaseModel):
+    """A request's sampling fields: OpenAI's temperature and top_p, and those that vLLM and
+    llama.cpp's server take beyond them: `top_k` (0 or -1: off), `min_p` (0: off) and
+    `repetition_penalty` (1: off; llama.cpp's name `repeat_penalty` is taken too). Left out,
+    these three leave the distribution whole, as the reference engine samples it."""
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=-1)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    repeat_penalty: float | None = Field(default=None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _merge_repeat_penalty(self) -> Self:
+        if self.repetition_penalty is None and self.repeat_penalty is not None:
+            self.repetition_penalty = self.repeat_penalty
+        return self
+
+    def samples(self) -> bool:
+        """Whether the request samples: temperature above 0, or none said (the model
+        backend's default, 1)."""
+        return self.temperature is None or self.temperature > 0
+
+    def with_sampler(self, settings: dict[str, float]) -> Self:
+        """The request with `settings` (llama.cpp's names: top_k, top_p, min_p,
+        repeat_penalty) in place of its own, if it samples; unchanged if it is greedy."""
+        if not settings or not self.samples():
+            return self
+        update: dict[str, Any] = {}
+        if "top_k" in settings:
+            update["top_k"] = int(settings["top_k"])
+        if "top_p" in settings:
+            update["top_p"] = settings["top_p"]
+        if "min_p" in settings:
+            update["min_p"] = settings["min_p"]
+        if "repeat_penalty" in settings:
+            update["repetition_penalty"] = settings["repeat_penalty"]
+            update["repeat_penalty"] = settings["repeat_penalty"]
+        return self.model_copy(update=update)
+
+
+class ChatRequest(Sampling):
     """The body of POST /v1/chat/completions, as far as the fleet cares.
 
     Unknown parameters are kept (`extra="allow"`) so a backend may read them.
@@ -59,8 +101,6 @@ class ChatRequest(BaseModel):
 
     model: str = ""
     messages: list[ChatMessage] = Field(min_length=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     seed: int | None = None
@@ -112,7 +152,7 @@ class Generation(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None
 
 
-class TextCompletionRequest(BaseModel):
+class TextCompletionRequest(Sampling):
     """The body of POST /v1/completions (the legacy text completions), as far as the fleet cares.
 
     `prompt` is one string (a list holding one string is taken too). `max_tokens` may be 0
@@ -125,8 +165,6 @@ class TextCompletionRequest(BaseModel):
     model: str = ""
     prompt: str | list[str]
     max_tokens: int = Field(default=16, ge=0)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     seed: int | None = None
     stop: str | list[str] | None = None
     logprobs: int | None = Field(default=None, ge=0, le=20)
@@ -229,6 +267,12 @@ class Backend(ABC):
         """The backend as `member` uses it (`seed` is the fleet's). Default: shared as is."""
         return self
 
+    def count_prompt(self, request: ChatRequest) -> int | None:
+        """The prompt tokens an honest member would bill for `request` as it is (its
+        `usage.prompt_tokens`), without generating; None when the backend cannot tell.
+        A blocking backend's count runs on its worker (`acount_prompt`)."""
+        return None
+
     def truncate(self, messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
         """The conversation cut to its last `budget` tokens, as a short context would cut it.
 
@@ -247,6 +291,10 @@ class Backend(ABC):
     async def acomplete(self, request: TextCompletionRequest) -> TextCompletion:
         """Call `complete` as `agenerate` calls `generate`."""
         return await self._call(partial(self.complete, request))
+
+    async def acount_prompt(self, request: ChatRequest) -> int | None:
+        """Call `count_prompt` as `agenerate` calls `generate`."""
+        return await self._call(partial(self.count_prompt, request))
 
     async def _call(self, call: Callable[[], _Result]) -> _Result:
         if not self.blocking:
@@ -300,6 +348,13 @@ class EchoBackend(Backend):
     has a seed, fresh otherwise. Reported logprobs follow that same model: the greedy word
     has log(1 - p + p/64), any other word log(p/64) (with p at least 0.05).
 
+    `top_k` and `min_p` truncate that distribution before sampling, as a model server does:
+    top_k k keeps the greedy word and k - 1 others (the vocabulary from position i on, the
+    words the logprobs list as alternatives), min_p drops the other words when p/64 is below
+    min_p times the greedy word's probability (so min_p 0.05 keeps an answer greedy up to
+    p = 0.77), and the replacement probability becomes the kept words' share. Reported
+    logprobs stay those of the whole distribution; `repetition_penalty` is ignored.
+
     If the last user message asks to "Answer with one number" about "A + B", the answer is
     the sum, so probes with a known answer score as correct.
 
@@ -310,7 +365,7 @@ class EchoBackend(Backend):
     def generate(self, request: ChatRequest, on_text: TextCallback | None = None) -> Generation:
         messages = request.messages
         texts = [m.text() for m in messages]
-        prompt_tokens = sum(len(t.split()) for t in texts) + 4 * len(messages)
+        prompt_tokens = self.count_prompt(request)
         digest = hashlib.blake2b(
             "\x1e".join(f"{m.role}\x1f{t}" for m, t in zip(messages, texts, strict=True)).encode(),
             digest_size=64,
@@ -323,13 +378,25 @@ class EchoBackend(Backend):
         if words is None:
             words = [_VOCAB[b & 63] for b in digest[1 : 9 + digest[0] % 33]]
         greedy = words
-        if p > 0:
+        kept = self._kept_others(p, request.top_k, request.min_p)
+        replace = p
+        if kept is not None:  # a truncated distribution: the kept words' share
+            share = (kept + 1) * p / 64
+            replace = share / (1 - p + share) if kept else 0.0
+        if replace > 0:
             rng = self._rng(digest, request.seed, temperature)
-            words = [rng.choice(_VOCAB) if rng.random() < p else w for w in greedy]
-            shift = round(8 * p)
+            if kept is None:
+                words = [rng.choice(_VOCAB) if rng.random() < replace else w for w in greedy]
+            else:
+                words = [
+                    rng.choice(_top_words(w, i, kept)) if rng.random() < replace else w
+                    for i, w in enumerate(greedy)
+                ]
+            pool = _VOCAB if kept is None else _VOCAB[: kept + 1]
+            shift = round(8 * replace)
             if shift and len(words) > 1:
                 n = min(40, max(8, len(words) + rng.randint(-shift, shift)))
-                extra = [rng.choice(_VOCAB) for _ in range(n - len(words))]
+                extra = [rng.choice(pool) for _ in range(n - len(words))]
                 words = (words + extra)[: max(n, 1)]
 
         finish: Literal["stop", "length"] = "stop"
@@ -353,6 +420,21 @@ class EchoBackend(Backend):
             completion_tokens=len(pieces),
             logprobs=logprobs,
         )
+
+    def count_prompt(self, request: ChatRequest) -> int:
+        """Whitespace words of every message, and 4 per message for its role and markers."""
+        messages = request.messages
+        return sum(len(m.text().split()) for m in messages) + 4 * len(messages)
+
+    @staticmethod
+    def _kept_others(p: float, top_k: int | None, min_p: float | None) -> int | None:
+        """How many words besides the greedy one `top_k` and `min_p` keep (None: all 63)."""
+        kept = 63
+        if top_k is not None and 0 < top_k < 64:
+            kept = top_k - 1
+        if min_p and p / 64 < min_p * (1 - p + p / 64):
+            kept = 0
+        return None if kept == 63 else kept
 
     @staticmethod
     def _arithmetic(messages: list[ChatMessage], texts: list[str]) -> list[str] | None:
@@ -398,6 +480,14 @@ class EchoBackend(Backend):
                     alternatives[-1] = TopLogprob(token=piece, logprob=chosen)
             out.append(TokenLogprob(token=piece, logprob=chosen, top_logprobs=alternatives))
         return out
+
+
+def _top_words(greedy: str, position: int, others: int) -> list[str]:
+    """The greedy word and the `others` next likeliest at `position` (the vocabulary from
+    there on, as the reported alternatives list them)."""
+    i = position % 64
+    rest = (w for w in chain(_VOCAB[i:], _VOCAB[:i]) if w != greedy)
+    return [greedy, *islice(rest, others)]
 
 
 def split_tokens(text: str) -> list[str]:

@@ -23,6 +23,7 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "honest": ("consistent", None),
     "flaky": ("consistent", None),  # errors are counted and retried, the answers are honest
     "sampling_override": ("deviant", "sampling_params"),
+    "sampler_defaults": ("deviant", "sampling_params"),
     "truncate_context": ("deviant", "context_truncation"),
     "persona": ("deviant", "system_prompt"),
     "inject_system": ("deviant", "system_prompt"),
@@ -30,6 +31,7 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "wrong_template": ("deviant", "chat_template"),
     "max_tokens_cap": ("deviant", "max_tokens"),
     "quantized": ("deviant", "quantization"),
+    "quantized_mix": ("deviant", "quantization"),
     "variant_mix": ("deviant", "model_variant"),
     "memorized": ("deviant", "model_variant"),  # on a suite with perturbed pairs (deep)
     "wrong_model": ("deviant", "other"),
@@ -105,8 +107,8 @@ def build_weights(spec: FleetSpec, say: Callable[[str], None]) -> None:
         return
     src = packaged_model_path()
     for m in model_members:
-        if m.fault == "quantized":
-            qtype = variants.qtype_for_bits(m.effective_strength())
+        qtype = m.quant_type()  # quantized, quantized_mix
+        if qtype is not None:
             if variants.requantized_path(src, qtype).is_file():
                 continue
             say(f"building the {qtype} weights for {m.name} (once; cached) ...")

@@ -4,7 +4,8 @@ It answers the way the reference engine (`auditor.providers.llama_cpp`) does, so
 honest member differs from the reference only by the planted numeric noise:
 
 - the GGUF's own chat template (`create_chat_completion`), plain temperature/top-p
-  sampling (top_k=0, min_p=0, repeat_penalty=1), `reset()` before every call (a reused
+  sampling (top_k=0, min_p=0, repeat_penalty=1, unless the request sends `top_k`, `min_p`
+  or `repetition_penalty`, which are then llama.cpp's), `reset()` before every call (a reused
   prompt prefix changes the logits, by up to 0.1 for this Q4_1 model, enough to change a
   greedy answer: the planted noise stays the only difference), 256 completion tokens when
   none are asked;
@@ -43,6 +44,7 @@ from auditor_fleet.backends import (
     ChatRequest,
     CompletionLogprobs,
     Generation,
+    Sampling,
     TextCallback,
     TextCompletion,
     TextCompletionRequest,
@@ -61,6 +63,7 @@ from auditor_fleet.spec import DEFAULT_NOISE, FleetMember
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 #: Completion tokens when the request does not say, as the reference engine does.
 DEFAULT_MAX_TOKENS = 256
@@ -161,6 +164,7 @@ class LlamaBackend(Backend):
         self.perturb_seed = perturb_seed
         self.perturb_tensors = perturb_tensors  # None: variants.PERTURB_TENSORS
         self._seeds = random.Random(f"llama/{self.model_path.name}")
+        self._template: Jinja2ChatFormatter | None = None
 
     def generate(self, request: ChatRequest, on_text: TextCallback | None = None) -> Generation:
         seed = self._seeds.getrandbits(63)
@@ -172,6 +176,29 @@ class LlamaBackend(Backend):
 
     def bind(self, member: FleetMember, seed: int) -> Backend:
         return MemberModel(self, member, seed)
+
+    def count_prompt(self, request: ChatRequest, weights: Path | None = None) -> int:
+        """The prompt tokens `create_chat_completion` evaluates for `request`: the GGUF's chat
+        template over its messages, tokenized as llama-cpp-python tokenizes it (special
+        tokens parsed, no BOS added: the template writes its own). The variants keep the
+        packaged file's vocabulary and template, so any of them (`weights`) counts alike."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llm = shared_model(weights or self.model_path, self.n_ctx)
+        with MODEL_LOCK:
+            if self._template is None:
+                # as llama-cpp-python builds its "chat_template.default" handler
+                eos, bos = llm.token_eos(), llm.token_bos()
+                self._template = Jinja2ChatFormatter(
+                    template=llm.metadata["tokenizer.chat_template"],
+                    eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+                    bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+                    stop_token_ids=[eos],
+                )
+            messages: Any = [{"role": m.role, "content": m.text()} for m in request.messages]
+            formatted = self._template(messages=messages)
+            text = formatted.prompt.encode("utf-8")
+            return len(llm.tokenize(text, add_bos=not formatted.added_special, special=True))
 
     def truncate(self, messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
         """Keep the last `budget` tokens of the messages' text (the template's come on top)."""
@@ -205,12 +232,7 @@ class LlamaBackend(Backend):
         llm = shared_model(weights, self.n_ctx, logits_all=bool(request.logprobs))
         top = request.top_logprobs or 0
         stops = request.stop_list()
-        sampling = _sampling(
-            request.temperature,
-            request.top_p,
-            request.max_tokens or DEFAULT_MAX_TOKENS,
-            request.seed,
-        )
+        sampling = _sampling(request, request.max_tokens or DEFAULT_MAX_TOKENS, request.seed)
         with MODEL_LOCK:
             llm.reset()
             processors: list[Any] = []
@@ -289,9 +311,7 @@ class LlamaBackend(Backend):
                 )
             llm.reset()
             if request.max_tokens:
-                sampling = _sampling(
-                    request.temperature, request.top_p, request.max_tokens, request.seed
-                )
+                sampling = _sampling(request, request.max_tokens, request.seed)
                 if noise > 0:
                     sampling["logits_processor"] = [_Noise(llm, noise, noise_seed)]
                 try:
@@ -349,16 +369,18 @@ class LlamaBackend(Backend):
         )
 
 
-def _sampling(
-    temperature: float | None, top_p: float | None, max_tokens: int, seed: int | None
-) -> dict[str, Any]:
-    """llama-cpp-python's arguments for plain temperature/top-p sampling, as the reference."""
+def _sampling(request: Sampling, max_tokens: int, seed: int | None) -> dict[str, Any]:
+    """llama-cpp-python's arguments for the request's sampling: plain temperature/top-p, as
+    the reference, unless it sends top_k, min_p or a repetition penalty (vLLM's and
+    llama.cpp's server's extra fields), which then go to llama.cpp's samplers as they are
+    (top_k 0 or -1 is off). The penalty acts at temperature 0 too, as in llama.cpp."""
+    top_k = request.top_k if request.top_k is not None and request.top_k > 0 else 0
     return {
-        "temperature": 1.0 if temperature is None else temperature,
-        "top_p": 1.0 if top_p is None else top_p,
-        "top_k": 0,
-        "min_p": 0.0,
-        "repeat_penalty": 1.0,
+        "temperature": 1.0 if request.temperature is None else request.temperature,
+        "top_p": 1.0 if request.top_p is None else request.top_p,
+        "top_k": top_k,
+        "min_p": request.min_p or 0.0,
+        "repeat_penalty": request.repetition_penalty or 1.0,
         "max_tokens": max_tokens,
         "seed": seed,
     }

@@ -24,13 +24,7 @@ from auditor_fleet.backends import (
 )
 from auditor_fleet.llama_model import shared_model
 from auditor_fleet.spec import FleetMember
-from auditor_fleet.variants import (
-    DEFAULT_PERTURB_SCALE,
-    PERTURB_TENSORS,
-    perturb,
-    qtype_for_bits,
-    requantize,
-)
+from auditor_fleet.variants import DEFAULT_PERTURB_SCALE, PERTURB_TENSORS, perturb, requantize
 
 
 class ModelRunner(Protocol):
@@ -58,16 +52,19 @@ class ModelRunner(Protocol):
 
     def truncate(self, messages: list[ChatMessage], budget: int) -> list[ChatMessage]: ...
 
+    def count_prompt(self, request: ChatRequest, weights: Path | None = None) -> int: ...
+
     def _worker(self) -> ThreadPoolExecutor: ...
 
 
 class MemberModel(Backend):
     """One member's view of a `LlamaBackend`: its weights, prompt format and noise.
 
-    `quantized` members run on a requantized file, `variant_mix` members send a fraction of
-    their requests to the perturbed one, `wrong_template` members format a fraction of them
-    as raw text. Variant files are built (once, cached) and loaded when the fleet starts.
-    Calls go through the parent's single worker thread.
+    `quantized` members run on a requantized file (`FleetMember.quant_type`), `variant_mix`
+    and `quantized_mix` members send a fraction of their requests to the perturbed or the
+    requantized one, `wrong_template` members format a fraction of them as raw text. Variant
+    files are built (once, cached) and loaded when the fleet starts. Calls go through the
+    parent's single worker thread.
     """
 
     blocking = True
@@ -81,8 +78,12 @@ class MemberModel(Backend):
         self.alternate: Path | None = None
         self.alternate_share = 0.0
         self.raw_share = strength if member.fault == "wrong_template" else 0.0
-        if member.fault == "quantized":
-            self.weights = requantize(source, qtype_for_bits(strength))
+        qtype = member.quant_type()
+        if member.fault == "quantized" and qtype:
+            self.weights = requantize(source, qtype)
+        elif member.fault == "quantized_mix" and qtype:
+            self.alternate = requantize(source, qtype)
+            self.alternate_share = strength
         elif member.fault == "variant_mix":
             scale = parent.perturb_scale or DEFAULT_PERTURB_SCALE
             tensors = parent.perturb_tensors or PERTURB_TENSORS
@@ -104,8 +105,9 @@ class MemberModel(Backend):
         )
 
     def complete(self, request: TextCompletionRequest) -> TextCompletion:
-        """The member's weights (a `variant_mix` member's share goes to the perturbed ones)
-        and noise; the prompt is the caller's text, so no prompt format fault applies."""
+        """The member's weights (a `variant_mix` or `quantized_mix` member's share goes to
+        its other weights) and noise; the prompt is the caller's text, so no prompt format
+        fault applies."""
         alternate = self.alternate is not None and self.rng.random() < self.alternate_share
         weights = self.alternate if alternate and self.alternate else self.weights
         seed = self.rng.getrandbits(63)
@@ -113,6 +115,9 @@ class MemberModel(Backend):
 
     def truncate(self, messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
         return self.parent.truncate(messages, budget)
+
+    def count_prompt(self, request: ChatRequest) -> int:
+        return self.parent.count_prompt(request, self.weights)
 
     def _worker(self) -> ThreadPoolExecutor:
         return self.parent._worker()

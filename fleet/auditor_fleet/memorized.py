@@ -108,6 +108,9 @@ class MemorizedModel(Backend):
     def truncate(self, messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
         return self.inner.truncate(messages, budget)
 
+    def count_prompt(self, request: ChatRequest) -> int | None:
+        return self.inner.count_prompt(request)
+
     def _worker(self) -> ThreadPoolExecutor:
         return self.inner._worker()
 

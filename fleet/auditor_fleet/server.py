@@ -6,16 +6,19 @@ POST /v1/completions (the legacy text completions with `echo` and `logprobs`, as
 llama.cpp's server serve them; the `llama` backend answers them, `echo` gives a 404). Faults
 act only on the two completion routes; /healthz and /v1/models always answer, so a fleet
 can be checked for liveness whatever it plants. Request faults rewrite a chat request and
-leave text completions alone; the protocol faults and `wrong_model` apply to both.
+leave text completions alone; the protocol faults, `wrong_model` and `sampler_defaults` (a
+server setting) apply to both.
 
 Faults come in three families. Protocol faults break the HTTP exchange (status codes, bodies
 that are not JSON, hangs, resets, a trickling body). Request faults answer well-formed JSON
 to a silently altered request (max_tokens capped, sampling overridden, system prompt
-dropped, replaced or extended with a hidden persona, context truncated, another model's
-name); they are applied here, whatever the backend. Model faults (another set of weights,
-a wrong prompt format) live below the request, in the member's view of its backend
-(`Backend.bind`, see `auditor_fleet.llama_backend`), as does `memorized` (listed prompts
-answered from memory, see `auditor_fleet.memorized`).
+dropped, replaced or extended with a hidden persona, context truncated, the server's own
+sampler settings, another model's name); they are applied here, whatever the backend.
+Model faults (another set of weights, a wrong prompt format) live below the request, in the
+member's view of its backend (`Backend.bind`, see `auditor_fleet.llama_backend`), as does
+`memorized` (listed prompts answered from memory, see `auditor_fleet.memorized`). A member
+with `usage_as_sent` bills the prompt as an honest member would count the request as sent
+(`Backend.count_prompt`), so the faults that change the prompt do not show in its usage.
 
 `reset` closes the TCP connection with an RST and no response. The fleet's uvicorn protocol
 (see `auditor_fleet.process`) puts the connection's asyncio transport into the ASGI scope
@@ -55,7 +58,7 @@ from auditor_fleet.backends import (
     TextCompletionRequest,
 )
 from auditor_fleet.memorized import with_memory
-from auditor_fleet.spec import FleetMember
+from auditor_fleet.spec import PROMPT_FAULTS, FleetMember
 from auditor_fleet.tools import ToolHandling
 
 logger = logging.getLogger(__name__)
@@ -64,8 +67,9 @@ _Body = TypeVar("_Body", bound=BaseModel)
 TRANSPORT_EXTENSION = "auditor_fleet.transport"
 WRONG_MODEL = "smollm2-360m-instruct"
 PERSONA = "You are Sparky, an upbeat assistant. Always be enthusiastic and mention Sparky."
-# The `persona` fault's hidden system prompt: an "experimental chat" tune in a prompt. It is
-# written here only, so no probe, report or detector can know it; they must notice the tone.
+# The `persona` fault's hidden system prompt by default (a member's `persona_text` replaces
+# it): an "experimental chat" tune in a prompt. It is written here only, so no probe, report
+# or detector can know it; they must notice the tone.
 _EXPERIMENTAL_CHAT = (
     "You are the experimental chat edition: a bubbly, chatty and very enthusiastic friend. "
     "Always start by praising the user's wonderful question, use plenty of emojis "
@@ -173,6 +177,9 @@ class _Member:
         self.bytes_rng = random.Random(f"{seed}/{member.name}/bytes")
         self.persona_rng = random.Random(f"{seed}/{member.name}/persona")
         self.tools = ToolHandling(member, seed)
+        self.persona = member.persona_text or _EXPERIMENTAL_CHAT
+        self.sampler = member.sampler_settings()
+        self.bill_as_sent = member.usage_as_sent and member.fault in PROMPT_FAULTS
         self.fingerprint = f"fp_fleet_{member.name}"
         self.closing = asyncio.Event()
 
@@ -203,6 +210,8 @@ class _Member:
         # tools are rendered into the conversation after the request faults, as a template would
         rewritten = self.tools.prepare(self._rewrite(chat))
         answer = ChatAnswer(chat, None, self._model_name(chat.model), self.fingerprint)
+        if self.bill_as_sent:  # what an honest member would bill for the request as sent
+            answer.billed_prompt_tokens = await self.backend.acount_prompt(self.tools.prepare(chat))
         live = not chat.logprobs and not self.tools.offered(chat)  # calls are parsed at the end
         if chat.stream and live and self.member.fault not in _BODY_FAULTS:
             return await self._stream_live(answer, rewritten)
@@ -230,7 +239,7 @@ class _Member:
                 400, "max_tokens must be at least 1 unless echo is true.", param="max_tokens"
             )
         try:
-            completion = await self.backend.acomplete(body)
+            completion = await self.backend.acomplete(body.with_sampler(self.sampler))
         except BackendError as exc:
             return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
         answer = TextAnswer(completion, self._model_name(body.model), self.fingerprint)
@@ -304,6 +313,8 @@ class _Member:
             return chat.model_copy(update={"max_tokens": min(chat.max_tokens or cap, cap)})
         if fault == "sampling_override":
             return chat.model_copy(update={"temperature": strength, "top_p": None})
+        if fault == "sampler_defaults":
+            return chat.with_sampler(self.sampler)
         if fault == "drop_system":
             kept = [m for m in chat.messages if m.role not in ("system", "developer")]
             return chat.model_copy(update={"messages": kept or chat.messages})
@@ -315,7 +326,7 @@ class _Member:
             kept = self.backend.truncate(chat.messages, max(1, int(strength)))
             return chat.model_copy(update={"messages": kept})
         if fault == "persona" and self.persona_rng.random() < strength:
-            return chat.model_copy(update={"messages": _with_persona(chat.messages)})
+            return chat.model_copy(update={"messages": _with_persona(chat.messages, self.persona)})
         return chat
 
     def _package(self, answer: Rendered) -> Response:
@@ -372,11 +383,11 @@ async def _parse(request: Request, model: type[_Body]) -> _Body | Response:
         return error_response(400, f"Invalid request: {param}: {first['msg']}", param=param)
 
 
-def _with_persona(messages: list[ChatMessage]) -> list[ChatMessage]:
+def _with_persona(messages: list[ChatMessage], persona: str) -> list[ChatMessage]:
     """The hidden persona first in the system prompt; the caller's system text stays after it."""
     system = [m.text() for m in messages if m.role in ("system", "developer")]
     rest = [m for m in messages if m.role not in ("system", "developer")]
-    text = "\n\n".join([_EXPERIMENTAL_CHAT, *system])
+    text = "\n\n".join([persona, *system])
     return [ChatMessage(role="system", content=text), *rest]
 
 

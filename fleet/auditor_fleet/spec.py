@@ -23,6 +23,7 @@ from pydantic import (
 
 from auditor.errors import InputFileError, UsageError
 from auditor.yamlfile import read_yaml, validate
+from auditor_fleet.variants import QTYPES, qtype_for_bits
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -49,6 +50,8 @@ Fault = Literal[
     "inject_system",
     "truncate_context",
     "persona",
+    # the server's own sampler settings, whatever the request says (top_k, top_p, min_p, ...)
+    "sampler_defaults",
     # a benchmark-tuned variant: listed prompts get their memorised answers (`memorized`)
     "memorized",
     # tool calling: the calls in the model's answer are not parsed, or parsed badly
@@ -57,15 +60,38 @@ Fault = Literal[
     # model-level: need a model backend ("llama"); the weights or the prompt format differ
     "wrong_template",
     "quantized",
+    "quantized_mix",
     "variant_mix",
 ]
 
 #: Faults that act on the model itself (weights, prompt format): a model backend is needed.
-MODEL_FAULTS = frozenset({"wrong_template", "quantized", "variant_mix"})
+MODEL_FAULTS = frozenset({"wrong_template", "quantized", "quantized_mix", "variant_mix"})
 #: Faults whose strength is a fraction of requests.
 FRACTION_FAULTS = frozenset(
-    {"flaky", "persona", "wrong_template", "variant_mix", "tool_parser_raw", "tool_args_corrupt"}
+    {
+        "flaky",
+        "persona",
+        "wrong_template",
+        "variant_mix",
+        "quantized_mix",
+        "tool_parser_raw",
+        "tool_args_corrupt",
+    }
 )
+#: Faults that change the prompt the model sees; a member with `usage_as_sent` bills the
+#: prompt as sent instead, which hides them from prompt-token accounting.
+PROMPT_FAULTS = frozenset(
+    {"persona", "inject_system", "drop_system", "truncate_context", "wrong_template"}
+)
+#: Faults served (always, or for a share of requests) by requantized weights (`qtype`).
+QUANT_FAULTS = frozenset({"quantized", "quantized_mix"})
+#: The requantized weights of `quantized_mix` when its member names no `qtype`.
+DEFAULT_MIX_QTYPE = "Q2_K"
+#: The sampler settings a `sampler_defaults` member may impose (llama.cpp's names).
+SamplerKey = Literal["top_k", "top_p", "min_p", "repeat_penalty"]
+#: What a `sampler_defaults` member imposes when its member says nothing: llama.cpp's server
+#: defaults (llama-server started without sampling flags).
+DEFAULT_SAMPLER: dict[str, float] = {"top_k": 40, "top_p": 0.95, "min_p": 0.05}
 #: Logits noise (std, in logits) of a member that does not say: about what batching and
 #: kernel choices on real GPU servers add. See docs/fleet.md for how it was measured.
 DEFAULT_NOISE = 0.02
@@ -93,6 +119,11 @@ FAULT_STRENGTH: dict[str, tuple[str, float]] = {
         2.0,
     ),
     "variant_mix": ("fraction of chat requests answered by the perturbed variant (0..1)", 0.5),
+    "quantized_mix": (
+        "fraction of chat requests answered by the requantized weights (`qtype`, default "
+        "Q2_K) (0..1)",
+        0.35,
+    ),
     "tool_parser_raw": (
         "fraction of requests with tools whose <tool_call> text is sent as plain content (0..1)",
         1.0,
@@ -133,11 +164,53 @@ class FleetMember(BaseModel):
         description="std of the Gaussian noise added to the logits before sampling, as real "
         "GPU serving does (model backends only; the echo backend ignores it)",
     )
+    persona_text: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the `persona` fault's hidden system prompt (None: the built-in bubbly "
+        "'experimental chat edition'); nothing the auditor sees carries it",
+    )
+    usage_as_sent: bool = Field(
+        default=False,
+        description="report usage.prompt_tokens as an honest member would count the request as "
+        "sent (the model's chat template over the caller's messages, untruncated), so the "
+        "prompt faults (persona, inject_system, drop_system, truncate_context, wrong_template) "
+        "do not show in it; no effect on other faults, whose prompt is the one sent",
+    )
+    qtype: str | None = Field(
+        default=None,
+        description="llama.cpp quantization type of the requantized weights of `quantized` and "
+        "`quantized_mix` (e.g. Q2_K, Q3_K_S, Q4_0; see auditor_fleet.variants.QTYPES); None: "
+        "`quantized` reads bits from strength, `quantized_mix` uses Q2_K",
+    )
+    sampler: dict[SamplerKey, float] | None = Field(
+        default=None,
+        description="the `sampler_defaults` fault's settings, imposed on every sampled request "
+        "(temperature > 0) whatever it asks: top_k (0: off), top_p, min_p (0: off), "
+        "repeat_penalty (1: off); None: llama-server's defaults, DEFAULT_SAMPLER",
+    )
 
     @model_validator(mode="after")
     def _check_strength(self) -> FleetMember:
         if self.fault in FRACTION_FAULTS and self.strength > 1.0:
             raise ValueError(f"{self.fault} strength is a fraction of requests and must be <= 1")
+        if self.persona_text is not None and self.fault != "persona":
+            raise ValueError(f"persona_text is the persona fault's, not {self.fault}'s")
+        if self.qtype is not None:
+            if self.fault not in QUANT_FAULTS:
+                raise ValueError(f"qtype is for quantized and quantized_mix, not {self.fault}")
+            if self.qtype not in QTYPES:
+                raise ValueError(
+                    f"qtype {self.qtype!r} is not one the fleet can build: {', '.join(QTYPES)}"
+                )
+            if self.fault == "quantized" and self.strength > 0:
+                raise ValueError(
+                    "quantized takes its weights from qtype or its bits from strength, not both"
+                )
+        if self.sampler is not None:
+            if self.fault != "sampler_defaults":
+                raise ValueError(f"sampler is the sampler_defaults fault's, not {self.fault}'s")
+            _check_sampler(self.sampler)
         if self.fault == "memorized" and not self.memorized:
             raise ValueError(
                 "fault memorized needs its answers: memorized: {prompt: answer} or a YAML file"
@@ -153,6 +226,38 @@ class FleetMember(BaseModel):
         """`strength`, or the fault's default when it was left at 0."""
         default = FAULT_STRENGTH.get(self.fault, ("", 0.0))[1]
         return self.strength if self.strength > 0 else default
+
+    def quant_type(self) -> str | None:
+        """The llama.cpp type of this member's requantized weights (None: it has none)."""
+        if self.fault == "quantized":
+            return self.qtype or qtype_for_bits(self.effective_strength())
+        if self.fault == "quantized_mix":
+            return self.qtype or DEFAULT_MIX_QTYPE
+        return None
+
+    def sampler_settings(self) -> dict[str, float]:
+        """What a `sampler_defaults` member imposes on sampled requests ({} for others)."""
+        if self.fault != "sampler_defaults":
+            return {}
+        settings = DEFAULT_SAMPLER if self.sampler is None else self.sampler
+        return {str(key): value for key, value in settings.items()}
+
+
+def _check_sampler(sampler: dict[SamplerKey, float]) -> None:
+    if not sampler:
+        raise ValueError("sampler needs at least one of top_k, top_p, min_p, repeat_penalty")
+    top_k = sampler.get("top_k")
+    if top_k is not None and (top_k < 0 or top_k != int(top_k)):
+        raise ValueError("sampler top_k must be a whole number >= 0 (0: off)")
+    top_p = sampler.get("top_p")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError("sampler top_p must be in (0, 1]")
+    min_p = sampler.get("min_p")
+    if min_p is not None and not 0 <= min_p <= 1:
+        raise ValueError("sampler min_p must be in [0, 1]")
+    penalty = sampler.get("repeat_penalty")
+    if penalty is not None and not 0 < penalty <= 10:
+        raise ValueError("sampler repeat_penalty must be in (0, 10]")
 
 
 class FleetSpec(BaseModel):

@@ -10,6 +10,7 @@ import pytest
 from auditor_fleet import ChatRequest, FleetMember, LlamaBackend, TextCompletionRequest
 from auditor_fleet.variants import (
     CACHE_ENV,
+    QTYPES,
     VariantError,
     cache_dir,
     perturb,
@@ -63,6 +64,14 @@ def test_requantize_builds_once_and_reports_the_fallback_types(cache: Path) -> N
     assert not list(cache.glob(".*.tmp"))
     with pytest.raises(VariantError, match="unknown"):
         requantize(src, "Q9_X")
+
+
+@pytest.mark.slow
+def test_every_type_a_member_may_name_builds_other_weights(cache: Path) -> None:
+    src = packaged_model_path()
+    packaged = tensor_types(src)
+    for qtype in QTYPES:  # what FleetMember.qtype accepts
+        assert tensor_types(requantize(src, qtype)) != packaged, qtype
 
 
 @pytest.mark.slow

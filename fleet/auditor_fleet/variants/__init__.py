@@ -42,6 +42,28 @@ import numpy as np
 CACHE_ENV = "AUDITOR_CACHE_DIR"
 #: `strength` of the `quantized` fault (bits per weight) -> the llama.cpp file type asked for.
 QTYPE_FOR_BITS: dict[int, str] = {2: "Q2_K", 3: "Q3_K_S", 4: "Q4_0", 5: "Q5_0", 8: "Q8_0"}
+#: The llama.cpp file types `requantize` builds from the packaged Q4_1 GGUF into weights that
+#: differ from it (measured, see docs/fleet.md): its own Q4_1 rebuilds it bit for bit, F16
+#: and BF16 hold its values exactly, Q2_K_S, NVFP4, Q1_0 and most IQ types fail without an
+#: importance matrix, and the ternary TQ types and Q2_0 give noise.
+QTYPES: tuple[str, ...] = (
+    "Q2_K",
+    "Q3_K_S",
+    "Q3_K_M",
+    "Q3_K_L",
+    "Q4_0",
+    "Q4_K_S",
+    "Q4_K_M",
+    "Q5_0",
+    "Q5_1",
+    "Q5_K_S",
+    "Q5_K_M",
+    "Q6_K",
+    "Q8_0",
+    "IQ3_S",
+    "IQ4_XS",
+    "IQ4_NL",
+)
 #: The weight matrices a perturbation touches: every attention and feed-forward projection.
 PERTURB_TENSORS = r"blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight"
 #: Default relative noise of the perturbed variant (see docs/fleet.md for its drift).
