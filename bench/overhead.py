@@ -467,8 +467,11 @@ def profile(spec: str, requests: int, concurrency: int, workdir: Path) -> None:
         f"writer process: {writer.total_tt:.2f} s profiled for {requests} samples "
         f"({writer.total_tt / requests * 1000:.2f} ms each); bare loop {bare_s:.2f} s"
     )
-    for title, stats in (("EVENT LOOP", pstats.Stats(profiler)), ("WRITER PROCESS", writer),
-                         ("BARE LOOP", pstats.Stats(bare_profiler))):  # fmt: skip
+    for title, stats in (
+        ("EVENT LOOP", pstats.Stats(profiler)),
+        ("WRITER PROCESS", writer),
+        ("BARE LOOP", pstats.Stats(bare_profiler)),
+    ):
         print(f"===== {title} =====")
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(40)

@@ -102,31 +102,50 @@ def main() -> None:
     )
     with running_fleet(spec) as fleet:
         providers = [
-            {"name": n, "base_url": fleet.base_url(n), "model": "smollm2-135m-instruct",
-             "requests_per_second": 100, "max_concurrency": 4, "timeout_s": 10,
-             "retry": {"max_attempts": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.05}}
+            {
+                "name": n,
+                "base_url": fleet.base_url(n),
+                "model": "smollm2-135m-instruct",
+                "requests_per_second": 100,
+                "max_concurrency": 4,
+                "timeout_s": 10,
+                "retry": {"max_attempts": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
+            }
             for n in ("honest", "flaky", "broken")
-        ]  # fmt: skip
+        ]
         config = {
             "database": f"sqlite:///{work / 'soak.db'}",
-            "reference": {"engine": "endpoint", "base_url": fleet.base_url("ref"),
-                          "model": "smollm2-135m-instruct"},
+            "reference": {
+                "engine": "endpoint",
+                "base_url": fleet.base_url("ref"),
+                "model": "smollm2-135m-instruct",
+            },
             "suites": ["tiny"],
             "probes_dir": "probes",
             "models": [{"name": "smollm2-135m-instruct", "providers": providers}],
             "schedule": [{"suite": "tiny", "every": args.every}],
             "server": {"host": "127.0.0.1", "port": 0},
-            "alerts": {"sinks": [{"name": "hooks", "min_severity": "info",
-                                  "url": f"http://127.0.0.1:{hooks.server_port}/h",
-                                  "secret_env": "SOAK_HOOK_SECRET"}]},
-        }  # fmt: skip
+            "alerts": {
+                "sinks": [
+                    {
+                        "name": "hooks",
+                        "min_severity": "info",
+                        "url": f"http://127.0.0.1:{hooks.server_port}/h",
+                        "secret_env": "SOAK_HOOK_SECRET",
+                    }
+                ]
+            },
+        }
         (work / "providers.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         env = {**os.environ, "SOAK_HOOK_SECRET": SECRET, "AUDITOR_LOG_LEVEL": "warning"}
         with (work / "daemon.log").open("w") as log:
             proc = subprocess.Popen(
-                [AUDITOR, "daemon", "-c", "providers.yaml"], cwd=work, env=env, stderr=log,
+                [AUDITOR, "daemon", "-c", "providers.yaml"],
+                cwd=work,
+                env=env,
+                stderr=log,
                 stdout=subprocess.DEVNULL,
-            )  # fmt: skip
+            )
             samples: list[dict[str, float]] = []
             t0 = time.monotonic()
             try:
@@ -135,9 +154,12 @@ def main() -> None:
                     if proc.poll() is not None:
                         raise SystemExit(f"the daemon exited early ({proc.returncode})")
                     samples.append(
-                        {"t_s": round(time.monotonic() - t0, 1), "rss_kib": rss_kib(proc.pid),
-                         "open_fds": open_fds(proc.pid)}
-                    )  # fmt: skip
+                        {
+                            "t_s": round(time.monotonic() - t0, 1),
+                            "rss_kib": rss_kib(proc.pid),
+                            "open_fds": open_fds(proc.pid),
+                        }
+                    )
                     print(json.dumps(samples[-1]), flush=True)
             finally:
                 proc.send_signal(signal.SIGTERM)

@@ -1,15 +1,14 @@
-"""Shared fixtures: real databases (a SQLite file and the PostgreSQL server on loopback)."""
+"""Shared fixtures: real databases (a SQLite file and the PostgreSQL server on loopback) and a
+warm process forking `auditor` commands."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+from helpers.db import postgres_database
+from helpers.zygote import Zygote
 
 
 @pytest.fixture
@@ -20,14 +19,8 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database per test, dropped afterwards."""
-    name = f"auditor_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -35,3 +28,18 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs on both databases, for real."""
     fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return request.getfixturevalue(fixture)
+
+
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[Zygote]:
+    """Forks `auditor` commands without the console script's seconds of imports."""
+    z = Zygote()
+    yield z
+    z.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that loads the real model is slow wherever it is: `-m "not slow"` skips it."""
+    for item in items:
+        if item.get_closest_marker("model") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

@@ -10,8 +10,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
-from cli_helpers import AUDITOR, RecordingProvider, provider, run_auditor, write_config
+from helpers.cli import AUDITOR, provider, run_auditor, write_config
+from helpers.servers import RecordingProvider
+
+pytestmark = pytest.mark.slow  # whole rounds through the console script, killed and not
 
 MANY = {
     "suite": "many",

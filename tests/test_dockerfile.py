@@ -155,14 +155,12 @@ async def test_the_healthcheck_command_really_checks(serving: bool, sqlite_url: 
     """The HEALTHCHECK's own code, pointed at a real app (healthy) or a closed port."""
     import asyncio
 
-    from auditor.storage.db import ensure_schema, make_engine
-    from auditor.storage.repository import Store
+    from helpers.db import new_store
+
     from auditor.web import WebServer, create_app
 
     _, command = _healthcheck()
-    engine = make_engine(sqlite_url)
-    ensure_schema(engine)
-    server = WebServer(create_app(Store(engine)), ServerConfig(port=0))
+    server = WebServer(create_app(new_store(sqlite_url)), ServerConfig(port=0))
     port = await server.start()
     if not serving:
         await server.shutdown()

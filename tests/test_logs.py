@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import structlog
-from cli_helpers import MINI_SUITE, RecordingProvider, provider, run_auditor, write_config
+from helpers.cli import MINI_SUITE, provider, run_auditor, write_config
+from helpers.servers import RecordingProvider
 
 from auditor import logs
 from auditor.secrets import Redactor
@@ -23,6 +24,7 @@ def _prompt_texts() -> list[str]:
     return texts
 
 
+@pytest.mark.slow
 def test_a_rounds_json_logs_name_the_request_and_hold_no_prompt_or_secret(
     tmp_path: Path,
 ) -> None:

@@ -24,10 +24,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from cli_helpers import MINI_SUITE, run_auditor
+from helpers.cli import MINI_SUITE, assert_one_line_error, run_auditor
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_cli_errors import assert_one_line_error
 
 from auditor.config import AuditorConfig, load_config, require_secrets
 from auditor.errors import AuditorError
@@ -137,7 +136,7 @@ VALID_SUITE: dict[str, Any] = {
             },
         },
     ],
-}  # fmt: skip
+}
 
 # --- mutations ------------------------------------------------------------------------------
 
@@ -345,6 +344,7 @@ def test_the_valid_documents_are_valid(tmp_path: Path, env: None) -> None:
 
 @settings(max_examples=250, deadline=None, suppress_health_check=SUPPRESS)
 @given(data=st.one_of(documents(VALID_CONFIG), raw_files))
+@pytest.mark.slow
 def test_config_files(tmp_path: Path, env: None, data: bytes) -> None:
     path = tmp_path / "providers.yaml"
     path.write_bytes(data)
@@ -353,6 +353,7 @@ def test_config_files(tmp_path: Path, env: None, data: bytes) -> None:
 
 @settings(max_examples=250, deadline=None, suppress_health_check=SUPPRESS)
 @given(data=st.one_of(documents(VALID_SUITE), raw_files))
+@pytest.mark.slow
 def test_probe_files(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "fuzz.yaml"
     path.write_bytes(data)
@@ -379,7 +380,7 @@ BAD_CONFIGS = {
     "newline-header": _config_with("headers", {"X-Title": "value\n"}),
     "tab": to_text(VALID_CONFIG).replace("  - name: acme", "\t- name: acme"),
     "unset-variable": _config_with("headers", {"X": "${FUZZ_UNSET_VARIABLE}"}),
-}  # fmt: skip
+}
 # Only `config validate` (which reads the probe directory) finds this one.
 LONG_PROBES_DIR = to_text({**VALID_CONFIG, "probes_dir": "p" * 5000})
 BAD_CONFIG_BYTES = {"non-utf8": b"database: sqlite:///a.db\nmodels: \xff\xfe\n"}
@@ -393,7 +394,7 @@ BAD_PROBES = {
     "infinite-expect": _SUITE_TEXT.replace("number: 42", "number: .inf"),
     "duplicate-key": _SUITE_TEXT.replace("- id: add\n", "- id: add\n  id: add2\n"),
     "deep": "suite: s\ncases: " + "[" * 3000 + "]" * 3000 + "\n",
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("name", [*BAD_CONFIGS, *BAD_CONFIG_BYTES])
@@ -430,6 +431,7 @@ CLI_CONFIGS = ["deep", "duration-overflow", "long-probes-dir"]
 CLI_PROBES = ["regex-overflow", "surrogate-prompt"]
 
 
+@pytest.mark.slow
 def test_bad_files_through_the_cli(tmp_path: Path) -> None:
     (tmp_path / "probes").mkdir()
     (tmp_path / "probes" / "mini.yaml").write_text(yaml.safe_dump(MINI_SUITE))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from cli_helpers import ROOT
+from helpers.cli import ROOT
 from sqlalchemy import text
 
 from auditor.records import CompletionRequest, CompletionResponse, Message, ProbeCase, Usage

@@ -22,9 +22,6 @@ import base64
 import json
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +29,10 @@ import httpx
 import psycopg
 import pytest
 import yaml
-from cli_helpers import RecordingProvider, provider, run_auditor, write_config
-from test_crash_trials import Zygote
+from helpers.cli import provider, run_auditor, write_config
+from helpers.openai import chunk, completion, sse
+from helpers.servers import LoopbackProvider, QuietHandler, RecordingProvider
+from helpers.zygote import Zygote
 
 from auditor.alerts import delivery, outbox
 from auditor.alerts.incidents import update_from_findings
@@ -44,7 +43,9 @@ from auditor.storage.db import make_engine
 from auditor.storage.repository import Store
 from auditor.web import WebServer
 from auditor.web.dashboard import create_dashboard
-from tests.alerts.receiver import Receiver, Reply
+from tests.alerts.receiver import Receiver, Reply, sink
+
+pytestmark = pytest.mark.slow  # two rounds, a webhook and the dashboard, on both databases
 
 CITIES = ["Paris", "Rome", "Madrid", "Berlin", "Vienna", "Lisbon", "Dublin", "Oslo", "Bern",
           "Prague", "Warsaw", "Athens"]  # fmt: skip
@@ -52,14 +53,17 @@ SUITE = {
     "suite": "capitals",
     "defaults": {"params": {"temperature": 0, "max_tokens": 16}},
     "cases": [
-        {"id": f"capital-{i}", "prompt": f"Capital number {i}? One word.",
-         "expect": {"exact": city}}
+        {
+            "id": f"capital-{i}",
+            "prompt": f"Capital number {i}? One word.",
+            "expect": {"exact": city},
+        }
         for i, city in enumerate(CITIES)
     ],
-}  # fmt: skip
+}
 
 
-class EchoingProvider:
+class EchoingProvider(LoopbackProvider):
     """Answers the capitals right; once `careless` is set, answers wrong, quoting the
     Authorization and X-Team headers it received in the text and in `x-request-id`, as a
     stream when asked for one."""
@@ -69,15 +73,10 @@ class EchoingProvider:
         self.seen: list[dict[str, str]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-                headers = {k.lower(): v for k, v in self.headers.items()}
+                body = json.loads(self.body())
+                headers = self.lower_headers()
                 outer.seen.append(headers)
                 prompt = body["messages"][-1]["content"]
                 number = int(prompt.split()[2].rstrip("?"))
@@ -89,50 +88,15 @@ class EchoingProvider:
                     )
                 usage = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
                 if body.get("stream"):
-                    events = [
-                        {"id": "x", "object": "chat.completion.chunk", "created": 1,
-                         "model": "m", "choices": [{"index": 0, "delta": {"content": text},
-                                                    "finish_reason": None}]},
-                        {"id": "x", "object": "chat.completion.chunk", "created": 1,
-                         "model": "m", "choices": [{"index": 0, "delta": {},
-                                                    "finish_reason": "stop"}], "usage": usage},
-                    ]  # fmt: skip
-                    data = "".join(f"data: {json.dumps(e)}\n\n" for e in events)
-                    data = (data + "data: [DONE]\n\n").encode()
+                    data = sse(chunk(text), chunk(finish="stop", usage=usage))
                     content_type = "text/event-stream"
                 else:
-                    answer = {"id": "x", "object": "chat.completion", "created": 1, "model": "m",
-                              "choices": [{"index": 0, "finish_reason": "stop",
-                                           "message": {"role": "assistant", "content": text}}],
-                              "usage": usage}  # fmt: skip
-                    data = json.dumps(answer).encode()
+                    data = json.dumps(completion(text, usage=usage)).encode()
                     content_type = "application/json"
-                self.send_response(200)
-                self.send_header("content-type", content_type)
-                if outer.careless:
-                    self.send_header("x-request-id", headers.get("authorization", ""))
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                echoed = {"x-request-id": headers.get("authorization", "")}
+                self.reply(200, data, content_type, echoed if outer.careless else None)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def zygote() -> Iterator[Zygote]:
-    z = Zygote()
-    yield z
-    z.close()
+        self.serve(Handler)
 
 
 def secrets() -> dict[str, str]:
@@ -234,7 +198,7 @@ def test_no_secret_reaches_any_output(
     probes.mkdir()
     (probes / "capitals.yaml").write_text(yaml.safe_dump(SUITE))
     receiver = Receiver([env["HOOK_SECRET"]]).start()
-    echo = EchoingProvider()
+    echo = EchoingProvider().start()
     outputs: dict[str, str] = {}
 
     def command(name: str, *argv: str, code: int = 0) -> str:
@@ -245,19 +209,21 @@ def test_no_secret_reaches_any_output(
 
     try:
         with RecordingProvider(echo_key=True) as leaky:
+            keyed = {"api_key_env": "AUDITOR_TEST_KEY", "headers": {"X-Team": "${TEAM_TOKEN}"}}
             providers = [
-                provider("acme", echo.base_url, api_key_env="AUDITOR_TEST_KEY",
-                         headers={"X-Team": "${TEAM_TOKEN}"}),
-                provider("acme-stream", echo.base_url, api_key_env="AUDITOR_TEST_KEY",
-                         headers={"X-Team": "${TEAM_TOKEN}"}, stream=True),
+                provider("acme", echo.base_url, **keyed),
+                provider("acme-stream", echo.base_url, **keyed, stream=True),
                 provider("leaky", leaky.base_url, api_key_env="AUDITOR_TEST_KEY"),
-            ]  # fmt: skip
-            sink = {"name": "ops", "url": receiver.url, "secret_env": "HOOK_SECRET",
-                    "min_severity": "info", "timeout_s": 5}  # fmt: skip
+            ]
+            ops = sink("ops", receiver.url, timeout_s=5)
             config = write_config(
-                tmp_path, providers, db_url, suites=["capitals"], probes_dir="probes",
-                extra={"alerts": {"sinks": [sink]}},
-            )  # fmt: skip
+                tmp_path,
+                providers,
+                db_url,
+                suites=["capitals"],
+                probes_dir="probes",
+                extra={"alerts": {"sinks": [ops]}},
+            )
             command("round 1", "run", "--no-progress")
             echo.careless = True
             # The second round is the real console script, its debug JSON logs captured.
@@ -310,7 +276,7 @@ def test_no_secret_reaches_any_output(
         command("alerts list after", "alerts", "list")
     finally:
         receiver.stop()
-        echo.close()
+        echo.stop()
 
     bodies = [r.body.decode() for r in receiver.requests]
     assert len(bodies) == 1 + len(opened_for) and all(r.verified for r in receiver.requests)
@@ -325,7 +291,11 @@ def test_no_secret_reaches_any_output(
     for path in tmp_path.rglob("*"):
         if path.is_file():
             texts[f"file {path.name}"] = path.read_bytes().decode("utf-8", "replace")
-    leaks = [(name, value[:12]) for name, text in texts.items() for value in forbidden(env)
-             if value in text]  # fmt: skip
+    leaks = [
+        (name, value[:12])
+        for name, text in texts.items()
+        for value in forbidden(env)
+        if value in text
+    ]
     assert not leaks
     assert "[REDACTED]" in texts["database"]

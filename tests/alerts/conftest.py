@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from helpers.db import new_store
 
-from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 from tests.alerts.receiver import NEW_SECRET, OLD_SECRET, Receiver
 
@@ -29,9 +29,7 @@ def down_receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def store(sqlite_url: str) -> Store:
-    engine = make_engine(sqlite_url)
-    ensure_schema(engine)
-    return Store(engine)
+    return new_store(sqlite_url)
 
 
 @pytest.fixture

@@ -3,15 +3,16 @@ events and configs the alert tests share."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
+from helpers.cli import free_port_range
+from helpers.servers import LoopbackProvider, QuietHandler
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -50,13 +51,7 @@ class Reply:
     echo: bool = False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Receiver:
+class Receiver(LoopbackProvider):
     """A webhook consumer: verifies the signature with any of `secrets`, de-duplicates by
     `webhook-id` (a message is processed once, a repeat is acknowledged with 200), and
     answers as scripted (`replies`, consumed in order; then 200). It can be down: not
@@ -64,12 +59,11 @@ class Receiver:
 
     def __init__(self, secrets: list[str], port: int | None = None) -> None:
         self.secrets = secrets
-        self.port = port or free_port()
+        self.port = port or free_port_range(1)
         self.replies: list[Reply] = []
         self.requests: list[Received] = []
         self.processed: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
@@ -119,43 +113,19 @@ class Receiver:
             )
         return reply
 
-    def start(self) -> Receiver:
+    def start(self) -> Self:
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                reply = outer.handle(headers, body)
+                reply = outer.handle(self.lower_headers(), self.body())
                 if reply.delay:
                     time.sleep(reply.delay)
-                data = reply.body.encode()
-                try:
-                    self.send_response(reply.status)
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.send_header("content-length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    pass  # the sender gave up waiting
+                with contextlib.suppress(OSError):  # the sender may have given up waiting
+                    self.reply(reply.status, reply.body.encode(), None, reply.headers)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        server = self._server
-        threading.Thread(target=lambda: server.serve_forever(0.05), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self.serve(Handler, self.port)
+        return super().start()
 
     def ids(self) -> list[str]:
         return [r.msg_id for r in self.requests]
@@ -166,8 +136,14 @@ def alerts_config(*sinks: dict[str, Any], **fields: Any) -> AlertsConfig:
 
 
 def sink(name: str, url: str, **fields: Any) -> dict[str, Any]:
-    return {"name": name, "url": url, "secret_env": "HOOK_SECRET", "min_severity": "info",
-            "timeout_s": 2, **fields}  # fmt: skip
+    return {
+        "name": name,
+        "url": url,
+        "secret_env": "HOOK_SECRET",
+        "min_severity": "info",
+        "timeout_s": 2,
+        **fields,
+    }
 
 
 T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli_helpers import provider, run_auditor, write_config
+import pytest
+from helpers.cli import provider, run_auditor, write_config
 
 from tests.alerts.receiver import NEW_SECRET, OLD_SECRET, Receiver, Reply
+
+pytestmark = pytest.mark.slow  # each test runs the console script, some more than once
 
 
 def config_with(tmp_path: Path, *sinks: dict[str, object]) -> Path:

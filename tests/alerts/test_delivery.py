@@ -104,7 +104,7 @@ async def test_a_receiver_down_for_ten_minutes_gets_every_alert_once_back(
     state = DeliveryState(rng=random.Random(7))
     now, waits = T0 + timedelta(seconds=3), []
     for _ in range(300):
-        if now >= T0 + timedelta(minutes=10) and down_receiver._server is None:
+        if now >= T0 + timedelta(minutes=10) and down_receiver.server is None:
             down_receiver.start()
         await pass_at(store, config, now, state)
         pending = outbox.list_messages(store, state="pending")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from helpers.db import new_store
 from sqlalchemy import select, text
 
 from auditor.alerts import outbox
 from auditor.alerts.payload import body_for
 from auditor.records import AlertEvent, as_utc
-from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import OutboxRow
 from tests.alerts.receiver import T0, alerts_config, incident_event, sink
@@ -20,9 +20,7 @@ URL = "https://hooks.example.com/x"
 
 @pytest.fixture
 def db_store(db_url: str) -> Store:
-    engine = make_engine(db_url)
-    ensure_schema(engine)
-    return Store(engine)
+    return new_store(db_url)
 
 
 def rows(store: Store) -> dict[str, OutboxRow]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cli_helpers import ROOT
+from helpers.cli import ROOT
 from standardwebhooks import Webhook
 
 from auditor.alerts.payload import body_for

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import random
 
+from helpers.observations import observation
+
 from auditor.comparisons.observation import Observation
 from auditor.comparisons.sampled import likelihood_ranks
 
 
 def sample(endpoint: str, probe: int, index: int, logprob: float) -> Observation:
-    return Observation(
-        model="m", endpoint=endpoint, kind="reference" if endpoint == "reference" else "provider",
-        trusted=False, probe_id=f"p{probe}", probe_hash=f"h{probe}", sample_index=index, ok=True,
-        text="t", finish_reason="stop", prompt_tokens=10, completion_tokens=5, total_tokens=15,
-        error_class=None, case={"params": {"temperature": 1.0}},
+    return observation(
+        probe,
+        index,
+        endpoint=endpoint,
+        temperature=1.0,
+        text="t",
+        prompt_tokens=10,
+        completion_tokens=5,
+        total_tokens=15,
         scores={"ref_logprob_mean": logprob},
-    )  # fmt: skip
+    )
 
 
 def fleet(seed: int, shift: float, probes: int = 30, samples: int = 6) -> tuple[list, list]:  # type: ignore[type-arg]

@@ -6,23 +6,13 @@ from typing import Any
 
 import pytest
 from auditor_fleet.tools import corrupt_arguments
+from helpers.openai import WEATHER_TOOL
 
 from auditor.comparisons.observation import Observation
 from auditor.comparisons.tools import decision_f1, tool_use
 from auditor.records import CompletionResponse, Message, ProbeCase, RequestParams
 from auditor.scorers.tools import ToolScorer
 
-WEATHER: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 RAW = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
 
@@ -31,7 +21,7 @@ def case(probe: int, temperature: float = 0) -> ProbeCase:
         id=f"p{probe}",
         suite="tools",
         messages=[Message(role="user", content=f"Question {probe}")],
-        params=RequestParams(temperature=temperature, tools=[WEATHER]),
+        params=RequestParams(temperature=temperature, tools=[WEATHER_TOOL]),
         signals=["greedy", "tools"],
     )
 
@@ -50,17 +40,29 @@ def answer(calls: bool, arguments: str = '{"city": "Paris"}', raw: bool = False)
     return CompletionResponse(ok=True, finish_reason="tool_calls", tool_calls=[call])
 
 
-def observe(endpoint: str, probe: int, response: CompletionResponse, temperature: float = 0):  # type: ignore[no-untyped-def]
+def observe(
+    endpoint: str, probe: int, response: CompletionResponse, temperature: float = 0
+) -> Observation:
     c = case(probe, temperature)
     return Observation(
-        model="m", endpoint=endpoint, kind="reference" if endpoint == "reference" else "provider",
-        trusted=False, probe_id=c.id, probe_hash=c.content_hash, sample_index=0, ok=True,
-        text=response.text, finish_reason=response.finish_reason, prompt_tokens=10,
-        completion_tokens=5, total_tokens=15, error_class=None,
+        model="m",
+        endpoint=endpoint,
+        kind="reference" if endpoint == "reference" else "provider",
+        trusted=False,
+        probe_id=c.id,
+        probe_hash=c.content_hash,
+        sample_index=0,
+        ok=True,
+        text=response.text,
+        finish_reason=response.finish_reason,
+        prompt_tokens=10,
+        completion_tokens=5,
+        total_tokens=15,
+        error_class=None,
         case=c.model_dump(mode="json"),
         scores={r.metric: r.value for r in ToolScorer().score(c, response)},
         tool_calls=response.tool_calls,
-    )  # fmt: skip
+    )
 
 
 # The reference calls on probes 0-4 and answers in text on 5-9.

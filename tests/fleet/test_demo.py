@@ -10,7 +10,7 @@ import yaml
 from auditor_fleet import FleetMember, default_fleet, echo_fleet, pick_members
 from auditor_fleet.demo import EXPECTED, planted, providers_yaml
 from auditor_fleet.spec import DEMO_MEMBERS, FAULT_STRENGTH, Fault
-from cli_helpers import free_port_range, run_auditor
+from helpers.cli import free_port_range, run_auditor
 
 from auditor.comparisons.rules import kinds
 from auditor.config import load_config
@@ -90,6 +90,7 @@ def test_repo_providers_file_lists_the_demo_fleet() -> None:
     )
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_on_the_echo_fleet(tmp_path: Path) -> None:
     base = free_port_range(3)
     (tmp_path / "probes").mkdir()

@@ -15,7 +15,7 @@ from auditor_fleet import DEFAULT_MODEL, FleetMember, FleetSpec, FleetSpecError
 from auditor_fleet.memorized import load_answers, normalize
 from auditor_fleet.process import FleetHandle, running_fleet
 from auditor_fleet.spec import pick_members
-from cli_helpers import provider, run_auditor, write_config
+from helpers.cli import provider, run_auditor, write_config
 from helpers.pairs import PAIRS_SUITE
 
 from auditor.comparisons.perturbation import perturbation_gap
@@ -108,6 +108,7 @@ def test_spec_needs_the_answers_and_reads_them(tmp_path: Path) -> None:
 # --- end to end: the real model, the reference engine, the detector ----------------------
 
 
+@pytest.mark.slow
 @pytest.mark.model
 def test_the_perturbation_gap_finds_a_provider_that_memorised_the_originals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -21,14 +21,16 @@ import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from cli_helpers import LoopbackProvider, provider, run_auditor, write_config
+from helpers.cli import provider, run_auditor, write_config
+from helpers.db import store_with_round
+from helpers.openai import WEATHER_TOOL, chunk, completion, sse
+from helpers.servers import LoopbackProvider, QuietHandler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion
@@ -44,10 +46,6 @@ from auditor.records import (
     RequestParams,
 )
 from auditor.scorers import score_all
-from auditor.storage.db import ensure_schema, make_engine
-from auditor.storage.repository import Store
-from auditor.storage.tables import RoundRow
-from tests.providers.test_openai_compatible import chunk, completion, sse
 
 SECRET = "sk-fuzz-5f2a9c0e1d7b"
 
@@ -297,8 +295,12 @@ def assert_recordable(response: CompletionResponse) -> None:
         assert response.error_message and "\n" not in response.error_message
     for text in strings_of(response.model_dump(mode="python")):
         text.encode("utf-8")  # raises on a lone surrogate
-    for text in (response.text, response.error_message, response.finish_reason,
-                 response.served_model):  # fmt: skip
+    for text in (
+        response.text,
+        response.error_message,
+        response.finish_reason,
+        response.served_model,
+    ):
         assert "\x00" not in (text or "")
     for tokens in response.usage.model_dump().values():
         assert tokens is None or 0 <= tokens < 2**31
@@ -326,19 +328,7 @@ CASES = [
         messages=[Message(role="user", content="Weather in Paris? Answer in JSON.")],
         params=RequestParams(
             max_tokens=16,
-            tools=[
-                {
-                    "type": "function",
-                    "function": {
-                        "name": "get_weather",
-                        "parameters": {
-                            "type": "object",
-                            "properties": {"city": {"type": "string"}},
-                            "required": ["city"],
-                        },
-                    },
-                }
-            ],
+            tools=[WEATHER_TOOL],
         ),
         expect={"json_schema": {"type": "object", "required": ["city"]}},
     ),
@@ -366,13 +356,7 @@ class Sink:
     """Score and store answers as the round's writer does, in a real database."""
 
     def __init__(self, url: str) -> None:
-        engine = make_engine(url)
-        ensure_schema(engine)
-        self.store = Store(engine)
-        self.store.upsert_probe_cases(CASES)
-        self.store.start_round(
-            RoundRow(id="fuzz", suite="fuzz", suite_hash="h", auditor_version="t")
-        )
+        self.store = store_with_round(url, CASES, round_id="fuzz", suite="fuzz")
         self.provider_id = self.store.upsert_provider("m", "fuzz")
         self.index = itertools.count()
 
@@ -394,8 +378,9 @@ CONTENT_TYPES = ["application/json", "application/json", "text/html", "", "text/
 SUPPRESS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 
 
-def check_body(sink: Sink, status: int, content_type: str, body: bytes, stream: bool,
-               case_number: int) -> None:  # fmt: skip
+def check_body(
+    sink: Sink, status: int, content_type: str, body: bytes, stream: bool, case_number: int
+) -> None:
     headers = {"content-type": content_type} if content_type else {}
 
     async def answer(req: httpx.Request) -> httpx.Response:
@@ -433,9 +418,14 @@ def pg_sink(pg_url: str) -> Sink:
     case_number=st.integers(0, len(CASES) - 1),
 )
 def test_any_answer_is_recorded_as_an_answer_or_an_error_class(
-    key: str, sink: Sink, status: int, content_type: str, body: bytes, stream: bool,
+    key: str,
+    sink: Sink,
+    status: int,
+    content_type: str,
+    body: bytes,
+    stream: bool,
     case_number: int,
-) -> None:  # fmt: skip
+) -> None:
     check_body(sink, status, content_type, body, stream, case_number)
 
 
@@ -590,7 +580,7 @@ HOSTILE: dict[str, tuple[int, str, bytes, ErrorClass | None]] = {
     "Question 5?": (500, "text/html", b"<html>\x00 500 \xff</html>", ErrorClass.SERVER_ERROR),
     "Question 12?": (200, _GOOD, _completion_bytes("Answer\x00 12.\ud800"), None),
     "Question 13?": (200, _GOOD, _completion_bytes("Answer 13.", model="m\x00\udc00"), None),
-}  # fmt: skip
+}
 
 
 class HostileProvider(LoopbackProvider):
@@ -601,15 +591,9 @@ class HostileProvider(LoopbackProvider):
         self.hostile = False
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(length))
+                body = json.loads(self.body())
                 prompt = body["messages"][-1]["content"]
                 status, content_type, data = 200, "application/json", b""
                 if outer.hostile and prompt in HOSTILE:
@@ -631,15 +615,12 @@ class HostileProvider(LoopbackProvider):
                     number = prompt.removeprefix("Question ").removesuffix("?")
                     good = HOSTILE.get(prompt, (0, "", b"", ErrorClass.AUTH))
                     data = good[2] if good[3] is None else _completion_bytes(f"Answer {number}.")
-                self.send_response(status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(status, data, content_type)
 
         self.serve(Handler)
 
 
+@pytest.mark.slow
 def test_a_round_goes_on_through_garbage_and_errors_are_not_differences(tmp_path: Path) -> None:
     probes = tmp_path / "probes"
     probes.mkdir()
@@ -647,8 +628,9 @@ def test_a_round_goes_on_through_garbage_and_errors_are_not_differences(tmp_path
     db = tmp_path / "auditor.db"
     with HostileProvider() as server:
         entry = provider("acme", server.base_url, timeout_s=1.0)
-        config = write_config(tmp_path, [entry], f"sqlite:///{db}", suites=["hostile"],
-                              probes_dir="probes")  # fmt: skip
+        config = write_config(
+            tmp_path, [entry], f"sqlite:///{db}", suites=["hostile"], probes_dir="probes"
+        )
         first = run_auditor("run", "-c", str(config), "--no-progress", cwd=tmp_path)
         assert first.returncode == 0, first.stderr
         server.hostile = True

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from alembic import command
+from helpers.records import finding
 from sqlalchemy import inspect, select, text
 
-from auditor.records import Finding, as_utc
+from auditor.records import as_utc
 from auditor.storage.db import _alembic_config, make_engine, upgrade
 from auditor.storage.repository import Store
 from auditor.storage.tables import FindingRow
@@ -45,10 +46,10 @@ def test_0006_copies_each_rounds_start_into_its_findings(db_url: str) -> None:
     store = Store(engine)
     store.save_findings(
         "r2",  # recomputed: new rows, and the round's start again
-        [Finding(model="m", provider="acme", baseline="reference", verdict="deviant",
-                 severity="warning", requests=2, errors=0, tokens=3)],
-        "new", {},
-    )  # fmt: skip
+        [finding(severity="warning", requests=2, errors=0, tokens=3)],
+        "new",
+        {},
+    )
     with engine.connect() as conn:
         rows = conn.execute(
             select(F.c.round_id, F.c.round_started_at, F.c.detector).order_by(F.c.round_id)

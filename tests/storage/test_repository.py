@@ -6,13 +6,14 @@ import subprocess
 import sys
 
 import pytest
+from helpers.db import new_store
+from helpers.records import finding
 from sqlalchemy import inspect, text
 
 from auditor.records import (
     CompletionRequest,
     CompletionResponse,
     ErrorClass,
-    Finding,
     Message,
     ProbeCase,
     ScoreRecord,
@@ -25,12 +26,6 @@ from auditor.storage.tables import RoundRow
 CASE = ProbeCase(
     id="capital", suite="core", messages=[Message(role="user", content="Capital of France?")]
 )
-
-
-def store_for(url: str) -> Store:
-    engine = make_engine(url)
-    ensure_schema(engine)
-    return Store(engine)
 
 
 def new_round(store: Store, round_id: str = "r1") -> RoundRow:
@@ -54,7 +49,7 @@ def ok_response(text_: str = "Paris", tokens: int = 12) -> CompletionResponse:
 
 
 def test_schema_has_documented_tables(db_url: str) -> None:
-    store = store_for(db_url)
+    store = new_store(db_url)
     tables = set(inspect(store.engine).get_table_names())
     assert {"rounds", "providers", "probe_cases", "samples", "scores", "findings"} <= tables
     columns = {c["name"] for c in inspect(store.engine).get_columns("samples")}
@@ -79,7 +74,7 @@ def test_outdated_schema_is_refused_with_a_clear_message(sqlite_url: str) -> Non
 
 
 def test_sample_roundtrip_scores_and_duplicates(db_url: str) -> None:
-    store = store_for(db_url)
+    store = new_store(db_url)
     new_round(store)
     pid = store.upsert_provider(
         "m", "acme", base_url="http://127.0.0.1:1/v1", config={"name": "acme"}
@@ -101,7 +96,7 @@ def test_sample_roundtrip_scores_and_duplicates(db_url: str) -> None:
 
 
 def test_totals_count_errors_by_class_and_tokens(db_url: str) -> None:
-    store = store_for(db_url)
+    store = new_store(db_url)
     new_round(store)
     store.upsert_probe_cases([CASE])
     pid = store.upsert_provider("m", "acme")
@@ -120,17 +115,10 @@ def test_totals_count_errors_by_class_and_tokens(db_url: str) -> None:
 
 
 def test_findings_are_replaced_not_appended(db_url: str) -> None:
-    store = store_for(db_url)
+    store = new_store(db_url)
     new_round(store)
-    f = Finding(
-        model="m",
-        provider="acme",
-        baseline="history",
-        verdict="inconclusive",
-        severity="info",
-        requests=3,
-        errors=0,
-        tokens=9,
+    f = finding(
+        baseline="history", verdict="inconclusive", severity="info", requests=3, errors=0, tokens=9
     )
     store.save_findings("r1", [f], "accounting", {})
     store.save_findings("r1", [f.model_copy(update={"requests": 4})], "accounting", {})
@@ -138,7 +126,7 @@ def test_findings_are_replaced_not_appended(db_url: str) -> None:
 
 
 def test_dead_round_is_marked_interrupted(sqlite_url: str) -> None:
-    store = store_for(sqlite_url)
+    store = new_store(sqlite_url)
     row = new_round(store)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True

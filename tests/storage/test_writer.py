@@ -62,9 +62,12 @@ class Scripted(ProviderAdapter):
         k = request.sample_index
         if k % 3 == 2:
             return CompletionResponse(
-                ok=False, status_code=503, error_class=ErrorClass.SERVER_ERROR,
-                error_message=f"busy, key {SECRET}" if k % 5 == 0 else "busy", started_at=AT,
-            )  # fmt: skip
+                ok=False,
+                status_code=503,
+                error_class=ErrorClass.SERVER_ERROR,
+                error_message=f"busy, key {SECRET}" if k % 5 == 0 else "busy",
+                started_at=AT,
+            )
         return CompletionResponse(
             ok=True,
             status_code=200,
@@ -96,9 +99,13 @@ def make_runner(
     provider_id: int | None = None,
 ) -> RoundRunner:
     config = ProviderConfig(
-        name=adapter.name, base_url="http://127.0.0.1:1/v1", model="m",
-        requests_per_second=100_000, burst=100, max_concurrency=4,
-    )  # fmt: skip
+        name=adapter.name,
+        base_url="http://127.0.0.1:1/v1",
+        model="m",
+        requests_per_second=100_000,
+        burst=100,
+        max_concurrency=4,
+    )
     pid = provider_id or store.upsert_provider("m", adapter.name)
     endpoint = Endpoint("m", adapter.name, adapter, ProviderLimits(config), pid)
     plan = Plan.of(
@@ -106,9 +113,15 @@ def make_runner(
         for k in range(samples)
     )
     return RoundRunner(
-        store, "r", [endpoint], {CASE.content_hash: CASE}, SendEverySample(plan),
-        SpendMeter(RoundBudget()), Redactor([SECRET]), writer_in_process=in_process,
-    )  # fmt: skip
+        store,
+        "r",
+        [endpoint],
+        {CASE.content_hash: CASE},
+        SendEverySample(plan),
+        SpendMeter(RoundBudget()),
+        Redactor([SECRET]),
+        writer_in_process=in_process,
+    )
 
 
 def rows(path: Path) -> list[tuple[Any, ...]]:
@@ -308,6 +321,7 @@ def process_state(pid: int) -> str | None:
         return None
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_round_loses_nothing_the_child_received(tmp_path: Path) -> None:
     """The child's commits are held back by a lock on the database while the round sends
     everything; the round's process is killed; the child still commits every answer that

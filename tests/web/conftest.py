@@ -18,10 +18,8 @@ tests, not for CI.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,15 +30,14 @@ import pytest
 import yaml
 from auditor_fleet import default_fleet, pick_members
 from auditor_fleet.demo import providers_yaml
-from cli_helpers import ROOT, free_port_range, run_auditor
+from helpers.cli import ROOT, free_port_range, run_auditor
+from helpers.servers import BackgroundServer
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from auditor.operations.settings import ServerConfig
 from auditor.storage.db import make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import FindingRow, ProviderRow
-from auditor.web import WebServer
 from auditor.web.dashboard import create_dashboard
 
 DEMO_MEMBERS = ("acme", "bolt", "cobalt", "ember")
@@ -157,33 +154,6 @@ def demo_round(tmp_path_factory: pytest.TempPathFactory) -> DemoRound:
 def dashboard_app(store: Store) -> Starlette:
     """The dashboard as `auditor serve` serves it (open access: it listens on loopback)."""
     return create_dashboard(store)
-
-
-class BackgroundServer:
-    """An ASGI app served by `WebServer` (uvicorn) on a free loopback port, from an event
-    loop of its own in a daemon thread: the tests, synchronous, talk to it over HTTP."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = WebServer(app, ServerConfig(host="127.0.0.1", port=0))
-        self.thread = threading.Thread(target=self.loop.run_forever, name="dashboard", daemon=True)
-
-    def __enter__(self) -> BackgroundServer:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(30)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_helpers import run_auditor
-from sqlalchemy import select
-from starlette.routing import Mount
-from web.test_queries import (
+from helpers.cli import run_auditor
+from helpers.db import new_store
+from helpers.seeded import (
     HEADER_NAME,
     KEY_ENV,
     ROUND_IDS,
@@ -24,9 +23,10 @@ from web.test_queries import (
     URL_QUERY_KEY,
     VERDICTS,
     Seeded,
-    make_store,
     seed,
 )
+from sqlalchemy import select
+from starlette.routing import Mount
 
 from auditor.operations.settings import ServerConfig
 from auditor.storage.db import make_engine
@@ -207,15 +207,14 @@ async def test_nul_characters_are_refused_not_a_server_error(db_url: str) -> Non
     assert queries.findings(seeded.store, model="m\x00").items == []
 
 
+@pytest.mark.slow
 async def test_report_endpoint_is_the_cli_report(seeded: Seeded, tmp_path: Path) -> None:
     async with serving(seeded.store) as client:
         for rid in ("r-d", ROUND_IDS[0]):
             api = await client.get(f"/api/rounds/{rid}/report")
             assert api.status_code == 200
-            cli = run_auditor(
-                "report", "--round", rid, "--format", "json", "--database", seeded.url,
-                cwd=tmp_path,
-            )  # fmt: skip
+            report = ["report", "--round", rid, "--format", "json"]
+            cli = run_auditor(*report, "--database", seeded.url, cwd=tmp_path)
             assert cli.returncode == 0, cli.stderr
             assert api.text + "\n" == cli.stdout
             assert strict_json(api.text)["round"]["id"] == rid
@@ -253,7 +252,7 @@ async def test_an_unexpected_failure_is_a_json_500(sqlite_url: str) -> None:
 
 
 async def test_latest_report_of_an_empty_database_is_404(sqlite_url: str) -> None:
-    async with serving(make_store(sqlite_url)) as client:
+    async with serving(new_store(sqlite_url)) as client:
         response = await client.get("/api/rounds/latest/report")
         assert response.status_code == 404 and response.json() == {"detail": "no rounds yet"}
         assert (await get_json(client, "/api/rounds")) == {"items": [], "next_cursor": None}
@@ -276,6 +275,7 @@ async def test_nan_statistics_are_null(sqlite_url: str) -> None:
         assert page["items"][0]["finding"]["tests"][0]["statistic"] is None
 
 
+@pytest.mark.slow
 async def test_no_secret_in_any_answer(db_url: str) -> None:
     """A provider configured with api_key_env and header values, and one whose base URL
     carries credentials and a key in its query: nothing the API answers shows them."""
@@ -301,16 +301,25 @@ async def test_no_secret_in_any_answer(db_url: str) -> None:
 
 
 async def test_openapi_schema_resolves_under_the_mount(sqlite_url: str) -> None:
-    async with serving(make_store(sqlite_url)) as client:
+    async with serving(new_store(sqlite_url)) as client:
         schema = await get_json(client, "/api/openapi.json")
         assert schema["servers"] == [{"url": "/api"}]
         assert schema["info"]["title"] and schema["info"]["description"]
         paths = schema["paths"]
         assert set(paths) >= {
-            "/overview", "/rounds", "/rounds/{round_id}", "/rounds/{round_id}/report",
-            "/rounds/latest/report", "/findings", "/findings/{finding_id}", "/providers",
-            "/providers/{provider_id}", "/samples", "/samples/{sample_id}", "/incidents",
-        }  # fmt: skip
+            "/overview",
+            "/rounds",
+            "/rounds/{round_id}",
+            "/rounds/{round_id}/report",
+            "/rounds/latest/report",
+            "/findings",
+            "/findings/{finding_id}",
+            "/providers",
+            "/providers/{provider_id}",
+            "/samples",
+            "/samples/{sample_id}",
+            "/incidents",
+        }
         for path, operations in paths.items():
             assert set(operations) == {"get"}, "read-only"
             op = operations["get"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers.db import new_store, set_round_times
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -19,18 +20,12 @@ from starlette.routing import Route
 from auditor.operations.metrics import REGISTRY
 from auditor.operations.settings import ServerConfig
 from auditor.records import Finding, utcnow
-from auditor.storage.db import ensure_schema, make_engine
+from auditor.storage.db import make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import IncidentRow, RoundRow
 from auditor.web import WebServer, create_app
 
 UNREACHABLE_PG = "postgresql+psycopg://postgres@127.0.0.1:1/auditor"  # nothing listens on 1
-
-
-def make_store(url: str) -> Store:
-    engine = make_engine(url)
-    ensure_schema(engine)
-    return Store(engine)
 
 
 @asynccontextmanager
@@ -56,7 +51,7 @@ def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 async def test_healthz_and_readyz(db_url: str) -> None:
     scheduler_running = True
-    async with serving(make_store(db_url), lambda: scheduler_running) as client:
+    async with serving(new_store(db_url), lambda: scheduler_running) as client:
         health = await client.get("/healthz")
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         ready = await client.get("/readyz")
@@ -112,12 +107,7 @@ def _seed(store: Store) -> datetime:
     for rid, suite, started, status in rounds:
         store.start_round(RoundRow(id=rid, suite=suite, suite_hash="h", auditor_version="t"))
         store.finish_round(rid, status, None)
-        with store.session() as s:
-            row = s.get(RoundRow, rid)
-            assert row is not None
-            row.started_at, row.finished_at = started, started + timedelta(minutes=10)
-            s.add(row)
-            s.commit()
+        set_round_times(store, rid, started, started + timedelta(minutes=10))
     for name in ("acme", "bolt", "kite"):  # as a round records them before its findings
         store.upsert_provider("m", name)
     # Latest per provider: acme turned deviant, bolt recovered, kite went unavailable.
@@ -166,7 +156,7 @@ def _seed(store: Store) -> datetime:
 
 
 async def test_metrics_read_the_database_at_scrape_time(db_url: str) -> None:
-    store = make_store(db_url)
+    store = new_store(db_url)
     async with serving(store, lambda: True) as client:
         empty = scrape((await client.get("/metrics")).text)
         assert empty[("auditor_database_up", ())] == 1
@@ -200,7 +190,7 @@ async def test_metrics_read_the_database_at_scrape_time(db_url: str) -> None:
 
 
 async def test_openmetrics_is_negotiated(sqlite_url: str) -> None:
-    async with serving(make_store(sqlite_url)) as client:
+    async with serving(new_store(sqlite_url)) as client:
         page = await client.get(
             "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}
         )
@@ -210,10 +200,9 @@ async def test_openmetrics_is_negotiated(sqlite_url: str) -> None:
 
 
 async def test_a_round_counts_requests_latency_tokens_and_limiter_wait(tmp_path: Path) -> None:
-    from test_runner import Broken, Scripted, endpoint, runner
-    from test_runner import make_store as runner_store
+    from helpers.rounds import Broken, Scripted, endpoint, make_store, runner
 
-    store = runner_store(tmp_path)
+    store = make_store(tmp_path)
     good, broken = Scripted("metrics-good", tokens=10), Broken("metrics-broken")
 
     def value(name: str, **labels: str) -> float:
@@ -240,14 +229,14 @@ async def test_the_dashboard_can_add_routes(sqlite_url: str) -> None:
     async def hello(_request: Request) -> PlainTextResponse:
         return PlainTextResponse("dashboard")
 
-    store = make_store(sqlite_url)
+    store = new_store(sqlite_url)
     async with serving(store, routes=[Route("/", hello)]) as client:
         assert (await client.get("/")).text == "dashboard"
         assert (await client.get("/healthz")).status_code == 200
 
 
 async def test_server_start_and_shutdown(sqlite_url: str) -> None:
-    store = make_store(sqlite_url)
+    store = new_store(sqlite_url)
     before = signal.getsignal(signal.SIGTERM)
     server = WebServer(create_app(store), ServerConfig(port=0))
     port = await server.start()

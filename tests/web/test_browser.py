@@ -35,10 +35,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 LOOPBACK = "127.0.0.1"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="no /usr/bin/chromium: install Debian's chromium and chromium-driver (.ci/run does)",
-)
+pytestmark = [
+    pytest.mark.slow,  # a real demo round (about 100 s), then a browser
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="no /usr/bin/chromium: install Debian's chromium and chromium-driver (.ci/run does)",
+    ),
+]
 
 
 def words(text: str) -> str:

@@ -8,10 +8,9 @@ import base64
 from pathlib import Path
 
 import httpx
+from helpers.db import new_store
 
 from auditor.operations.settings import ServerConfig
-from auditor.storage.db import ensure_schema, make_engine
-from auditor.storage.repository import Store
 from auditor.web import WebServer
 from auditor.web.dashboard import create_dashboard
 
@@ -23,9 +22,7 @@ def basic(user: str, password: str) -> str:
 
 
 async def test_token_guards_every_path_but_the_probes(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
-    ensure_schema(engine)
-    app = create_dashboard(Store(engine), token=TOKEN)
+    app = create_dashboard(new_store(f"sqlite:///{tmp_path / 'a.db'}"), token=TOKEN)
     async with (
         WebServer(app, ServerConfig(port=0)) as server,
         httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=20) as client,
@@ -48,10 +45,9 @@ async def test_token_guards_every_path_but_the_probes(tmp_path: Path) -> None:
 
 
 async def test_no_token_means_open_on_loopback(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
-    ensure_schema(engine)
+    store = new_store(f"sqlite:///{tmp_path / 'a.db'}")
     async with (
-        WebServer(create_dashboard(Store(engine)), ServerConfig(port=0)) as server,
+        WebServer(create_dashboard(store), ServerConfig(port=0)) as server,
         httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=20) as client,
     ):
         assert (await client.get("/api/overview")).status_code == 200
@@ -59,10 +55,9 @@ async def test_no_token_means_open_on_loopback(tmp_path: Path) -> None:
 
 
 async def test_unknown_paths_answer_404_in_their_own_format(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
-    ensure_schema(engine)
+    store = new_store(f"sqlite:///{tmp_path / 'a.db'}")
     async with (
-        WebServer(create_dashboard(Store(engine)), ServerConfig(port=0)) as server,
+        WebServer(create_dashboard(store), ServerConfig(port=0)) as server,
         httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=20) as client,
     ):
         page = await client.get("/no/such/page")

@@ -5,14 +5,14 @@ error and that every answer conforms to the schema (status code, content type, b
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from urllib.parse import unquote
 
 import pytest
 import requests
 import schemathesis
+from helpers.seeded import BACKENDS, seeded_database
+from helpers.servers import BackgroundServer
 from hypothesis import HealthCheck, assume, given, settings
 from schemathesis import APIOperation, BaseSchema, GenerationMode
 from schemathesis.checks import (
@@ -22,18 +22,27 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from starlette.routing import Mount
-from web.test_queries import BACKENDS, seeded_database
 
-from auditor.operations.settings import ServerConfig
-from auditor.web import WebServer, create_app
+from auditor.web import create_app
 from auditor.web.api import create_api
+
+pytestmark = pytest.mark.slow  # schemathesis: about 600 generated requests
 
 EXAMPLES = 25  # per operation and generation mode: about 600 requests in all
 PATHS = {
-    "/overview", "/rounds", "/rounds/latest/report", "/rounds/{round_id}",
-    "/rounds/{round_id}/report", "/findings", "/findings/{finding_id}", "/providers",
-    "/providers/{provider_id}", "/samples", "/samples/{sample_id}", "/incidents",
-}  # fmt: skip
+    "/overview",
+    "/rounds",
+    "/rounds/latest/report",
+    "/rounds/{round_id}",
+    "/rounds/{round_id}/report",
+    "/findings",
+    "/findings/{finding_id}",
+    "/providers",
+    "/providers/{provider_id}",
+    "/samples",
+    "/samples/{sample_id}",
+    "/incidents",
+}
 SESSION = requests.Session()
 SESSION.trust_env = False  # loopback only: no proxy from the environment
 CHECKS = [
@@ -42,29 +51,6 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
-
-
-class Served:
-    """The app on a free loopback port, from an event loop of its own in a thread: the
-    schemathesis calls are synchronous."""
-
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(30)
-        return self.server.url
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(30)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -77,7 +63,8 @@ def api_schema(
     directory = tmp_path_factory.mktemp("openapi")
     with seeded_database(backend, directory, nan=backend == "sqlite") as seeded:
         app = create_app(seeded.store, routes=[Mount("/api", app=create_api(seeded.store))])
-        with Served(WebServer(app, ServerConfig(port=0))) as url:
+        with BackgroundServer(app) as server:
+            url = server.url
             schema = schemathesis.openapi.from_url(f"{url}/api/openapi.json", timeout=30)
             assert schema.get_base_url() == f"{url}/api", "the servers resolve under /api"
             yield schema

@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from helpers.db import new_store, set_round_times
 
 from auditor.alerts.incidents import update_from_findings
 from auditor.operations.settings import ServerConfig
@@ -30,7 +31,6 @@ from auditor.records import (
     Usage,
     utcnow,
 )
-from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import RoundRow
 from auditor.web import WebServer, create_app
@@ -214,11 +214,17 @@ def _findings(round_no: int) -> list[Finding]:
         errors=0,
         tokens=30,
     )
-    kite = Finding(model="m", provider="kite", baseline="reference",
-                   verdict="unavailable" if deviant else "consistent",
-                   severity="warning" if deviant else "info", requests=2,
-                   errors=2 if deviant else 0, tokens=0 if deviant else 30,
-                   errors_by_class={"server_error": 2} if deviant else {})  # fmt: skip
+    kite = Finding(
+        model="m",
+        provider="kite",
+        baseline="reference",
+        verdict="unavailable" if deviant else "consistent",
+        severity="warning" if deviant else "info",
+        requests=2,
+        errors=2 if deviant else 0,
+        tokens=0 if deviant else 30,
+        errors_by_class={"server_error": 2} if deviant else {},
+    )
     return [acme, bolt, kite]
 
 
@@ -228,13 +234,19 @@ def seed(store: Store) -> Seeded:
     now = utcnow().replace(microsecond=0)
     base = f"http://admin:{SECRET}@127.0.0.1:8101/v1?api_key={SECRET}"
     providers = {
-        "acme": store.upsert_provider("m", "acme", base_url=base, model_id="org/m-7b",
-                                      trusted=True, config={"headers": {"x-key": SECRET}}),
+        "acme": store.upsert_provider(
+            "m",
+            "acme",
+            base_url=base,
+            model_id="org/m-7b",
+            trusted=True,
+            config={"headers": {"x-key": SECRET}},
+        ),
         "bolt": store.upsert_provider("m", "bolt", base_url="http://127.0.0.1:8102/v1"),
         "kite": store.upsert_provider("m", "kite", base_url="http://127.0.0.1:8103/v1"),
         "reference": store.upsert_provider("m", "reference", kind="reference"),
         "zeta": store.upsert_provider("m2", "zeta", base_url="http://127.0.0.1:8104/v1"),
-    }  # fmt: skip
+    }
     cases = [_case("capital", "Capital of France?"), _case("hello", "Say hello")]
     store.upsert_probe_cases(cases)
     found: dict[tuple[str, str], int] = {}
@@ -252,12 +264,7 @@ def seed(store: Store) -> Seeded:
         store.save_findings(rid, findings, "test", {})
         update_from_findings(store, rid, findings, now=started + timedelta(minutes=10))
         store.finish_round(rid, "complete", None)
-        with store.session() as s:
-            row = s.get(RoundRow, rid)
-            assert row is not None
-            row.started_at, row.finished_at = started, started + timedelta(minutes=10)
-            s.add(row)
-            s.commit()
+        set_round_times(store, rid, started, started + timedelta(minutes=10))
         for f in store_findings(store, rid):
             found[(rid, f[1])] = f[0]
     return Seeded(providers=providers, findings=found)
@@ -271,12 +278,6 @@ def store_findings(store: Store, round_id: str) -> list[tuple[int, str]]:
     with store.session() as s:
         rows = s.execute(select(FindingRow).where(FindingRow.round_id == round_id)).scalars()
         return [(r.id or 0, r.provider) for r in rows]
-
-
-def make_store(url: str) -> Store:
-    engine = make_engine(url)
-    ensure_schema(engine)
-    return Store(engine)
 
 
 @asynccontextmanager
@@ -300,7 +301,7 @@ async def get_page(client: httpx.AsyncClient, path: str, status: int = 200) -> N
 
 
 async def test_overview_shows_each_verdict_in_its_cell(db_url: str) -> None:
-    store = make_store(db_url)
+    store = new_store(db_url)
     seeded = seed(store)
     async with serving(store) as client:
         doc = await get_page(client, "/")
@@ -347,7 +348,7 @@ async def test_overview_shows_each_verdict_in_its_cell(db_url: str) -> None:
 async def test_finding_page_shows_evidence_side_by_side_with_the_differences_marked(
     db_url: str,
 ) -> None:
-    store = make_store(db_url)
+    store = new_store(db_url)
     seeded = seed(store)
     async with serving(store) as client:
         response = await client.get(f"/findings/{seeded.findings[('r2', 'acme')]}")
@@ -390,7 +391,7 @@ async def test_finding_page_shows_evidence_side_by_side_with_the_differences_mar
 
 
 async def test_provider_page_history_statistics_and_chart_data(db_url: str) -> None:
-    store = make_store(db_url)
+    store = new_store(db_url)
     seeded = seed(store)
     async with serving(store) as client:
         response = await client.get(f"/providers/{seeded.providers['acme']}")
@@ -443,7 +444,7 @@ async def test_provider_page_history_statistics_and_chart_data(db_url: str) -> N
 
 
 async def test_round_pages_and_the_rounds_list(db_url: str) -> None:
-    store = make_store(db_url)
+    store = new_store(db_url)
     seeded = seed(store)
     async with serving(store) as client:
         doc = await get_page(client, "/rounds")
@@ -481,7 +482,7 @@ async def test_round_pages_and_the_rounds_list(db_url: str) -> None:
 
 
 async def test_unknown_ids_are_404_and_bad_parameters_400(db_url: str) -> None:
-    store = make_store(db_url)
+    store = new_store(db_url)
     seed(store)
     async with serving(store) as client:
         for path in (
@@ -509,14 +510,14 @@ async def test_unknown_ids_are_404_and_bad_parameters_400(db_url: str) -> None:
 
 
 async def test_an_empty_database_renders(sqlite_url: str) -> None:
-    async with serving(make_store(sqlite_url)) as client:
+    async with serving(new_store(sqlite_url)) as client:
         doc = await get_page(client, "/")
         assert doc.testids("grid-empty") and doc.testids("incidents-empty")
         assert not (await get_page(client, "/rounds")).testids("round-row")
 
 
 async def test_static_files_are_served_and_nothing_comes_from_elsewhere(db_url: str) -> None:
-    store = make_store(db_url)
+    store = new_store(db_url)
     seed(store)
     async with serving(store) as client:
         uplot = await client.get("/static/vendor/uPlot.iife.min.js")
@@ -569,7 +570,7 @@ async def test_static_files_are_served_and_nothing_comes_from_elsewhere(db_url: 
 
 
 async def test_a_database_error_is_a_503_page(sqlite_url: str) -> None:
-    store = make_store(sqlite_url)
+    store = new_store(sqlite_url)
     seed(store)
     async with serving(store) as client:
         with store.engine.begin() as conn:

@@ -1,8 +1,7 @@
 """The dashboard's read queries on real databases (SQLite and PostgreSQL), filled through the
-real Store: latest verdicts and how long they have held, keyset pagination, filters, totals.
-
-`seed()` is shared with the API tests: it records what it wrote, and the expectations here are
-computed from that record in plain Python, never from the queries under test.
+real Store (helpers/seeded.py): latest verdicts and how long they have held, keyset
+pagination, filters, totals. The expectations are computed from what `seed()` recorded, in
+plain Python, never from the queries under test.
 """
 
 from __future__ import annotations
@@ -10,281 +9,37 @@ from __future__ import annotations
 import base64
 import json
 import random
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from statistics import mean
 from typing import Any
 
-import psycopg
 import pytest
+from helpers.db import new_store
+from helpers.records import finding
+from helpers.seeded import (
+    BACKENDS,
+    HEADER_NAME,
+    KEY_ENV,
+    ROUND_IDS,
+    RUNNING,
+    T0,
+    UNASSESSED,
+    URL_PASSWORD,
+    URL_QUERY_KEY,
+    VERDICTS,
+    Seeded,
+    add_sample,
+    facts_of,
+    seed,
+    seeded_database,
+)
 from sqlalchemy import event, select, update
 
-from auditor.alerts.incidents import update_from_findings
-from auditor.config import ProviderConfig
-from auditor.records import (
-    CompletionRequest,
-    CompletionResponse,
-    Diagnosis,
-    ErrorClass,
-    Evidence,
-    Finding,
-    Message,
-    ProbeCase,
-    TestResult,
-    Usage,
-    as_utc,
-)
-from auditor.storage.db import ensure_schema, make_engine
+from auditor.records import Message, ProbeCase, as_utc
 from auditor.storage.repository import Store
-from auditor.storage.tables import FindingRow, IncidentRow, RoundRow
+from auditor.storage.tables import FindingRow, RoundRow
 from auditor.web import queries
-
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-SECRET_HEADER_VALUE = "hdr-secret-value-8c1f"
-KEY_ENV = "ACME_SECRET_KEY_ENV"
-HEADER_NAME = "X-Custom-Auth"
-URL_PASSWORD = "url-password-5d2e"
-URL_QUERY_KEY = "qs-secret-77ab"
-
-# The assessed rounds, oldest first, with ids whose order is not their time order.
-ROUND_IDS = ["r-e", "r-b", "r-d", "r-a", "r-c"]
-RUNNING = "r-0"  # started with the last assessed round (a tie in time), no findings yet
-# Verdict of each provider in each assessed round (None: not assessed that round).
-VERDICTS: dict[tuple[str, str], list[str | None]] = {
-    ("m1", "acme"): ["consistent", "consistent", "deviant", "deviant", "deviant"],
-    ("m1", "bolt"): ["deviant", "consistent", "consistent", "consistent", "consistent"],
-    ("m1", "kite"): ["inconclusive", None, "inconclusive", "inconclusive", "inconclusive"],
-    ("m2", "acme"): ["deviant", "consistent", "deviant", "consistent", "unavailable"],
-}
-UNASSESSED = ("m2", "zeta")  # configured, samples stored, never assessed
-PROBES = ("p-a", "p-b")
-SAMPLES_PER_PROBE = 2
-ERROR_CYCLE = (ErrorClass.TIMEOUT, ErrorClass.RATE_LIMITED, ErrorClass.CONNECT_ERROR)
-
-
-@dataclass(frozen=True)
-class SampleFact:
-    id: int
-    round_id: str
-    model: str
-    provider: str
-    probe_id: str
-    ok: bool
-    error_class: str | None
-    latency_ms: float | None
-    tokens: int | None
-    cost: float | None
-
-
-@dataclass
-class Seeded:
-    store: Store
-    url: str
-    starts: dict[str, datetime]  # round id -> started_at
-    providers: dict[tuple[str, str], int]  # (model, name) -> id, references included
-    findings: dict[tuple[str, str, str], int] = field(default_factory=dict)  # round, model, name
-    samples: list[SampleFact] = field(default_factory=list)
-
-    def rounds_newest_first(self) -> list[str]:
-        return sorted(self.starts, key=lambda r: (self.starts[r], r), reverse=True)
-
-
-def make_store(url: str) -> Store:
-    engine = make_engine(url)
-    ensure_schema(engine)
-    return Store(engine)
-
-
-def _tests(i: int, provider: str, nan: bool) -> list[TestResult]:
-    return [
-        TestResult(
-            name="rate:expect_pass",
-            statistic=float("nan") if nan else 0.1 * i,
-            p_value=0.5 / (i + 1),
-            effect=-0.05 * i,
-            honest_range=(-0.2, 0.2 + i / 100),
-            n=10 + i,
-        ),
-        TestResult(
-            name="greedy:exact_match",
-            statistic=1.0 - i / 10,
-            p_value=None,
-            effect=None,
-            n=4,
-            status="figure",
-        ),
-        TestResult(
-            name="reference_likelihood",
-            statistic=None,
-            p_value=None,
-            effect=None,
-            n=0,
-            status="not_available",
-            note=f"no tokenizer for {provider}",
-        ),
-    ]
-
-
-def _finding(
-    model: str, provider: str, verdict: str, i: int, facts: list[SampleFact], nan: bool
-) -> Finding:
-    deviant = verdict == "deviant"
-    errors = [f for f in facts if not f.ok]
-    return Finding(
-        model=model,
-        provider=provider,
-        baseline="reference",
-        verdict=verdict,  # type: ignore[arg-type]
-        severity="critical" if deviant else ("warning" if verdict == "unavailable" else "info"),
-        diagnoses=[Diagnosis(kind="quantization", confidence=0.8, summary="weights moved")]
-        if deviant
-        else [],
-        tests=_tests(i, provider, nan),
-        evidence=[Evidence(probe="p-a", reference="Paris", provider="Lyon", note="differs")]
-        if deviant
-        else [],
-        requests=len(facts),
-        errors=len(errors),
-        tokens=sum(f.tokens or 0 for f in facts),
-        cost=round(sum(f.cost or 0.0 for f in facts), 6),
-        errors_by_class={
-            c: sum(f.error_class == c for f in errors) for c in {f.error_class for f in errors}
-        },
-    )
-
-
-def _public_config(model: str, name: str) -> tuple[str, dict[str, Any]]:
-    """What `auditor run` stores for a provider: its public view (api_key_env, header names)."""
-    base_url = "http://127.0.0.1:9/v1"
-    if name == "kite":
-        base_url = f"http://user:{URL_PASSWORD}@127.0.0.1:9/v1?key={URL_QUERY_KEY}"
-    config = ProviderConfig(
-        name=name,
-        base_url=base_url,
-        model=f"{model}-at-{name}",
-        api_key_env=KEY_ENV,
-        headers={HEADER_NAME: SECRET_HEADER_VALUE},
-        trusted=name == "bolt",
-    )
-    return base_url, config.public_view()
-
-
-def seed(url: str, *, nan: bool = False) -> Seeded:
-    """Rounds, providers (with secrets in their configuration), probe cases, samples, findings
-    and incidents, written as the auditor writes them."""
-    store = make_store(url)
-    endpoints = [*VERDICTS, UNASSESSED, ("m1", "reference"), ("m2", "reference")]
-    providers = {}
-    for model, name in endpoints:
-        if name == "reference":
-            providers[(model, name)] = store.upsert_provider(
-                model, name, kind="reference", base_url=None, model_id="gguf", trusted=True,
-                config={"engine": "llama_cpp"},
-            )  # fmt: skip
-            continue
-        base_url, config = _public_config(model, name)
-        providers[(model, name)] = store.upsert_provider(
-            model, name, base_url=base_url, model_id=config["model"],
-            trusted=config["trusted"], config=config,
-        )  # fmt: skip
-    cases = [
-        ProbeCase(id=p, suite="core", messages=[Message(role="user", content=f"say {p}")])
-        for p in PROBES
-    ]
-    store.upsert_probe_cases(cases)
-
-    starts = {rid: T0 + timedelta(hours=i) for i, rid in enumerate(ROUND_IDS)}
-    starts[RUNNING] = starts[ROUND_IDS[-1]]
-    seeded = Seeded(store=store, url=url, starts=starts, providers=providers)
-    for rid in [*ROUND_IDS, RUNNING]:
-        store.start_round(RoundRow(id=rid, suite="core", suite_hash="h", auditor_version="t"))
-        with store.session() as s:
-            s.execute(update(RoundRow).where(RoundRow.id == rid).values(started_at=starts[rid]))
-            s.commit()
-
-    for r, rid in enumerate([*ROUND_IDS, RUNNING]):
-        for e, (model, name) in enumerate(endpoints):
-            for case in cases:
-                for k in range(SAMPLES_PER_PROBE):
-                    seeded.samples.append(
-                        _add_sample(
-                            store, rid, providers[(model, name)], model, name, case, k, r, e
-                        )
-                    )
-        if rid == RUNNING:
-            continue
-        store.finish_round(rid, "complete", None)
-        found = [
-            _finding(model, name, verdicts[r], r, _facts(seeded, rid, model, name), nan)
-            for (model, name), verdicts in VERDICTS.items()
-            if verdicts[r] is not None
-        ]
-        store.save_findings(rid, found, "test-detector", {"alpha": 0.05})
-        update_from_findings(store, rid, found, now=starts[rid] + timedelta(minutes=30))
-    # Recomputing the oldest round writes newer rows: they must not count as the latest.
-    store.save_findings(rid := ROUND_IDS[0], store.findings(rid), "test-detector", {})
-    with store.session() as s:
-        for row in s.execute(select(FindingRow)).scalars():
-            assert row.id is not None
-            seeded.findings[(row.round_id, row.model, row.provider)] = row.id
-        s.add(
-            IncidentRow(
-                model="suite:deep", provider="auditor", kind="stale_rounds", state="open",
-                verdict="stale", severity="critical", summary="no round", opened_at=T0,
-                updated_at=T0,
-            )
-        )  # fmt: skip
-        s.commit()
-    return seeded
-
-
-def _add_sample(
-    store: Store,
-    rid: str,
-    provider_id: int,
-    model: str,
-    name: str,
-    case: ProbeCase,
-    k: int,
-    r: int,
-    e: int,
-) -> SampleFact:
-    n = r * 7 + e * 3 + PROBES.index(case.id) * 2 + k
-    failed = n % 5 == 0
-    error = ERROR_CYCLE[n % len(ERROR_CYCLE)] if failed else None
-    latency_s = None if error is ErrorClass.CONNECT_ERROR else (100 + 13 * r + 7 * e + k) / 1000
-    tokens = None if failed else 20 + n % 9
-    response = CompletionResponse(
-        ok=not failed,
-        status_code=None if failed else 200,
-        error_class=error,
-        error_message=f"{error.value} after retries" if error else None,
-        text=None if failed else f"{name} answers {case.id} #{k} in {rid}",
-        finish_reason=None if failed else "stop",
-        usage=Usage(prompt_tokens=10, completion_tokens=tokens - 10, total_tokens=tokens)
-        if tokens
-        else Usage(),
-        raw_request={"model": model, "messages": [{"role": "user", "content": case.id}]},
-        raw_response=None if failed else {"choices": [{"message": {"content": "x"}}]},
-        latency_s=latency_s,
-    )
-    cost = None if failed else tokens * 1e-6
-    request = CompletionRequest.from_case(case, k)
-    sample_id = store.add_sample(rid, provider_id, request, response, [], cost)
-    assert sample_id is not None
-    return SampleFact(
-        id=sample_id, round_id=rid, model=model, provider=name, probe_id=case.id,
-        ok=not failed, error_class=error.value if error else None,
-        latency_ms=None if latency_s is None else latency_s * 1000, tokens=tokens, cost=cost,
-    )  # fmt: skip
-
-
-def _facts(seeded: Seeded, rid: str, model: str, name: str) -> list[SampleFact]:
-    return [f for f in seeded.samples if (f.round_id, f.model, f.provider) == (rid, model, name)]
 
 
 def expected_since(verdicts: list[str | None]) -> int:
@@ -297,33 +52,6 @@ def expected_since(verdicts: list[str | None]) -> int:
             break
         start = i
     return start
-
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-@contextmanager
-def seeded_database(backend: str, directory: Path, *, nan: bool = False) -> Iterator[Seeded]:
-    """A seeded database on `backend` (sqlite: a file in `directory`; postgres: a new
-    database on the loopback server, dropped afterwards), for fixtures wider than a test."""
-    if backend == "sqlite":
-        data = seed(f"sqlite:///{directory / 'auditor.db'}", nan=nan)
-        yield data
-        data.store.engine.dispose()
-        return
-    name = f"auditor_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        data = seed(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", nan=nan)
-        yield data
-        data.store.engine.dispose()
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -386,7 +114,7 @@ def test_overview_links_open_incidents(seeded: Seeded) -> None:
 
 
 def test_overview_of_an_empty_database(sqlite_url: str) -> None:
-    view = queries.overview(make_store(sqlite_url))
+    view = queries.overview(new_store(sqlite_url))
     assert view.cells == [] and view.open_incidents == [] and view.last_round is None
 
 
@@ -403,17 +131,16 @@ def _assess(store: Store, rid: str, at: datetime, verdicts: dict[str, str]) -> N
 def _judge(store: Store, rid: str, verdicts: dict[str, str]) -> None:
     """Write (or recompute, as `auditor compare` does) a round's findings."""
     found = [
-        Finding(model="m", provider=p, baseline="reference", verdict=v, severity="info",  # type: ignore[arg-type]
-                requests=1, errors=0, tokens=1)
+        finding(provider=p, verdict=v, severity="info", requests=1, errors=0, tokens=1)
         for p, v in verdicts.items()
-    ]  # fmt: skip
+    ]
     store.save_findings(rid, found, "test-detector", {})
 
 
 def test_overview_since_when_rounds_start_at_the_same_time(db_url: str) -> None:
     """Findings are ordered by their round's start, then by the order they were written; the
     run of the latest verdict starts after the latest other verdict, strictly later."""
-    store = make_store(db_url)
+    store = new_store(db_url)
     ids = {p: store.upsert_provider("m", p) for p in ("tie", "run", "late")}
     t = [T0 + timedelta(hours=h) for h in range(3)]
     _assess(store, "x-a", t[0], {"tie": "consistent", "run": "deviant", "late": "consistent"})
@@ -456,7 +183,7 @@ def test_overview_since_on_random_histories(db_url: str) -> None:
     """Rounds in random order of start (many starting together), providers skipping rounds,
     rounds recomputed: each cell is what the definition gives, computed here from the rows."""
     rng = random.Random(5)
-    store = make_store(db_url)
+    store = new_store(db_url)
     names = ["p0", "p1", "p2", "p3"]
     for p in names:
         store.upsert_provider("m", p)
@@ -504,7 +231,7 @@ def test_round_summaries_count_requests_errors_and_verdicts(seeded: Seeded) -> N
     items = {r.id: r for r in queries.rounds(seeded.store, limit=50).items}
     for i, rid in enumerate(ROUND_IDS):
         assessed = [pair for pair, v in VERDICTS.items() if v[i] is not None]
-        facts = [f for pair in assessed for f in _facts(seeded, rid, *pair)]
+        facts = [f for pair in assessed for f in facts_of(seeded, rid, *pair)]
         assert items[rid].requests == len(facts)
         assert items[rid].errors == sum(not f.ok for f in facts)
         verdicts: dict[str, int] = {}
@@ -534,7 +261,7 @@ def test_round_detail_has_findings_and_per_endpoint_totals(seeded: Seeded) -> No
     totals = {(t.model, t.provider): t for t in detail.totals}
     assert set(totals) == set(seeded.providers), "every endpoint, the reference included"
     for pair, t in totals.items():
-        facts = _facts(seeded, rid, *pair)
+        facts = facts_of(seeded, rid, *pair)
         latencies = [f.latency_ms for f in facts if f.latency_ms is not None]
         assert t.requests == len(facts)
         assert t.errors == sum(not f.ok for f in facts)
@@ -557,7 +284,7 @@ def test_provider_history_oldest_first_with_latency_and_test_series(seeded: Seed
     assessed = [(i, rid) for i, rid in enumerate(ROUND_IDS) if VERDICTS[pair][i] is not None]
     assert [p.round_id for p in history.points] == [rid for _, rid in assessed]
     for point, (i, rid) in zip(history.points, assessed, strict=True):
-        facts = _facts(seeded, rid, *pair)
+        facts = facts_of(seeded, rid, *pair)
         latencies = [f.latency_ms for f in facts if f.latency_ms is not None]
         assert point.at == seeded.starts[rid]
         assert point.verdict == VERDICTS[pair][i]
@@ -812,8 +539,7 @@ def test_sample_pagination_survives_new_rows(fresh: Seeded) -> None:
     seeded = fresh
     first = queries.samples(seeded.store, limit=10)
     case = ProbeCase(id="p-a", suite="core", messages=[Message(role="user", content="say p-a")])
-    _add_sample(seeded.store, RUNNING, seeded.providers[("m1", "acme")], "m1", "acme", case, 9,
-                5, 0)  # fmt: skip
+    add_sample(seeded.store, RUNNING, seeded.providers[("m1", "acme")], "m1", "acme", case, 9, 5, 0)
     rest = _all_samples(seeded.store, limit=500, start=first.next_cursor)
     assert [s.id for s in first.items] + rest == sorted(
         (f.id for f in seeded.samples), reverse=True
@@ -865,7 +591,7 @@ GARBAGE = [
 
 @pytest.mark.parametrize("cursor", GARBAGE)
 def test_a_garbage_cursor_is_a_value_error(sqlite_url: str, cursor: str) -> None:
-    store = make_store(sqlite_url)
+    store = new_store(sqlite_url)
     with pytest.raises(ValueError):
         queries.samples(store, cursor=cursor)
     with pytest.raises(ValueError):

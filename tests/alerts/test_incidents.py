@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from helpers.db import new_store
+from helpers.records import finding as base_finding
+
 from auditor.alerts.incidents import (
     acknowledge,
     check_staleness,
@@ -13,33 +16,26 @@ from auditor.alerts.incidents import (
 )
 from auditor.operations.settings import ScheduleEntry
 from auditor.records import Diagnosis, Evidence, Finding, utcnow
-from auditor.storage.db import ensure_schema, make_engine
-from auditor.storage.repository import Store
 from auditor.storage.tables import RoundRow
 
 
-def store_for(url: str) -> Store:
-    engine = make_engine(url)
-    ensure_schema(engine)
-    return Store(engine)
-
-
 def finding(verdict: str, provider: str = "acme") -> Finding:
-    deviant = verdict == "deviant"
-    return Finding(
-        model="m", provider=provider, baseline="reference", verdict=verdict,  # type: ignore[arg-type]
-        severity="critical" if deviant else ("warning" if verdict == "unavailable" else "info"),
-        diagnoses=[Diagnosis(kind="quantization", confidence=0.8, summary="weights moved")]
-        if deviant else [],
-        evidence=[Evidence(probe="p", reference="Paris", provider="Lyon", note="differs")]
-        if deviant else [],
-        requests=10, errors=10 if verdict == "unavailable" else 0, tokens=100,
-        errors_by_class={"server_error": 10} if verdict == "unavailable" else {},
-    )  # fmt: skip
+    deviant, unavailable = verdict == "deviant", verdict == "unavailable"
+    diagnosis = Diagnosis(kind="quantization", confidence=0.8, summary="weights moved")
+    evidence = Evidence(probe="p", reference="Paris", provider="Lyon", note="differs")
+    return base_finding(
+        provider=provider,
+        verdict=verdict,
+        severity="critical" if deviant else ("warning" if unavailable else "info"),
+        diagnoses=[diagnosis] if deviant else [],
+        evidence=[evidence] if deviant else [],
+        errors=10 if unavailable else 0,
+        errors_by_class={"server_error": 10} if unavailable else {},
+    )
 
 
 def test_one_alert_when_an_incident_opens_and_one_when_it_resolves(db_url: str) -> None:
-    store = store_for(db_url)
+    store = new_store(db_url)
     (opened,) = update_from_findings(store, "r1", [finding("deviant"), finding("consistent", "b")])
     assert opened.type == "incident.opened" and opened.incident is not None
     assert opened.incident.severity == "critical" and opened.evidence[0].provider == "Lyon"
@@ -55,13 +51,13 @@ def test_one_alert_when_an_incident_opens_and_one_when_it_resolves(db_url: str) 
 
 
 def test_unavailable_opens_an_incident_naming_the_errors(db_url: str) -> None:
-    store = store_for(db_url)
+    store = new_store(db_url)
     (opened,) = update_from_findings(store, "r1", [finding("unavailable")])
     assert opened.incident is not None and "server_error 10" in opened.incident.summary
 
 
 def test_a_muted_incident_resolves_without_an_alert(db_url: str) -> None:
-    store = store_for(db_url)
+    store = new_store(db_url)
     (opened,) = update_from_findings(store, "r1", [finding("deviant")])
     assert opened.incident is not None
     assert mute(store, opened.incident.id, utcnow() + timedelta(hours=1))
@@ -73,7 +69,7 @@ def test_a_muted_incident_resolves_without_an_alert(db_url: str) -> None:
 
 
 def test_a_stale_schedule_opens_an_incident_about_the_auditor(db_url: str) -> None:
-    store = store_for(db_url)
+    store = new_store(db_url)
     entry = ScheduleEntry(suite="core", every=timedelta(minutes=10))
     now = utcnow()
     started = now - timedelta(minutes=15)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # processes taking over from each other, seconds apart
+
 HOLDER = """
 import sys, time
 from auditor.operations.leader import lock_for

@@ -4,53 +4,13 @@ from __future__ import annotations
 
 import random
 
+from helpers.synthetic import fleet
+
 from auditor.comparisons import compare
 from auditor.comparisons.observation import Observation
 from auditor.judging.diagnose import diagnose
 from auditor.judging.evidence import pick_evidence as evidence
 from auditor.judging.verdict import rejected, severity_for
-
-
-def observation(
-    endpoint: str, probe: int, index: int, rng: random.Random, **changes: object
-) -> Observation:
-    long = probe % 4 == 0
-    system = probe % 4 == 1
-    sampled = probe % 4 == 3
-    signals = ["long_context"] if long else []
-    messages = [{"role": "system", "content": "s"}] if system else []
-    messages.append({"role": "user", "content": "u"})
-    tokens = 800 + probe if long else 40 + probe + (12 if system else 0)
-    text = f"answer {probe}" if not sampled else " ".join(rng.choice("abcdefgh") for _ in range(12))
-    scores: dict[str, float | None] = {
-        "expect_pass": 1.0 if rng.random() < 0.8 else 0.0,
-        "words": float(rng.randint(5, 30)),
-        "flattery": 0.0,
-        "emoji_rate": 0.0,
-        "stopped_short_at_length": 0.0,
-        "role_leak": 0.0,
-    }
-    obs = Observation(
-        model="m", endpoint=endpoint, kind="reference" if endpoint == "reference" else "provider",
-        trusted=endpoint.startswith("trusted"),
-        probe_id=f"p{probe}", probe_hash=f"h{probe}", sample_index=index, ok=True, text=text,
-        finish_reason="stop", prompt_tokens=tokens, completion_tokens=10, total_tokens=tokens + 10,
-        error_class=None,
-        case={"signals": signals, "messages": messages, "samples": 3,
-              "params": {"temperature": 1.0 if sampled else 0.0}},
-        scores=scores,
-    )  # fmt: skip
-    for key, value in changes.items():
-        if key in scores:
-            obs.scores[key] = value(obs) if callable(value) else value  # type: ignore[assignment]
-        else:
-            setattr(obs, key, value(obs) if callable(value) else value)
-    return obs
-
-
-def fleet(endpoint: str, seed: int, **changes: object) -> list[Observation]:
-    rng = random.Random(seed)
-    return [observation(endpoint, p, i, rng, **changes) for p in range(40) for i in range(3)]
 
 
 def verdict(
@@ -105,33 +65,6 @@ def test_severity_and_evidence() -> None:
     items = evidence(reference, provider, kinds)
     assert 1 <= len(items) <= 3
     assert all(e.reference != e.provider for e in items)
-
-
-def kinds_against_trusted(provider: list[Observation]) -> tuple[bool, list[str]]:
-    reference = fleet("reference", 0)
-    trusted = fleet("trusted-a", 2) + fleet("trusted-b", 3)
-    comparisons = compare(reference, provider, seed="t", trusted=trusted)
-    rej = rejected(comparisons)
-    return bool(rej), [d.kind for d in diagnose(rej, comparisons)]
-
-
-def test_other_weights_stray_early_where_trusted_providers_do_not() -> None:
-    flagged, kinds = kinds_against_trusted(
-        fleet("fjord", 1, text=lambda o: f"Otherwise {o.probe_id}")
-    )
-    assert flagged and kinds[:2] == ["model_variant", "quantization"]
-
-
-def test_ignored_temperature_strays_and_varies_between_repeats() -> None:
-    flagged, kinds = kinds_against_trusted(
-        fleet("cobalt", 1, text=lambda o: f"{o.sample_index} draws for {o.probe_id}")
-    )
-    assert flagged and kinds[0] == "sampling_params"
-
-
-def test_an_honest_provider_matches_the_trusted_ones() -> None:
-    flagged, _ = kinds_against_trusted(fleet("honest", 5))
-    assert not flagged
 
 
 def with_likelihood(endpoint: str, seed: int, shift: float) -> list[Observation]:

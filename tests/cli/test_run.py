@@ -14,7 +14,16 @@ import jsonschema
 import pytest
 from auditor_fleet import FleetMember, FleetSpec, running_fleet
 from auditor_fleet.process import FleetHandle
-from cli_helpers import MINI_REQUESTS, ROOT, provider, run_auditor, write_config
+from helpers.cli import (
+    MINI_REQUESTS,
+    ROOT,
+    endpoint_reference,
+    provider,
+    run_auditor,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow  # each test runs rounds through the console script against a fleet
 
 # The report JSON contract of DESIGN.md, as a JSON Schema (null allowed, never NaN).
 NUM = {"type": ["number", "null"]}
@@ -355,12 +364,8 @@ def test_a_reference_that_cannot_score_continuations_reports_not_available(
     template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     tokenizer = tmp_path / "tokenizer_config.json"
     tokenizer.write_text(json.dumps({"chat_template": template}))
-    reference = {
-        "engine": "endpoint",
-        "base_url": fleet.base_url("bolt"),  # an echo member: no /v1/completions
-        "model": "smollm2-135m-instruct",
-        "tokenizer_path": str(tokenizer),
-    }
+    # An echo member: no /v1/completions.
+    reference = endpoint_reference(fleet.base_url("bolt"), tokenizer_path=str(tokenizer))
     config = write_config(
         tmp_path, [provider("acme", fleet.base_url("acme"))], sqlite_url, reference=reference
     )
@@ -377,11 +382,7 @@ def test_a_reference_that_cannot_score_continuations_reports_not_available(
 def test_calibrate_stores_honest_bands_that_later_reports_show(
     fleet: FleetHandle, tmp_path: Path, sqlite_url: str
 ) -> None:
-    reference = {
-        "engine": "endpoint",
-        "base_url": fleet.base_url("acme"),  # an echo member stands in for the reference
-        "model": "smollm2-135m-instruct",
-    }
+    reference = endpoint_reference(fleet.base_url("acme"))
     providers = [
         provider("acme", fleet.base_url("acme"), trusted=True),
         provider("bolt", fleet.base_url("bolt"), trusted=True),
@@ -404,10 +405,8 @@ def test_calibrate_stores_honest_bands_that_later_reports_show(
     assert tests["shift:words"]["honest_range"][0] is not None  # from the calibration
 
     bundle_path = tmp_path / "evidence.json"
-    exported = run_auditor(
-        "export", "-c", str(config), "--evidence", "--provider", "bolt", "-o", str(bundle_path),
-        cwd=tmp_path,
-    )  # fmt: skip
+    evidence = ["--evidence", "--provider", "bolt", "-o", str(bundle_path)]
+    exported = run_auditor("export", "-c", str(config), *evidence, cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     bundle = json.loads(bundle_path.read_text())
     (finding,) = bundle["findings"]  # bolt only: never another provider's answers
@@ -442,11 +441,7 @@ def test_calibrate_stores_honest_bands_that_later_reports_show(
 def test_a_sequential_budget_tests_each_look_at_alpha_over_looks(
     fleet: FleetHandle, tmp_path: Path, sqlite_url: str
 ) -> None:
-    reference = {
-        "engine": "endpoint",
-        "base_url": fleet.base_url("acme"),  # an echo member stands in for the reference
-        "model": "smollm2-135m-instruct",
-    }
+    reference = endpoint_reference(fleet.base_url("acme"))
     sequential = {"looks": 2, "extra_samples": 3, "consistent_p": 0.5}
     config = write_config(
         tmp_path,

@@ -450,6 +450,14 @@ def test_sequential_rule_branches() -> None:
     assert sequential_decision(0.7, 20, 100, looks=5, n_min=20) == "settled_consistent"
     assert sequential_decision(math.nan, 20, 100, looks=5) == "settled_consistent"
 
+    # a lone promising test keeps it in doubt until the budget is spent
+    def lone(n: int, smallest: float) -> str:
+        return sequential_decision(0.7, n, 100, looks=5, smallest_p=smallest, futility_p=0.05)
+
+    assert lone(20, 0.01) == "continue"
+    assert lone(100, 0.01) == "settled_consistent"
+    assert lone(20, 0.2) == "settled_consistent"
+
 
 def sequential_run(rng: np.random.Generator, shift: float, per_look: float) -> tuple[bool, int]:
     """One budgeted audit: batches of 20 up to 100 samples, a look after each batch."""

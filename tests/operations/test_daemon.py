@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from auditor_fleet import FleetMember, FleetSpec
 from auditor_fleet.process import FleetHandle, running_fleet
+from helpers.cli import AUDITOR, endpoint_reference, provider, write_config
 
 from auditor.operations.daemon import missed_run
 from auditor.operations.settings import ScheduleEntry
 from tests.alerts.receiver import NEW_SECRET, Receiver
-from tests.cli_helpers import AUDITOR, provider, write_config
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,7 @@ def wait_until(check, timeout: float, step: float = 0.2) -> bool:  # type: ignor
     return False
 
 
+@pytest.mark.slow
 def test_the_daemon_runs_rounds_alerts_once_and_stops_on_sigterm(
     fleet: FleetHandle, tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -58,23 +59,33 @@ def test_the_daemon_runs_rounds_alerts_once_and_stops_on_sigterm(
             provider("nokey", fleet.base_url("bolt"), api_key_env="NOKEY_UNSET_KEY"),
         ],
         sqlite_url,
-        reference={"engine": "endpoint", "base_url": fleet.base_url("acme"),
-                   "model": "smollm2-135m-instruct"},
+        reference=endpoint_reference(fleet.base_url("acme")),
         extra={
             "schedule": [{"suite": "mini", "every": "2s"}],
             "server": {"host": "127.0.0.1", "port": 0},
             "daemon": {"shutdown_deadline": "5s"},
-            "alerts": {"sinks": [{"name": "ops", "url": receiver.url,
-                                  "secret_env": "HOOK_SECRET", "min_severity": "warning"}]},
+            "alerts": {
+                "sinks": [
+                    {
+                        "name": "ops",
+                        "url": receiver.url,
+                        "secret_env": "HOOK_SECRET",
+                        "min_severity": "warning",
+                    }
+                ]
+            },
         },
-    )  # fmt: skip
+    )
     env = {**os.environ, "HOOK_SECRET": NEW_SECRET, "NO_COLOR": "1"}
     env.pop("NOKEY_UNSET_KEY", None)
     log = (tmp_path / "daemon.log").open("w+")
     proc = subprocess.Popen(
-        [AUDITOR, "daemon", "-c", str(config)], cwd=tmp_path, env=env, stderr=log,
+        [AUDITOR, "daemon", "-c", str(config)],
+        cwd=tmp_path,
+        env=env,
+        stderr=log,
         stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     db = tmp_path / "auditor.db"
     try:
 
@@ -136,6 +147,7 @@ def test_a_run_missed_while_down_runs_once_within_its_grace() -> None:
     assert not missed_run(nightly, now - timedelta(hours=20), now.replace(hour=10))
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_two_daemons_on_one_postgres_one_leads_the_other_takes_over(
     fleet: FleetHandle, tmp_path: Path, pg_url: str
@@ -146,14 +158,13 @@ def test_two_daemons_on_one_postgres_one_leads_the_other_takes_over(
         tmp_path,
         [provider("bolt", fleet.base_url("bolt"))],
         pg_url,
-        reference={"engine": "endpoint", "base_url": fleet.base_url("acme"),
-                   "model": "smollm2-135m-instruct"},
+        reference=endpoint_reference(fleet.base_url("acme")),
         extra={
             "schedule": [{"suite": "mini", "every": "1s"}],
             "server": {"host": "127.0.0.1", "port": 0},
             "daemon": {"lock_retry": "0.5s", "shutdown_deadline": "3s"},
         },
-    )  # fmt: skip
+    )
     engine = sqlalchemy.create_engine(pg_url)
 
     def pids() -> list[int]:

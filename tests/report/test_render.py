@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from auditor.records import Evidence, Finding, TestResult
+from helpers.records import finding
+
+from auditor.records import Evidence, TestResult
 from auditor.report.render import (
     Report,
     RoundInfo,
@@ -15,20 +17,6 @@ from auditor.report.render import (
     to_markdown,
 )
 from auditor.storage.tables import RoundRow
-
-
-def finding(**kw: object) -> Finding:
-    base = dict(
-        model="m",
-        provider="acme",
-        baseline="reference",
-        verdict="deviant",
-        severity="critical",
-        requests=10,
-        errors=1,
-        tokens=100,
-    )
-    return Finding(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def info(status: str = "complete", stop_reason: str | None = None) -> RoundInfo:
@@ -78,14 +66,23 @@ def test_markdown_shows_evidence_side_by_side() -> None:
 
 def test_markdown_shows_what_moved_beside_the_honest_band() -> None:
     moved = TestResult(
-        name="rate:ref_gap_tail@trusted", statistic=0.6, p_value=1e-6, effect=0.5, n=60,
+        name="rate:ref_gap_tail@trusted",
+        statistic=0.6,
+        p_value=1e-6,
+        effect=0.5,
+        n=60,
         honest_range=(0.0, 0.1),
-    )  # fmt: skip
+    )
     still = TestResult(name="shift:words", statistic=300.0, p_value=0.4, effect=0.0, n=60)
     figure = TestResult(
-        name="greedy:exact_match", statistic=0.1, p_value=None, effect=-0.9, n=20,
-        honest_range=(0.7, 0.9), status="figure",
-    )  # fmt: skip
+        name="greedy:exact_match",
+        statistic=0.1,
+        p_value=None,
+        effect=-0.9,
+        n=20,
+        honest_range=(0.7, 0.9),
+        status="figure",
+    )
     deviant = finding(tests=[still, moved, figure])
     honest = finding(provider="bolt", verdict="consistent", severity="info", tests=[moved])
     md = to_markdown(Report(version="x", round=info(), findings=[deviant, honest]))

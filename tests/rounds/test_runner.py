@@ -6,82 +6,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from helpers.rounds import Broken, Scripted, endpoint, make_store, runner
 
-from auditor.config import Price, ProviderConfig, RoundBudget
-from auditor.providers.base import ProviderAdapter
-from auditor.records import CompletionRequest, CompletionResponse, Message, ProbeCase, Usage
-from auditor.rounds.budget import Plan, PlannedRequest, SendEverySample, SpendMeter
-from auditor.rounds.limits import ProviderLimits
-from auditor.rounds.runner import Endpoint, RoundRunner
-from auditor.secrets import Redactor
-from auditor.storage.db import ensure_schema, make_engine
-from auditor.storage.repository import Store
-from auditor.storage.tables import RoundRow
-
-CASE = ProbeCase(id="c", suite="s", messages=[Message(role="user", content="hi")], samples=20)
-
-
-class Scripted(ProviderAdapter):
-    """An in-process endpoint with a fixed latency; counts what it was asked."""
-
-    def __init__(self, name: str, delay_s: float = 0.0, tokens: int = 10) -> None:
-        self.name, self.delay_s, self.tokens, self.calls = name, delay_s, tokens, 0
-
-    async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        self.calls += 1
-        await asyncio.sleep(self.delay_s)
-        return CompletionResponse(
-            ok=True,
-            text=f"{self.name}-{request.sample_index}",
-            usage=Usage(
-                prompt_tokens=self.tokens - 2, completion_tokens=2, total_tokens=self.tokens
-            ),
-            raw_request={"n": request.sample_index},
-        )
-
-
-def make_store(tmp_path: Path) -> Store:
-    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
-    ensure_schema(engine)
-    store = Store(engine)
-    store.upsert_probe_cases([CASE])
-    store.start_round(RoundRow(id="r", suite="s", suite_hash="h", auditor_version="t"))
-    return store
-
-
-def endpoint(
-    store: Store, adapter: Scripted, concurrency: int = 4, price: Price | None = None
-) -> Endpoint:
-    config = ProviderConfig(
-        name=adapter.name,
-        base_url="http://127.0.0.1:1/v1",
-        model="m",
-        requests_per_second=1000,
-        burst=100,
-        max_concurrency=concurrency,
-    )
-    pid = store.upsert_provider("m", adapter.name)
-    return Endpoint("m", adapter.name, adapter, ProviderLimits(config), pid, price)
-
-
-def runner(
-    store: Store,
-    endpoints: list[Endpoint],
-    budget: RoundBudget | None = None,
-    writer_in_process: bool = False,
-) -> RoundRunner:
-    requests = [CompletionRequest.from_case(CASE, k) for k in range(CASE.samples)]
-    plan = [PlannedRequest("m", e.name, r) for r in requests for e in endpoints]
-    return RoundRunner(
-        store,
-        "r",
-        endpoints,
-        {CASE.content_hash: CASE},
-        SendEverySample(Plan.of(plan)),
-        SpendMeter(budget or RoundBudget()),
-        Redactor([]),
-        writer_in_process=writer_in_process,
-    )
+from auditor.config import Price, RoundBudget
 
 
 async def test_a_slow_endpoint_does_not_hold_up_a_fast_one(tmp_path: Path) -> None:
@@ -144,14 +71,6 @@ async def test_a_storage_failure_stops_the_round_and_is_raised(tmp_path: Path) -
     with pytest.raises(OSError, match="disk full"):
         await asyncio.wait_for(run.run(), timeout=10)
     assert adapter.calls < 20
-
-
-class Broken(Scripted):
-    async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        self.calls += 1
-        if request.sample_index % 2:
-            raise TypeError("cannot serialise float32")
-        return await super().complete(request)
 
 
 async def test_an_adapter_that_raises_is_a_recorded_internal_error(tmp_path: Path) -> None:

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from helpers.rounds import CASE, Scripted, endpoint, make_store
+
 from auditor.config import RoundBudget, Sequential
 from auditor.records import CompletionRequest, Message, ProbeCase
-from auditor.rounds.budget import EndpointKey, Plan, PlannedRequest, SequentialPolicy, SpendMeter
+from auditor.rounds.budget import (
+    EndpointKey,
+    Evidence,
+    Plan,
+    PlannedRequest,
+    SequentialPolicy,
+    SpendMeter,
+)
 from auditor.rounds.runner import RoundRunner
 from auditor.secrets import Redactor
-from tests.test_runner import CASE, Scripted, endpoint, make_store
 
 GREEDY = ProbeCase(id="g", suite="s", messages=[Message(role="user", content="a")])
 SAMPLED = ProbeCase(
-    id="s", suite="s", messages=[Message(role="user", content="b")], samples=3,
+    id="s",
+    suite="s",
+    messages=[Message(role="user", content="b")],
+    samples=3,
     signals=["sampling"],
-)  # fmt: skip
+)
 PROVIDERS: list[EndpointKey] = [("m", "deviant"), ("m", "honest"), ("m", "doubt")]
 
 
@@ -28,16 +39,25 @@ def plan() -> Plan:
     )
 
 
-def policy(p_values: list[dict[EndpointKey, float | None]], looks: int = 3) -> SequentialPolicy:
+def policy(
+    p_values: list[dict[EndpointKey, float | None]],
+    looks: int = 3,
+    smallest: dict[EndpointKey, float] | None = None,
+) -> SequentialPolicy:
     answers = iter(p_values)
 
-    async def judge() -> dict[EndpointKey, float | None]:
-        return next(answers)
+    async def judge() -> dict[EndpointKey, Evidence]:
+        return {k: Evidence(p, (smallest or {}).get(k, p)) for k, p in next(answers).items()}
 
     return SequentialPolicy(
-        plan(), [SAMPLED], PROVIDERS, {"m": "reference"}, judge,
-        Sequential(looks=looks, extra_samples=2), alpha=0.05,
-    )  # fmt: skip
+        plan(),
+        {"m": [SAMPLED]},
+        PROVIDERS,
+        {"m": "reference"},
+        judge,
+        Sequential(looks=looks, extra_samples=2),
+        alpha=0.05,
+    )
 
 
 async def test_settled_providers_get_no_more_requests_and_doubt_gets_more() -> None:
@@ -76,6 +96,17 @@ async def test_the_last_look_settles_everyone_and_indices_never_repeat() -> None
     assert all(s.decision == "settled_consistent" for s in seq.state.values())
 
 
+async def test_a_lone_promising_test_keeps_a_provider_in_doubt() -> None:
+    """Combined over many tests the p-value looks honest, but one test alone is below the
+    futility level (0.05 by default): more samples tell a weak fault from chance."""
+    combined = {k: 0.9 for k in PROVIDERS}
+    seq = policy([combined], smallest={("m", "doubt"): 0.01})
+    await seq.next_requests()
+    extra = await seq.next_requests()
+    assert {r.endpoint for r in extra} == {"doubt", "reference"}
+    assert seq.state[("m", "honest")].decision == "settled_consistent"
+
+
 async def test_a_provider_without_tests_is_not_asked_again() -> None:
     seq = policy([{("m", "deviant"): None, ("m", "honest"): None, ("m", "doubt"): None}])
     await seq.next_requests()
@@ -89,9 +120,9 @@ async def test_the_judge_sees_every_answer_stored(tmp_path: Path) -> None:
     endpoints = [endpoint(store, honest), endpoint(store, doubt)]
     seen: list[dict[str, int]] = []
 
-    async def judge() -> dict[EndpointKey, float | None]:
+    async def judge() -> dict[EndpointKey, Evidence]:
         seen.append({t["provider"]: t["requests"] for t in store.provider_totals("r")})
-        return {("m", "honest"): 0.9, ("m", "doubt"): 0.2}
+        return {("m", "honest"): Evidence(0.9), ("m", "doubt"): Evidence(0.2)}
 
     first = Plan.of(
         PlannedRequest("m", e.name, CompletionRequest.from_case(CASE, k))
@@ -99,13 +130,23 @@ async def test_the_judge_sees_every_answer_stored(tmp_path: Path) -> None:
         for e in endpoints
     )
     seq = SequentialPolicy(
-        first, [CASE], [("m", "honest"), ("m", "doubt")], {}, judge,
-        Sequential(looks=3, extra_samples=4), alpha=0.05,
-    )  # fmt: skip
+        first,
+        {"m": [CASE]},
+        [("m", "honest"), ("m", "doubt")],
+        {},
+        judge,
+        Sequential(looks=3, extra_samples=4),
+        alpha=0.05,
+    )
     run = RoundRunner(
-        store, "r", endpoints, {CASE.content_hash: CASE}, seq, SpendMeter(RoundBudget()),
+        store,
+        "r",
+        endpoints,
+        {CASE.content_hash: CASE},
+        seq,
+        SpendMeter(RoundBudget()),
         Redactor([]),
-    )  # fmt: skip
+    )
     outcome = await run.run()
     assert seen == [
         {"honest": 5, "doubt": 5},

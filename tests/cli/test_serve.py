@@ -11,9 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cli_helpers import AUDITOR, provider, run_auditor, write_config
+from helpers.cli import AUDITOR, provider, run_auditor, write_config
 
 from auditor.storage.db import ensure_schema, make_engine
+
+pytestmark = pytest.mark.slow  # each test runs `auditor serve` or the console script
 
 TOKEN = "serve-token-abcdef123"
 

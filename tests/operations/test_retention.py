@@ -6,7 +6,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_auditor
+from helpers.cli import run_auditor
+from helpers.db import new_store
+from helpers.records import finding
 from sqlalchemy import func, select, update
 
 from auditor.operations.retention import prune
@@ -14,14 +16,12 @@ from auditor.records import (
     CompletionRequest,
     CompletionResponse,
     ErrorClass,
-    Finding,
     Message,
     ProbeCase,
     ScoreRecord,
     Usage,
     utcnow,
 )
-from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import (
     FindingRow,
@@ -76,17 +76,7 @@ def _round(store: Store, round_id: str, created_at: datetime, status: str = "com
         )
     if status != "running":
         store.finish_round(round_id, status, None)
-    finding = Finding(
-        model="m",
-        provider="acme",
-        baseline="reference",
-        verdict="deviant",
-        severity="critical",
-        requests=3,
-        errors=1,
-        tokens=14,
-    )
-    store.save_findings(round_id, [finding], "test", {})
+    store.save_findings(round_id, [finding(requests=3, tokens=14)], "test", {})
     with store.session() as s:
         s.execute(
             update(SampleRow).where(SampleRow.round_id == round_id).values(created_at=created_at)
@@ -95,9 +85,7 @@ def _round(store: Store, round_id: str, created_at: datetime, status: str = "com
 
 
 def seeded_store(url: str) -> Store:
-    engine = make_engine(url)
-    ensure_schema(engine)
-    store = Store(engine)
+    store = new_store(url)
     store.upsert_probe_cases([CASE])
     _round(store, "old", OLD)
     _round(store, "new", NEW)
@@ -195,6 +183,7 @@ def test_prune_refuses_a_non_positive_period(sqlite_url: str) -> None:
         prune(store, timedelta(0))
 
 
+@pytest.mark.slow
 def test_db_prune_command(tmp_path: Path, db_url: str) -> None:
     seeded_store(db_url)
     dry = run_auditor(

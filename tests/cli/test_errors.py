@@ -6,16 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_helpers import run_auditor, write_config
-
-
-def assert_one_line_error(result, *fragments: str) -> None:  # type: ignore[no-untyped-def]
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from helpers.cli import assert_one_line_error, run_auditor, write_config
 
 
 @pytest.fixture
@@ -61,6 +52,7 @@ def test_bad_config_for_run(config: Path, old: str, new: str, fragments: list[st
     assert_one_line_error(result, str(config), *fragments)
 
 
+@pytest.mark.slow
 def test_missing_key_variable_names_it(config: Path) -> None:
     result = run_auditor("run", "-c", str(config), cwd=config.parent, env={"ACME_KEY_T": ""})
     assert_one_line_error(result, "api_key_env", "ACME_KEY_T", "is not set")
@@ -76,6 +68,7 @@ def test_unknown_key_names_field_and_line(config: Path) -> None:
     assert_one_line_error(result, "models[0].providers[0].colour", "unknown key")
 
 
+@pytest.mark.slow
 def test_unknown_suite_flag_and_missing_file(config: Path) -> None:
     env = {"ACME_KEY_T": "k"}
     result = run_auditor("run", "-c", str(config), "--suite", "nope", cwd=config.parent, env=env)
@@ -92,6 +85,7 @@ def test_bad_probe_file(tmp_path: Path) -> None:
     assert_one_line_error(result, "bad.yaml:5", "cases[0].expect", "exactly one")
 
 
+@pytest.mark.slow
 def test_usage_errors(config: Path) -> None:
     result = run_auditor("run", "-c", str(config), "--fail-on", "sometimes", cwd=config.parent)
     assert_one_line_error(result, "--fail-on")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_diagnose import fleet
+from helpers.synthetic import fleet
 
 from auditor.judging.calibration import calibrate
 
