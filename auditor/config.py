@@ -24,9 +24,13 @@ from auditor.operations.settings import (
     ServerConfig,
     parsable_url,
 )
+from auditor.records import RequestParams
 from auditor.yamlfile import field_path, line_of, read_yaml, validate
 
 DEFAULT_CONFIG = Path("providers.yaml")
+#: The numeric noise honest serving may add to the reference's logits (std, nats), unless a
+#: model's profile or trusted providers say otherwise (`judging.noise_tolerance`).
+DEFAULT_NOISE_TOLERANCE = 0.2
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -151,10 +155,59 @@ class EndpointReference(Section):
 ReferenceConfig = Annotated[LlamaCppReference | EndpointReference, Field(discriminator="engine")]
 
 
+class Sampler(Section):
+    """A sampler: the one a model's card recommends. Each field is optional."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=0, description="0: no top-k cut")
+    min_p: float | None = Field(default=None, ge=0, le=1, description="0: no min-p cut")
+    repetition_penalty: float | None = Field(default=None, gt=0, le=10)
+
+    def as_params(self) -> RequestParams:
+        return RequestParams.model_validate(self.model_dump(exclude_none=True))
+
+
+class ModelProfile(Section):
+    """What the model is, as its card says. Every field is optional and says its fallback, so
+    older files keep working."""
+
+    sampler: Sampler | None = Field(
+        default=None,
+        description="The sampler the model card recommends. The reference samples with it and "
+        "every sampled probe (temperature > 0) sends the fields it leaves unset, explicitly. "
+        "Fallback: each probe's own temperature and top_p; top_k 0 and min_p 0 (no cut) and "
+        "no repetition penalty, the full distribution.",
+    )
+    noise_tolerance: float | None = Field(
+        default=None,
+        gt=0,
+        le=5,
+        description="The numeric noise (logit std, nats) honest serving of this model may add "
+        "to the reference's logits. Fallback: judging.noise_tolerance.",
+    )
+
+
+class Judging(Section):
+    """How providers are judged (README: How providers are judged)."""
+
+    noise_tolerance: float = Field(
+        default=DEFAULT_NOISE_TOLERANCE,
+        gt=0,
+        le=5,
+        description="The numeric noise (logit std, nats) honest serving may add to the "
+        "reference's logits: other kernels, batch sizes, precision. Greedy answers departing "
+        "from the reference more than this allows are not honest noise. A model's "
+        "profile.noise_tolerance overrides it; providers marked trusted replace it with the "
+        "noise they show.",
+    )
+
+
 class ModelConfig(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
     providers: list[ProviderConfig] = Field(min_length=1)
     reference: ReferenceConfig | Literal["default"] | None = "default"
+    profile: ModelProfile = Field(default_factory=ModelProfile)
 
     @model_validator(mode="after")
     def _unique_providers(self) -> ModelConfig:
@@ -175,6 +228,13 @@ class Sequential(Section):
     looks: int = Field(default=3, ge=2, le=10)
     extra_samples: int = Field(default=1, ge=1, le=100)
     consistent_p: float = Field(default=0.5, gt=0, le=1)
+    futility_p: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="a provider with a single test below this (uncorrected) is not settled "
+        "consistent before the last look: a weak signal gets more samples",
+    )
 
 
 class RoundBudget(Section):
@@ -197,6 +257,7 @@ class AuditorConfig(Section):
     suites: list[str] = Field(default_factory=lambda: ["core"], min_length=1)
     probes_dir: str = "probes"
     budget: RoundBudget = Field(default_factory=RoundBudget)
+    judging: Judging = Field(default_factory=Judging)
     schedule: list[ScheduleEntry] = Field(default_factory=list)  # for `auditor daemon`
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -218,6 +279,10 @@ class AuditorConfig(Section):
 
     def reference_for(self, model: ModelConfig) -> LlamaCppReference | EndpointReference | None:
         return self.reference if model.reference == "default" else model.reference
+
+    def noise_tolerance(self, model: ModelConfig) -> float:
+        """The numeric noise honest serving of `model` may add (profile, else judging)."""
+        return model.profile.noise_tolerance or self.judging.noise_tolerance
 
     def model(self, name: str) -> ModelConfig:
         for m in self.models:

@@ -51,6 +51,11 @@ class RequestParams(Strict):
 
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
+    # Beyond the OpenAI API, as vLLM, SGLang and llama.cpp's server take them (the model
+    # profile's recommended sampler sends them explicitly).
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=10)
     max_tokens: int | None = Field(default=None, ge=1)
     seed: int | None = None
     logprobs: bool | None = None
@@ -110,6 +115,17 @@ class ProbeCase(Strict):
     def content_hash(self) -> str:
         """Hash of everything that changes what is sent or how it is judged."""
         return content_hash(self.model_dump(mode="json", exclude={"description"}))
+
+    def with_sampler(self, sampler: RequestParams) -> ProbeCase:
+        """The case as sent to a model whose profile recommends `sampler`: a sampled case
+        (temperature > 0) takes every sampler field it leaves unset; a greedy one is as is."""
+        if not self.params.temperature:
+            return self
+        unset = {k: v for k, v in sampler.model_dump(exclude_none=True).items()
+                 if getattr(self.params, k) is None}  # fmt: skip
+        if not unset:
+            return self
+        return self.model_copy(update={"params": self.params.model_copy(update=unset)})
 
 
 class CompletionRequest(Strict):

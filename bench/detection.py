@@ -1,21 +1,31 @@
-"""Detection power against the local fleet, per planted fault and strength, against the plain
-MMD baseline. Writes bench/results/detection.json.
+"""Detection on fleets the detector never saw: every fleet parameter drawn at random per start.
 
-A fleet of honest members (two marked trusted, one not: its false alarms are the honest
-rate) and faulty ones at two strengths each is audited for `--rounds` repeated rounds with
-the `demo` suite (the auditor's own detector, every signal, sequential testing with `--looks`
-looks: providers in doubt get more samples of the sampling probes). The baseline, the MMD test with
-a Hamming kernel of Gao, Liang and Guestrin (2024) alone, gets twice the requests: a suite of
-sampled prompts (temperature 1, `--mmd-samples` answers per prompt) against the reference's
-samples of the same prompts, at level 0.05. Per fault and strength: detection rate (verdict
-`deviant`), diagnosis accuracy (the first diagnosis is the expected kind), requests and
-tokens per round, for both.
+Each fleet start (a seed) draws, from the documented `RANGES`, a fleet of the packaged model:
+three or more honest members and one member per fault, every one with its own numeric noise
+(the honest noise level is never told to the detector, and no member is marked trusted),
+named neutrally in a shuffled order. Per start, in one SQLite database under `--work`:
 
-    .venv/bin/python bench/detection.py [--rounds 2] [--mmd-samples 10]
-    .venv/bin/python bench/detection.py --reuse sqlite:///path/detection.db   # re-judge
+- the `demo` suite under the sequential budget of the example providers.yaml (`LOOKS` looks,
+  one extra sample a look for the providers in doubt), run live: what `auditor run` does;
+- or, with `--replay` (the tuning starts), every case asked for as many samples as the looks
+  can ask, so that judging replays the sequential policy with any later detector exactly: a
+  provider in doubt after look k gets look k + 1's samples, one settled gets no more;
+- optionally (`--peer`), the peer's suite: `PEER_PROMPTS` at temperature 1, `PEER_SAMPLES`
+  each, for `bench/peer_met.py` (Model Equality Testing, the same fleet and reference).
 
-Takes about 10 minutes a repetition on 2 cores (12 members); nothing else should run
-meanwhile.
+The fleet's parameters are written beside each database (`start-<seed>.json`), never into it.
+`judge` replays the sequential looks with today's detector and writes
+`bench/results/detection.json`: per fault, detection rate (verdict `deviant`), the rate at
+which its expected diagnosis comes first, requests and tokens spent; for honest members,
+pooled and per noise tercile, the false-alarm rate with its one-sided 95% Clopper-Pearson
+upper bound. Thresholds are chosen on the tuning seeds and the figures reported on the
+reporting seeds, both named in the results.
+
+    .venv/bin/python bench/detection.py record --seeds 0-3 --replay   # tuning starts
+    .venv/bin/python bench/detection.py record --seeds 100-119 --peer # reporting starts
+    .venv/bin/python bench/detection.py judge --tuning 0-5 --reporting 100-119
+
+`record` skips starts already recorded (resumable); `judge` re-judges stored rounds only.
 """
 
 from __future__ import annotations
@@ -23,12 +33,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
+import math
+import random
 import shutil
+import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,73 +50,180 @@ from auditor_fleet import FleetMember, FleetSpec, fleet_down, fleet_up
 from auditor_fleet.demo import EXPECTED, build_weights
 from auditor_fleet.spec import DEFAULT_MODEL, base_url
 
-from auditor.config import AuditorConfig
-from auditor.judging.findings import build_findings
-from auditor.judging.verdict import DETECTOR
+from auditor.comparisons import DEFAULT_NOISE_TOLERANCE
+from auditor.comparisons.observation import Observation
+from auditor.config import AuditorConfig, Sequential
+from auditor.judging.findings import ProviderRecord, assess, build_findings
+from auditor.judging.verdict import ALPHA, DETECTOR, VerdictPolicy
 from auditor.probes import load_suite
-from auditor.records import as_utc
-from auditor.rounds.run import run_round_async, select
-from auditor.stats import mmd_hamming_test
+from auditor.records import Finding
+from auditor.rounds.run import evidence_of, run_round_async, select
+from auditor.stats import clopper_pearson, sequential_decision
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.observations import load_observations
 from auditor.storage.repository import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE_PORT = 8201
-ALPHA = 0.05
+sys.path.insert(0, str(ROOT / "bench"))
+from overhead import machine  # noqa: E402  (bench/overhead.py, beside this file)
 
-#: (name, fault, strength): honest ones first; each fault whose strength is a matter of degree
-#: at a weaker and a stronger setting. The faults caught by exact signals (truncation,
-#: template, max_tokens clamp, dropped system message) are left to `auditor demo`.
-MEMBERS: list[tuple[str, str, float | None]] = [
-    ("acme", "honest", None),
-    ("bolt", "honest", None),
-    ("control", "honest", None),  # honest, not trusted: its flags are false alarms
-    ("flaky", "flaky", 0.3),
-    ("sampling-0.7", "sampling_override", 0.7),
-    ("sampling-1.0", "sampling_override", 1.0),
-    ("persona-0.5", "persona", 0.5),
-    ("persona-1.0", "persona", 1.0),
-    ("quant-q4", "quantized", 4),
-    ("quant-q2", "quantized", 2),
-    ("mix-0.25", "variant_mix", 0.25),
-    ("mix-1.0", "variant_mix", 1.0),
+DEFAULT_WORK = Path.home() / ".cache" / "auditor" / "bench" / "detection"
+BASE_PORT = 8501
+LOOKS = 3  # the example providers.yaml's sequential budget
+EXTRA_SAMPLES = 1
+SEQUENTIAL = Sequential()  # the example providers.yaml's settings, defaults otherwise
+HONEST_MEMBERS = 3
+
+#: Where every fleet parameter is drawn from (log-uniform for noise, uniform otherwise).
+RANGES: dict[str, Any] = {
+    "noise": (0.01, 0.12),  # logit std of every member, honest or not
+    "sampling_override.temperature": (0.6, 1.2),
+    "truncate_context.tokens": (96, 320),
+    "persona.fraction": (0.5, 1.0),
+    "quantized.qtype": ["Q2_K", "Q3_K_S", "Q4_0"],
+    "wrong_template.fraction": (0.5, 1.0),
+    "max_tokens_cap.tokens": (8, 40),
+    "variant_mix.fraction": (0.25, 0.75),
+    "quantized_mix.fraction": (0.25, 0.6),
+    "sampler_defaults.top_k": [20, 40, 50],
+    "sampler_defaults.min_p": [0.0, 0.05, 0.1],
+    "sampler_defaults.top_p": [0.9, 0.95, 1.0],
+    "usage_as_sent": [False, True],  # persona, truncation, dropped system message
+}
+#: Hidden system prompts a `persona` member may carry: the detector never sees them.
+PERSONAS = [
+    "You are the experimental chat edition: bubbly, warm and full of emoji. Compliment the "
+    "user, celebrate their question, and keep the energy high!",
+    "You are a pirate. Answer every question in a pirate's voice, with nautical words.",
+    "You are a cautious assistant. Begin each answer with a short disclaimer and keep it formal.",
+    "Always answer briefly and end every answer with a question to the user.",
+    "You are a marketing assistant for CloudCo. Mention how CloudCo helps whenever you can.",
+    "You speak like a Shakespearean bard, in flowing, archaic English.",
+    "You are a very enthusiastic teacher. Use exclamation marks and encourage the student!",
+    "Answer in the style of a news headline followed by one sentence.",
 ]
-
-MMD_PROMPTS = [
+#: Faults of the demo fleet (the goals are on them) and the others drawn alongside.
+DEMO_FAULTS = [
+    "sampling_override", "truncate_context", "persona", "quantized", "wrong_template",
+    "max_tokens_cap", "drop_system", "variant_mix",
+]  # fmt: skip
+EXTRA_FAULTS = ["quantized_mix", "sampler_defaults"]
+#: The peer's suite (Model Equality Testing's setting: temperature 1, ~10 samples a prompt).
+PEER_PROMPTS = [
     "Write one sentence about the sea.",
     "Name a colour and say why you like it.",
     "Give me a short tip for learning to cook.",
     "Describe a cat in a few words.",
     "Suggest a name for a small bakery.",
+    "Tell me a fun fact about space.",
+    "Write a short line of a poem about rain.",
+    "What is a good hobby for a rainy day?",
+    "Describe the taste of an apple.",
+    "Say something kind to a friend.",
 ]
+PEER_SAMPLES = 10
+PEER_MAX_TOKENS = 32
 
 
-def mmd_suite(samples: int) -> dict[str, Any]:
+def parse_seeds(text: str) -> list[int]:
+    seeds: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        seeds += list(range(int(low), int(high or low) + 1))
+    return seeds
+
+
+# --- the fleet of one start ------------------------------------------------------------------
+
+
+def draw_fleet(seed: int) -> tuple[FleetSpec, dict[str, dict[str, Any]]]:
+    """The fleet of start `seed` and, per member name, what was planted (kept apart)."""
+    rng = random.Random(seed)
+    low, high = RANGES["noise"]
+
+    def noise() -> float:
+        return round(math.exp(rng.uniform(math.log(low), math.log(high))), 4)
+
+    def span(key: str) -> float:
+        a, b = RANGES[key]
+        return round(rng.uniform(a, b), 3)
+
+    drawn: list[tuple[str, dict[str, Any]]] = [("honest", {}) for _ in range(HONEST_MEMBERS)]
+    for fault in DEMO_FAULTS + EXTRA_FAULTS:
+        fields: dict[str, Any] = {}
+        if fault == "sampling_override":
+            fields["strength"] = span("sampling_override.temperature")
+        elif fault == "truncate_context":
+            a, b = RANGES["truncate_context.tokens"]
+            fields["strength"] = rng.randint(a, b)
+            fields["usage_as_sent"] = rng.choice(RANGES["usage_as_sent"])
+        elif fault == "persona":
+            fields["strength"] = span("persona.fraction")
+            fields["persona_text"] = rng.choice(PERSONAS)
+            fields["usage_as_sent"] = rng.choice(RANGES["usage_as_sent"])
+        elif fault == "quantized":
+            fields["qtype"] = rng.choice(RANGES["quantized.qtype"])
+        elif fault == "wrong_template":
+            fields["strength"] = span("wrong_template.fraction")
+        elif fault == "max_tokens_cap":
+            a, b = RANGES["max_tokens_cap.tokens"]
+            fields["strength"] = rng.randint(a, b)
+        elif fault == "drop_system":
+            fields["usage_as_sent"] = rng.choice(RANGES["usage_as_sent"])
+        elif fault == "variant_mix":
+            fields["strength"] = span("variant_mix.fraction")
+        elif fault == "quantized_mix":
+            fields["strength"] = span("quantized_mix.fraction")
+            fields["qtype"] = "Q2_K"
+        elif fault == "sampler_defaults":
+            sampler = {"top_k": 0, "min_p": 0.0, "top_p": 1.0}
+            while sampler == {"top_k": 0, "min_p": 0.0, "top_p": 1.0}:
+                sampler = {
+                    "top_k": rng.choice(RANGES["sampler_defaults.top_k"]),
+                    "min_p": rng.choice(RANGES["sampler_defaults.min_p"]),
+                    "top_p": rng.choice(RANGES["sampler_defaults.top_p"]),
+                }
+            fields["sampler"] = sampler
+        drawn.append((fault, fields))
+    for _, fields in drawn:
+        fields["noise"] = noise()
+    rng.shuffle(drawn)
+    members, planted = [], {}
+    for i, (fault, fields) in enumerate(drawn):
+        name = f"p{i + 1:02d}"
+        members.append(
+            FleetMember(name=name, port=BASE_PORT + i, fault=fault, backend="llama", **fields)
+        )
+        planted[name] = {"fault": fault, **fields}
+    return FleetSpec(members=members, seed=seed), planted
+
+
+def demo_suite(probes_dir: Path) -> dict[str, Any]:
+    """The demo suite with every case asked for the samples of all `LOOKS` looks."""
+    data = yaml.safe_load((ROOT / "probes" / "demo.yaml").read_text())
+    data["suite"] = "demo-looks"
+    for case in data["cases"]:
+        base = case.get("samples", data.get("defaults", {}).get("samples", 1))
+        case["samples"] = base + (LOOKS - 1) * EXTRA_SAMPLES
+        case.setdefault("metadata", {})["samples_first_look"] = base
+    return data
+
+
+def peer_suite() -> dict[str, Any]:
     return {
-        "suite": "mmd-baseline",
-        "description": "Sampled prompts for the MMD baseline.",
-        "defaults": {"params": {"temperature": 1.0, "max_tokens": 24}, "samples": samples},
-        "cases": [{"id": f"mmd-{i}", "prompt": p} for i, p in enumerate(MMD_PROMPTS)],
+        "suite": "peer",
+        "description": "Model Equality Testing's setting: temperature 1, many samples a prompt.",
+        "defaults": {
+            "params": {"temperature": 1.0, "max_tokens": PEER_MAX_TOKENS},
+            "samples": PEER_SAMPLES,
+        },
+        "cases": [{"id": f"peer-{i}", "prompt": p} for i, p in enumerate(PEER_PROMPTS)],
     }
 
 
-def fleet_spec() -> FleetSpec:
-    return FleetSpec(
-        members=[
-            FleetMember(
-                name=name,
-                port=BASE_PORT + i,
-                fault=fault,  # type: ignore[arg-type]
-                backend="llama",
-                **({} if strength is None else {"strength": strength}),
-            )
-            for i, (name, fault, strength) in enumerate(MEMBERS)
-        ]
-    )
-
-
-def config_for(spec: FleetSpec, database: str, probes_dir: Path, looks: int) -> AuditorConfig:
+def config(
+    spec: FleetSpec, database: str, probes_dir: Path, suite: str, live: bool
+) -> AuditorConfig:
     providers = [
         {
             "name": m.name,
@@ -113,7 +232,6 @@ def config_for(spec: FleetSpec, database: str, probes_dir: Path, looks: int) -> 
             "max_concurrency": 2,
             "requests_per_second": 20,
             "timeout_s": 300,
-            "trusted": m.name in ("acme", "bolt"),
         }
         for m in spec.members
     ]
@@ -126,179 +244,267 @@ def config_for(spec: FleetSpec, database: str, probes_dir: Path, looks: int) -> 
                 "n_threads": 1,
                 "scoring_threads": 2,
             },
-            "suites": ["demo"],
+            "suites": [suite],
             "probes_dir": str(probes_dir),
-            "budget": {"sequential": {"looks": looks, "extra_samples": 1}} if looks > 1 else {},
+            "budget": {"sequential": {"looks": LOOKS, "extra_samples": EXTRA_SAMPLES}}
+            if live
+            else {},
             "models": [{"name": DEFAULT_MODEL, "providers": providers}],
         }
     )
 
 
-def mmd_verdicts(store: Store, round_id: str, seed: int) -> dict[str, tuple[bool, int, int]]:
-    """Provider -> (MMD rejects at ALPHA, requests, tokens) on the sampled suite."""
-    by_endpoint: dict[str, list[Any]] = defaultdict(list)
-    for o in load_observations(store, round_id):
-        by_endpoint[o.endpoint].append(o)
-    reference = [o for o in by_endpoint.pop("reference", []) if o.ok]
-    out = {}
-    for name, obs in by_endpoint.items():
-        answered = [o for o in obs if o.ok]
-        result = mmd_hamming_test(
-            [o.text or "" for o in reference],
-            [o.text or "" for o in answered],
-            rng=np.random.default_rng(seed),
-            x_groups=[o.probe_hash for o in reference],
-            y_groups=[o.probe_hash for o in answered],
-            n_permutations=999,
-        )
-        tokens = sum(o.total_tokens or 0 for o in obs)
-        out[name] = (result.p_value < ALPHA, len(obs), tokens)
-    return out
-
-
-async def one_repetition(
-    config: AuditorConfig, store: Store, probes_dir: Path, seed: int
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    demo = await run_round_async(
-        config, store, select(config, load_suite("demo", probes_dir), None, None)
-    )
-    findings = {f.provider: f for f in store.findings(demo.round_id)}
-    baseline = await run_round_async(
-        config,
-        store,
-        select(config, load_suite("mmd-baseline", probes_dir), None, None),
-        score_likelihood=False,
-    )
-    return findings, mmd_verdicts(store, baseline.round_id, seed)
-
-
-def summarise(
-    runs: list[tuple[dict[str, Any], dict[str, Any]]], elapsed: list[float]
-) -> list[dict[str, Any]]:
-    rows = []
-    for name, fault, strength in MEMBERS:
-        expected_verdict, expected_kind = EXPECTED[fault]
-        ours = [r[0][name] for r in runs]
-        mmd = [r[1][name] for r in runs]
-        flagged = [f.verdict == "deviant" for f in ours]
-        right = [
-            f.verdict == expected_verdict
-            and (expected_kind is None or (f.diagnoses and f.diagnoses[0].kind == expected_kind))
-            for f in ours
-        ]
-        rows.append(
-            {
-                "member": name,
-                "fault": fault,
-                "strength": strength,
-                "expected": [expected_verdict, expected_kind],
-                "rounds": len(runs),
-                "auditor": {
-                    "flagged_rate": float(np.mean(flagged)),
-                    "correct_rate": float(np.mean(right)),
-                    "diagnoses": [[d.kind for d in f.diagnoses][:2] for f in ours],
-                    "requests_per_round": float(np.mean([f.requests for f in ours])),
-                    "tokens_per_round": float(np.mean([f.tokens for f in ours])),
-                },
-                "mmd_baseline": {
-                    "flagged_rate": float(np.mean([m[0] for m in mmd])),
-                    "requests_per_round": float(np.mean([m[1] for m in mmd])),
-                    "tokens_per_round": float(np.mean([m[2] for m in mmd])),
-                },
-            }
-        )
-    return rows
-
-
-def recompute(database: str) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], list[float]]:
-    """The repetitions stored in an earlier run's database, judged by today's detector."""
+async def record_start(seed: int, work: Path, peer: bool, replay: bool) -> None:
+    target = work / f"start-{seed}.db"
+    if target.exists():
+        print(f"start {seed}: recorded already", flush=True)
+        return
+    spec, planted = draw_fleet(seed)
+    scratch = Path(tempfile.mkdtemp(prefix=f"detection-{seed}-", dir=work))
+    probes_dir = scratch / "probes"
+    probes_dir.mkdir()
+    if replay:
+        (probes_dir / "demo-looks.yaml").write_text(yaml.safe_dump(demo_suite(probes_dir)))
+    else:
+        shutil.copy(ROOT / "probes" / "demo.yaml", probes_dir / "demo.yaml")
+    main_suite = "demo-looks" if replay else "demo"
+    (probes_dir / "peer.yaml").write_text(yaml.safe_dump(peer_suite()))
+    database = f"sqlite:///{scratch / 'start.db'}"
     engine = make_engine(database)
     ensure_schema(engine)
     store = Store(engine)
-    rows = sorted(store.rounds(limit=1000), key=lambda r: r.started_at)
-    demo = [r for r in rows if r.suite == "demo"]
-    mmd = [r for r in rows if r.suite == "mmd-baseline"]
-    runs, elapsed = [], []
-    for i, (a, b) in enumerate(zip(demo, mmd, strict=True)):
-        findings, detector, params = build_findings(store, a.id)
-        store.save_findings(a.id, findings, detector, params)
-        runs.append(({f.provider: f for f in findings}, mmd_verdicts(store, b.id, seed=i)))
-        elapsed.append((as_utc(b.finished_at) - as_utc(a.started_at)).total_seconds())
-    return runs, elapsed
+    build_weights(spec, lambda line: print(line, flush=True))
+    t0 = time.monotonic()
+    fleet_up(spec, scratch / "fleet", wait_s=300)
+    seconds = {}
+    try:
+        for suite, likelihood in ((main_suite, True), ("peer", False)):
+            if suite == "peer" and not peer:
+                continue
+            cfg = config(spec, database, probes_dir, suite, live=suite == "demo")
+            started = time.monotonic()
+            selection = select(cfg, load_suite(suite, probes_dir), None, None)
+            await run_round_async(cfg, store, selection, score_likelihood=likelihood)
+            seconds[suite] = round(time.monotonic() - started, 1)
+    finally:
+        fleet_down(scratch / "fleet")
+    engine.dispose()
+    shutil.move(scratch / "start.db", target)
+    meta = {
+        "seed": seed,
+        "mode": "replay" if replay else "live",
+        "planted": planted,
+        "seconds": seconds,
+        "ranges": RANGES,
+    }
+    (work / f"start-{seed}.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(scratch, ignore_errors=True)
+    print(f"start {seed}: {time.monotonic() - t0:.0f} s {seconds}", flush=True)
+
+
+# --- judging: the sequential policy replayed ---------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    finding: Finding
+    looks: int
+    requests: int
+    tokens: int
+
+
+def first_look_samples(o: Observation) -> int:
+    return int((o.case.get("metadata") or {}).get("samples_first_look", 1))
+
+
+def up_to_look(obs: list[Observation], look: int) -> list[Observation]:
+    return [o for o in obs if o.sample_index < first_look_samples(o) + (look - 1) * EXTRA_SAMPLES]
+
+
+def judge_provider(
+    name: str,
+    reference: list[Observation],
+    provider: list[Observation],
+    tolerance: float,
+    looks: int = LOOKS,
+    seed: str = "",
+) -> Outcome:
+    """The provider's finding as the sequential policy reaches it (`SEQUENTIAL`: every look at
+    alpha / looks, settled deviant at or below it, consistent as the policy settles it)."""
+    policy = VerdictPolicy(alpha=ALPHA, looks=looks)
+    for look in range(1, looks + 1):
+        mine = up_to_look(provider, look)
+        errors = sum(not o.ok for o in mine)
+        finding = assess(
+            ProviderRecord(DEFAULT_MODEL, name, len(mine), errors, 0),
+            "reference", up_to_look(reference, look), mine, [], policy, {},
+            seed=f"{seed}/{name}", noise_tolerance=tolerance,
+        )  # fmt: skip
+        evidence = evidence_of(finding)
+        decision = (
+            "settled_consistent"
+            if evidence.combined_p is None
+            else sequential_decision(
+                evidence.combined_p, look, looks, looks=looks, alpha=ALPHA, n_min=1,
+                consistent_p=SEQUENTIAL.consistent_p, smallest_p=evidence.smallest_p,
+                futility_p=SEQUENTIAL.futility_p,
+            )
+        )  # fmt: skip
+        if decision != "continue" or look == looks:
+            tokens = sum(o.total_tokens or 0 for o in mine)
+            return Outcome(finding, look, len(mine), tokens)
+    raise AssertionError("unreachable")
+
+
+def judge_start(db: Path, tolerance: float, looks: int = LOOKS) -> dict[str, Outcome]:
+    """Each provider's outcome: the sequential policy replayed (a `--replay` start), or the
+    live round's findings recomputed by today's detector from the samples it gathered."""
+    engine = make_engine(f"sqlite:///{db}")
+    ensure_schema(engine)
+    store = Store(engine)
+    rounds = {r.suite: r for r in store.rounds(limit=10)}
+    if "demo" in rounds:
+        round_id = rounds["demo"].id
+        findings, _, _ = build_findings(store, round_id)
+        totals = {t["provider"]: t for t in store.provider_totals(round_id)}
+        engine.dispose()
+        return {
+            f.provider: Outcome(f, 0, totals[f.provider]["requests"], totals[f.provider]["tokens"])
+            for f in findings
+        }
+    by_endpoint: dict[str, list[Observation]] = defaultdict(list)
+    for o in load_observations(store, rounds["demo-looks"].id):
+        by_endpoint[o.endpoint].append(o)
+    engine.dispose()
+    reference = by_endpoint.pop("reference")
+    return {
+        name: judge_provider(name, reference, obs, tolerance, looks, seed=db.stem)
+        for name, obs in sorted(by_endpoint.items())
+    }
+
+
+def expected_of(planted: dict[str, Any]) -> tuple[str, str | None]:
+    return EXPECTED[planted["fault"]]
+
+
+def summarise(
+    starts: dict[int, tuple[dict[str, Any], dict[str, Outcome]]],
+) -> dict[str, Any]:
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    honest: list[tuple[float, bool]] = []
+    for meta, outcomes in starts.values():
+        for name, out in outcomes.items():
+            planted = meta["planted"][name]
+            verdict, kind = expected_of(planted)
+            said = [d.kind for d in out.finding.diagnoses]
+            row = {
+                "flagged": out.finding.verdict == "deviant",
+                "right": out.finding.verdict == verdict and (kind is None or said[:1] == [kind]),
+                "said": said[:2],
+                "requests": out.requests,
+                "tokens": out.tokens,
+                "looks": out.looks,
+                "params": {k: v for k, v in planted.items() if k != "persona_text"},
+            }
+            rows[planted["fault"]].append(row)
+            if planted["fault"] == "honest":
+                honest.append((planted["noise"], row["flagged"]))
+    faults = {}
+    for fault, items in sorted(rows.items()):
+        faults[fault] = {
+            "expected": list(EXPECTED[fault]),
+            "members": len(items),
+            "detection_rate": float(np.mean([r["flagged"] for r in items])),
+            "correct_rate": float(np.mean([r["right"] for r in items])),
+            "requests_mean": float(np.mean([r["requests"] for r in items])),
+            "tokens_mean": float(np.mean([r["tokens"] for r in items])),
+            "first_diagnoses": [r["said"][:1] for r in items],
+            "missed_or_misnamed": [
+                {"said": r["said"], "params": r["params"]} for r in items if not r["right"]
+            ],
+        }
+    return {"faults": faults, "honest": false_alarms(honest)}
+
+
+def false_alarms(honest: list[tuple[float, bool]]) -> dict[str, Any]:
+    def rate(items: list[tuple[float, bool]]) -> dict[str, Any]:
+        k, n = sum(f for _, f in items), len(items)
+        noise = [x for x, _ in items]
+        return {
+            "flagged": k,
+            "rounds": n,
+            "rate": k / n if n else None,
+            "upper_95": clopper_pearson(k, n, confidence=0.90)[1] if n else None,
+            "noise": [min(noise, default=None), max(noise, default=None)],
+        }
+
+    ordered = sorted(honest)
+    third = math.ceil(len(ordered) / 3)
+    terciles = [ordered[i * third : (i + 1) * third] for i in range(3)]
+    return {"pooled": rate(ordered), "terciles": [rate(t) for t in terciles if t]}
+
+
+def judge(work: Path, tuning: list[int], reporting: list[int], tolerance: float) -> None:
+    result: dict[str, Any] = {
+        "benchmark": "detection",
+        "machine": machine(),
+        "detector": DETECTOR,
+        "noise_tolerance": tolerance,
+        "looks": LOOKS,
+        "alpha": ALPHA,
+        "ranges": RANGES,
+        "trusted": "none",
+        "seeds": {"tuning": tuning, "reporting": reporting},
+    }
+    for label, seeds in (("tuning", tuning), ("reporting", reporting)):
+        starts = {}
+        for seed in seeds:
+            db, meta_path = work / f"start-{seed}.db", work / f"start-{seed}.json"
+            if not db.exists():
+                print(f"start {seed}: not recorded, skipped", flush=True)
+                continue
+            starts[seed] = (json.loads(meta_path.read_text()), judge_start(db, tolerance))
+        result[label] = {"starts": sorted(starts), **summarise(starts)}
+    out = ROOT / "bench" / "results" / "detection.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    for label in ("tuning", "reporting"):
+        block = result[label]
+        print(f"== {label}: {len(block['starts'])} starts")
+        for fault, row in block["faults"].items():
+            print(
+                f"{fault:<18} detected {row['detection_rate']:.0%} named {row['correct_rate']:.0%} "
+                f"({row['members']} members, {row['requests_mean']:.0f} requests)"
+            )
+        pooled = block["honest"]["pooled"]
+        flagged, rounds, upper = pooled["flagged"], pooled["rounds"], pooled["upper_95"]
+        print(f"honest false alarms {flagged}/{rounds} (upper bound {upper})")
+    print(f"wrote {out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--mmd-samples", type=int, default=10)
-    parser.add_argument(
-        "--looks", type=int, default=3, help="sequential looks of the auditor's round (1: plain)"
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="record fleet starts (skips those recorded)")
+    rec.add_argument("--seeds", required=True, help="e.g. 0-5 or 100-119,130")
+    rec.add_argument("--peer", action="store_true", help="also record the peer's suite")
+    rec.add_argument(
+        "--replay", action="store_true", help="record every look's samples (tuning starts)"
     )
-    parser.add_argument(
-        "--reuse",
-        metavar="DATABASE_URL",
-        help="judge the rounds stored by an earlier run again instead of running the fleet",
-    )
+    rec.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    jud = sub.add_parser("judge", help="judge recorded starts; write the results")
+    jud.add_argument("--tuning", default="", help="seeds the thresholds were chosen on")
+    jud.add_argument("--reporting", default="", help="seeds the figures are reported on")
+    jud.add_argument("--tolerance", type=float, default=DEFAULT_NOISE_TOLERANCE)
+    jud.add_argument("--work", type=Path, default=DEFAULT_WORK)
     args = parser.parse_args()
-    if args.reuse:
-        runs, elapsed = recompute(args.reuse)
-        write(runs, elapsed, args.mmd_samples, reused=args.reuse, looks=None)
-        return
-
-    work = Path(tempfile.mkdtemp(prefix="auditor-detection-"))
-    probes_dir = work / "probes"
-    probes_dir.mkdir()
-    shutil.copy(ROOT / "probes" / "demo.yaml", probes_dir / "demo.yaml")
-    (probes_dir / "mmd.yaml").write_text(yaml.safe_dump(mmd_suite(args.mmd_samples)))
-    spec = fleet_spec()
-    config = config_for(spec, f"sqlite:///{work / 'detection.db'}", probes_dir, args.looks)
-    engine = make_engine(config.database)
-    ensure_schema(engine)
-    store = Store(engine)
-    build_weights(spec, print)
-    fleet_up(spec, work / "fleet", wait_s=180)
-    runs, elapsed = [], []
-    try:
-        for r in range(args.rounds):
-            t0 = time.monotonic()
-            runs.append(asyncio.run(one_repetition(config, store, probes_dir, seed=r)))
-            elapsed.append(time.monotonic() - t0)
-            print(f"repetition {r + 1}/{args.rounds}: {elapsed[-1]:.0f} s", flush=True)
-    finally:
-        fleet_down(work / "fleet")
-    write(runs, elapsed, args.mmd_samples, reused=None, looks=args.looks)
-
-
-def write(
-    runs: list[tuple[dict[str, Any], dict[str, Any]]],
-    elapsed: list[float],
-    mmd_samples: int,
-    reused: str | None,
-    looks: int | None,
-) -> None:
-    result = {
-        "benchmark": "detection",
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "rounds": len(runs),
-        "detector": DETECTOR,
-        "findings_recomputed_from": reused,
-        "suite": "demo",
-        "sequential_looks": looks,  # None: re-judged rounds, see findings_recomputed_from
-        "mmd_baseline_suite": {"prompts": len(MMD_PROMPTS), "samples_per_prompt": mmd_samples},
-        "alpha": ALPHA,
-        "seconds_per_repetition": elapsed,
-        "members": summarise(runs, elapsed),
-    }
-    out = ROOT / "bench" / "results" / "detection.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    for row in result["members"]:
-        a, b = row["auditor"], row["mmd_baseline"]
-        print(
-            f"{row['member']:<14} auditor {a['flagged_rate']:.2f} flagged, "
-            f"{a['correct_rate']:.2f} right ({a['requests_per_round']:.0f} req); "
-            f"MMD {b['flagged_rate']:.2f} flagged ({b['requests_per_round']:.0f} req)"
-        )
-    print(f"wrote {out}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.command == "record":
+        for seed in parse_seeds(args.seeds):
+            asyncio.run(record_start(seed, args.work, args.peer, args.replay))
+    else:
+        tuning = parse_seeds(args.tuning) if args.tuning else []
+        reporting = parse_seeds(args.reporting) if args.reporting else []
+        judge(args.work, tuning, reporting, args.tolerance)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,20 @@ observations; no I/O.
 
 from __future__ import annotations
 
-from auditor.comparisons.base import (
-    DEFAULT_NOISE_TOLERANCE,
-    Comparison,
-    ComparisonInput,
-    comparators,
-)
+from auditor.comparisons.base import Comparison, ComparisonInput, comparators
 from auditor.comparisons.greedy import common_prefix
 from auditor.comparisons.likelihood import reference_likelihood
 from auditor.comparisons.observation import Observation
+from auditor.config import DEFAULT_NOISE_TOLERANCE
 
-__all__ = ["Comparison", "ComparisonInput", "common_prefix", "compare", "reference_likelihood"]
+__all__ = [
+    "DEFAULT_NOISE_TOLERANCE",
+    "Comparison",
+    "ComparisonInput",
+    "common_prefix",
+    "compare",
+    "reference_likelihood",
+]
 
 
 def compare(

@@ -23,15 +23,13 @@ from typing import Any
 import numpy as np
 
 from auditor.comparisons.observation import Observation
+from auditor.config import DEFAULT_NOISE_TOLERANCE
 from auditor.plugins import Registry
 from auditor.records import TestResult
 from auditor.stats.outcome import TestOutcome
 
 MIN_SAMPLES = 5  # fewer paired or scored samples than this: no test
 TOLERATED_RATE = 0.01  # honest quirks allowed for: 1 request in 100
-#: The numeric noise honest serving may add to the reference's logits (std, nats), when no
-#: provider is trusted: `judging.noise_tolerance` in providers.yaml (README, Judging).
-DEFAULT_NOISE_TOLERANCE = 0.15
 
 
 class Scope(StrEnum):

@@ -183,15 +183,6 @@ register(
         when=(Not(WHOLE_PROMPT_CHANGED),),
     ),
     Rule(
-        name="context_truncation.long_prompts_fail",
-        metric=M.EXPECT_PASS,
-        scope=Scope.LONG_CONTEXT,
-        direction="down",
-        kind="context_truncation",
-        weight=0.8,
-        summary="fails retrieval from long prompts ({effect:+.0%} pass rate)",
-    ),
-    Rule(
         name="system_prompt.billed_differently",
         metric=M.PROMPT_TOKENS,
         scope=Scope.SYSTEM_PROMPT,
@@ -200,15 +191,6 @@ register(
         summary="requests with a system message are billed {moved:+.0f} tokens against the "
         "reference: the system message is not passed as sent",
         when=(Not(WHOLE_PROMPT_CHANGED),),
-    ),
-    Rule(
-        name="system_prompt.ignored",
-        metric=M.EXPECT_PASS,
-        scope=Scope.SYSTEM_PROMPT,
-        direction="down",
-        kind="system_prompt",
-        weight=0.8,
-        summary="ignores what the system message says ({effect:+.0%} pass rate)",
     ),
     Rule(
         name="system_prompt.hidden_instructions",

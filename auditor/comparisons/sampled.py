@@ -15,8 +15,9 @@ from auditor.comparisons.base import (
     result_of,
     seeded_rng,
 )
-from auditor.comparisons.likelihood import SAMPLING_SEEN, LikelihoodMetric
+from auditor.comparisons.likelihood import LikelihoodMetric
 from auditor.comparisons.metrics import PROMPT_CHANGED
+from auditor.comparisons.noise import SAMPLING
 from auditor.comparisons.observation import Observation
 from auditor.comparisons.rules import Not, Rule, register
 from auditor.stats import mmd_hamming_test, rank_of, rank_uniformity_test
@@ -109,7 +110,7 @@ register(
         scope=Scope.SAMPLED,
         direction="up",
         when=(Not(PROMPT_CHANGED),),
-        suppressed_by=SAMPLING_SEEN,
+        suppressed_by=SAMPLING,
         kind="sampling_params",
         weight=0.7,
         summary="sampled answers are more likely under the reference weights than its own "
@@ -122,7 +123,7 @@ register(
         scope=Scope.SAMPLED,
         direction="down",
         when=(Not(PROMPT_CHANGED),),
-        suppressed_by=SAMPLING_SEEN,
+        suppressed_by=SAMPLING,
         kind="model_variant",
         weight=0.6,
         summary="sampled answers are less likely under the reference weights than its own "

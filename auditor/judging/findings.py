@@ -14,7 +14,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlmodel import col
 
-from auditor.comparisons import Comparison, compare
+from auditor.comparisons import DEFAULT_NOISE_TOLERANCE, Comparison, compare
 from auditor.comparisons.observation import Observation
 from auditor.judging.diagnose import diagnose
 from auditor.judging.evidence import pick_evidence
@@ -57,6 +57,14 @@ def _history_baseline(
     if earlier is None:
         return []
     return load_observations(store, earlier, [provider_id])
+
+
+def _tolerances(store: Store, round_id: str) -> dict[str, float]:
+    """The round's numeric noise tolerance per model (`rounds.judging`; none: the default)."""
+    with store.session() as s:
+        row = s.get(RoundRow, round_id)
+    judging = (row.judging or {}) if row else {}
+    return {m: float(v) for m, v in (judging.get("noise_tolerance") or {}).items()}
 
 
 def _looks(store: Store, round_id: str) -> int:
@@ -106,12 +114,13 @@ def assess(
     policy: VerdictPolicy,
     bands: dict[str, Band],
     seed: str,
+    noise_tolerance: float = DEFAULT_NOISE_TOLERANCE,
 ) -> Finding:
     """One provider's finding from its observations and its baseline's (no I/O): the
     comparisons, the verdict, the diagnoses and the evidence."""
     comparisons: list[Comparison] = []
     if reference and observations:
-        comparisons = compare(reference, observations, seed, trusted)
+        comparisons = compare(reference, observations, seed, trusted, noise_tolerance)
     judgement = judge(comparisons, provider.requests, provider.errors, policy, bands)
     diagnoses = diagnose(judgement.rejected, comparisons)
     deviant = judgement.verdict == "deviant"
@@ -143,6 +152,7 @@ def build_findings(
         alpha=alpha, looks=_looks(store, round_id), min_answered_fraction=min_answered_fraction
     )
     totals = {(t["model"], t["provider"]): t for t in store.provider_totals(round_id)}
+    tolerances = _tolerances(store, round_id)
     endpoints = round_endpoints(store, round_id)
     findings = []
     # One model at a time, one provider at a time: in memory are the provider's observations,
@@ -187,6 +197,7 @@ def build_findings(
                     policy,
                     bands,
                     seed=f"{round_id}/{model}/{e.name}",
+                    noise_tolerance=tolerances.get(model, DEFAULT_NOISE_TOLERANCE),
                 )
             )
     findings.sort(key=lambda f: (f.model, f.provider))

@@ -20,11 +20,66 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import httpx
+import numpy as np
 
 from auditor.config import EndpointReference
 
 if TYPE_CHECKING:
     from llama_cpp.llama_types import ChatCompletionRequestMessage
+
+
+#: Cuts a sampler may apply to the distribution (a server's own defaults often do): a token
+#: is cut by top_k=k when k tokens or more are likelier, by min_p=m when its probability is
+#: below m times the top token's, by top_p=P when it lies outside the smallest set of likeliest
+#: tokens holding P of the mass (all on the model's raw distribution).
+SAMPLER_CUTS: tuple[tuple[str, float], ...] = (
+    ("top_k", 20), ("top_k", 40), ("top_k", 50), ("top_k", 100),
+    ("min_p", 0.02), ("min_p", 0.05), ("min_p", 0.1),
+    ("top_p", 0.9), ("top_p", 0.95),
+)  # fmt: skip
+
+
+def cut_masses(
+    logprobs: np.ndarray, token: int, sampler: dict[str, Any]
+) -> tuple[tuple[float, ...], tuple[bool, ...]]:
+    """For one step's raw log-probabilities (the whole vocabulary): the chance that honest
+    sampling with `sampler` (temperature, and top_p, top_k, min_p where set) draws a token
+    each cut of `SAMPLER_CUTS` removes, and whether `token` is one."""
+    order = np.argsort(-logprobs, kind="stable")
+    ranks = np.empty_like(order)
+    ranks[order] = np.arange(order.size)
+    raw = np.exp(logprobs - logprobs.max())
+    raw /= raw.sum()
+    temperature = float(sampler.get("temperature") or 1.0)
+    honest = np.exp((logprobs - logprobs.max()) / temperature)
+    if sampler.get("top_k"):
+        honest[ranks >= int(sampler["top_k"])] = 0.0
+    if sampler.get("min_p"):
+        honest[raw < float(sampler["min_p"]) * raw.max()] = 0.0
+    honest /= honest.sum()
+    if sampler.get("top_p") is not None and float(sampler["top_p"]) < 1.0:
+        honest[~_nucleus(honest, order, float(sampler["top_p"]))] = 0.0
+        honest /= honest.sum()
+    masses, hits = [], []
+    for kind, value in SAMPLER_CUTS:
+        if kind == "top_k":
+            cut = ranks >= value
+        elif kind == "min_p":
+            cut = raw < value * raw.max()
+        else:
+            cut = ~_nucleus(raw, order, value)
+        masses.append(float(honest[cut].sum()))
+        hits.append(bool(cut[token]))
+    return tuple(masses), tuple(hits)
+
+
+def _nucleus(probs: np.ndarray, order: np.ndarray, mass: float) -> np.ndarray:
+    """The smallest set of likeliest tokens holding `mass` of the probability (a mask)."""
+    cumulative = np.cumsum(probs[order])
+    size = int(np.searchsorted(cumulative, mass)) + 1
+    keep = np.zeros(probs.size, dtype=bool)
+    keep[order[:size]] = True
+    return keep
 
 
 @dataclass(frozen=True)
@@ -34,12 +89,19 @@ class TokenScore:
     `rank` is the number of tokens the reference prefers to it (0: its top choice); an
     endpoint that reports only the top k alternatives gives k when the token is not among
     them, a lower bound.
+
+    Scored with a sampler (a sampled answer, `sampler` given to `score_continuation`):
+    `cut_mass[c]`, the chance that honest sampling with that sampler draws a token that cut c
+    of `SAMPLER_CUTS` would remove, and `cut_hit[c]`, whether this token is one. Empty where
+    the scorer cannot see the whole distribution (an endpoint's top-k logprobs).
     """
 
     token: str
     logprob: float
     rank: int
     top: list[tuple[str, float]]
+    cut_mass: tuple[float, ...] = ()
+    cut_hit: tuple[bool, ...] = ()
 
 
 class ScoringUnavailable(Exception):
@@ -56,7 +118,10 @@ class ContinuationScorer(ABC):
         continuation: str,
         top_k: int = 5,
         max_tokens: int | None = None,
-    ) -> list[TokenScore]: ...
+        sampler: dict[str, Any] | None = None,
+    ) -> list[TokenScore]:
+        """`sampler`: the request's sampling parameters (temperature, top_p, top_k, min_p),
+        for `TokenScore.cut_mass`; None for a greedy answer."""
 
     async def aclose(self) -> None:
         return None
@@ -154,6 +219,7 @@ class EndpointContinuationScorer(ContinuationScorer):
         continuation: str,
         top_k: int = 5,
         max_tokens: int | None = None,
+        sampler: dict[str, Any] | None = None,  # only top-k logprobs here: no cut masses
     ) -> list[TokenScore]:
         if not continuation:
             return []

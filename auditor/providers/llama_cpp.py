@@ -17,7 +17,12 @@ import numpy as np
 from auditor.config import LlamaCppReference
 from auditor.errors import AuditorError
 from auditor.providers.base import ProviderAdapter
-from auditor.providers.continuation import ChatTemplate, ContinuationScorer, TokenScore
+from auditor.providers.continuation import (
+    ChatTemplate,
+    ContinuationScorer,
+    TokenScore,
+    cut_masses,
+)
 from auditor.providers.tool_prompt import needs_rendering, offers_tools, tool_answer, with_tools
 from auditor.records import CompletionRequest, CompletionResponse, ErrorClass, Usage, utcnow
 
@@ -130,14 +135,22 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
         continuation: str,
         top_k: int = 5,
         max_tokens: int | None = None,
+        sampler: dict[str, Any] | None = None,
     ) -> list[TokenScore]:
         """Log-probability, rank and top-k alternatives of every token of `continuation`
         (a provider's answer) after `messages`, under the reference weights: the answers the
         reference would rarely give betray other weights or sampling settings. Only the
-        first `max_tokens` tokens when set."""
+        first `max_tokens` tokens when set. With `sampler`, each token's `cut_mass` and
+        `cut_hit` (`SAMPLER_CUTS`), from the whole distribution."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self.worker, self.score_continuation_sync, messages, continuation, top_k, max_tokens
+            self.worker,
+            self.score_continuation_sync,
+            messages,
+            continuation,
+            top_k,
+            max_tokens,
+            sampler,
         )
 
     def score_continuation_sync(
@@ -146,6 +159,7 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
         continuation: str,
         top_k: int = 5,
         max_tokens: int | None = None,
+        sampler: dict[str, Any] | None = None,
     ) -> list[TokenScore]:
         llm = self._model_for(wants_logprobs=True)
         self._use_threads(llm, self.config.scoring_threads)
@@ -175,6 +189,7 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
             chosen = row[token]
             best = np.argpartition(row, -top_k)[-top_k:] if top_k else np.array([], dtype=int)
             top = best[np.argsort(row[best])[::-1]]
+            masses, hits = cut_masses(row, token, sampler) if sampler else ((), ())
             out.append(
                 TokenScore(
                     token=llm.detokenize([token]).decode(errors="replace"),
@@ -184,6 +199,8 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
                         (llm.detokenize([int(t)]).decode(errors="replace"), float(row[t]))
                         for t in top
                     ],
+                    cut_mass=masses,
+                    cut_hit=hits,
                 )
             )
         return out
@@ -216,11 +233,12 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
                 messages=messages,
                 temperature=1.0 if p.temperature is None else p.temperature,
                 top_p=1.0 if p.top_p is None else p.top_p,
-                # Plain temperature/top-p sampling, as the reference distribution is defined:
-                # llama.cpp's own top-k and min-p defaults would truncate it.
-                top_k=0,
-                min_p=0.0,
-                repeat_penalty=1.0,
+                # The request's sampler (the model profile's recommended one); where it says
+                # nothing, plain temperature/top-p sampling, as the reference distribution is
+                # defined: llama.cpp's own top-k and min-p defaults would truncate it.
+                top_k=p.top_k or 0,
+                min_p=p.min_p or 0.0,
+                repeat_penalty=p.repetition_penalty or 1.0,
                 max_tokens=p.max_tokens or 256,
                 seed=p.seed,
                 stop=p.stop,

@@ -18,8 +18,18 @@ from auditor.records import CompletionRequest, CompletionResponse, ProbeCase
 from auditor.stats import Decision, sequential_decision
 
 EndpointKey = tuple[str, str]  # (model, endpoint name)
-# Each provider's combined p-value on what is stored so far (None: nothing to decide on).
-Judge = Callable[[], Awaitable[dict[EndpointKey, float | None]]]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A provider's tests on what is stored so far: their combined p-value (None: nothing
+    to decide on) and the smallest uncorrected one."""
+
+    combined_p: float | None
+    smallest_p: float | None = None
+
+
+Judge = Callable[[], Awaitable[dict[EndpointKey, Evidence]]]
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,11 @@ class Plan:
         total = sum(len(numbers(c)) for c in cases)
         return cls({key: (total, requests) for key in endpoints})
 
+    @classmethod
+    def union(cls, plans: Iterable[Plan]) -> Plan:
+        """One plan of several (each endpoint in one of them)."""
+        return cls({k: v for p in plans for k, v in p._streams.items()})
+
     def endpoints(self) -> list[EndpointKey]:
         return list(self._streams)
 
@@ -127,7 +142,7 @@ class Look:
 @dataclass
 class SequentialPolicy(BudgetPolicy):
     """The whole plan first; then, after each look, `extra_samples` more samples of every case
-    in `extendable` (the suite) for the providers still in doubt.
+    in `extendable` (the suite, per model) for the providers still in doubt.
 
     `judge` recomputes every provider's combined p-value from what is stored (the round's
     own comparisons and diagnosis tests, Benjamini-Hochberg combined). A provider is settled
@@ -140,7 +155,7 @@ class SequentialPolicy(BudgetPolicy):
     (a clamp hit now and then, an answer that moves on some requests) grows with it."""
 
     plan: Plan
-    extendable: list[ProbeCase]
+    extendable: dict[str, list[ProbeCase]]  # per model: its cases (the suite, as sent to it)
     providers: list[EndpointKey]
     references: dict[str, str]  # model -> the reference endpoint's name
     judge: Judge
@@ -160,13 +175,14 @@ class SequentialPolicy(BudgetPolicy):
         self._look += 1
         return extra
 
-    def _decide(self, p_values: dict[EndpointKey, float | None]) -> list[EndpointKey]:
+    def _decide(self, evidence: dict[EndpointKey, Evidence]) -> list[EndpointKey]:
         """Record each open provider's decision at this look; return those still open."""
         still_open = []
         for key in self.providers:
             if key in self.state and self.state[key].decision != "continue":
                 continue
-            p = p_values.get(key)
+            found = evidence.get(key, Evidence(None))
+            p = found.combined_p
             decision: Decision = (
                 "settled_consistent"  # nothing to test: more of the same will not help
                 if p is None
@@ -178,6 +194,8 @@ class SequentialPolicy(BudgetPolicy):
                     alpha=self.alpha,
                     n_min=1,
                     consistent_p=self.settings.consistent_p,
+                    smallest_p=found.smallest_p,
+                    futility_p=self.settings.futility_p,
                 )
             )
             self.state[key] = Look(decision, p, self._look)
@@ -186,14 +204,17 @@ class SequentialPolicy(BudgetPolicy):
         return still_open
 
     def _extra(self, open_keys: list[EndpointKey]) -> Plan:
-        first = max(c.samples for c in self.extendable) + (self._look - 1) * (
-            self.settings.extra_samples
-        )
-        endpoints = list(open_keys)
-        endpoints += [
-            (m, name) for m, name in self.references.items() if any(k[0] == m for k in open_keys)
-        ]
-        return Plan.samples(endpoints, self.extendable, first, self.settings.extra_samples)
+        extra = self.settings.extra_samples
+        plans = []
+        for model, cases in self.extendable.items():
+            keys = [k for k in open_keys if k[0] == model]
+            if not keys or not cases:
+                continue
+            first = max(c.samples for c in cases) + (self._look - 1) * extra
+            if model in self.references:
+                keys.append((model, self.references[model]))
+            plans.append(Plan.samples(keys, cases, first, extra))
+        return Plan.union(plans)
 
 
 @dataclass

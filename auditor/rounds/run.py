@@ -20,9 +20,11 @@ from auditor.probes import Suite
 from auditor.providers.base import ProviderAdapter, adapters
 from auditor.providers.cache import CachedReference
 from auditor.providers.reference import ReferenceEndpoint, ReferenceUnavailable, build_reference
+from auditor.records import Finding, ProbeCase
 from auditor.rounds.budget import (
     BudgetPolicy,
     EndpointKey,
+    Evidence,
     Plan,
     SendEverySample,
     SequentialPolicy,
@@ -107,18 +109,22 @@ async def run_round_async(
     """One round of `selection`, stored as it goes. It stops cleanly (in-flight requests get
     `drain_timeout_s` to finish; the round is marked interrupted) on SIGINT/SIGTERM, or, when
     the caller owns the signals (the daemon), once `stop` is set."""
-    suite = selection.suite
-    store.upsert_probe_cases(suite.cases)
+    cases = cases_by_model(selection)
+    by_hash = {c.content_hash: c for model_cases in cases.values() for c in model_cases}
+    store.upsert_probe_cases(list(by_hash.values()))
     endpoints = register_endpoints(config, store, selection, with_reference)
-    plan = Plan.samples([e.key for e in endpoints.endpoints], suite.cases)
+    plan = Plan.union(
+        Plan.samples([e.key for e in endpoints.endpoints if e.model == model], model_cases)
+        for model, model_cases in cases.items()
+    )
     round_id = start_round(config, store, selection, endpoints, len(plan))
     scoring = LikelihoodScoring(store, round_id, endpoints.references, progress)
-    policy = budget_policy(config, plan, suite, endpoints, scoring, score_likelihood)
+    policy = budget_policy(config, plan, cases, endpoints, scoring, score_likelihood)
     runner = RoundRunner(
         store,
         round_id,
         endpoints.endpoints,
-        {c.content_hash: c for c in suite.cases},
+        by_hash,
         policy,
         SpendMeter(config.budget),
         Redactor.from_config(config),
@@ -140,6 +146,18 @@ async def run_round_async(
     log_sequential_decisions(round_id, policy)
     finish_round(store, round_id, outcome)
     return RoundResult(round_id, outcome, note)
+
+
+def cases_by_model(selection: RoundSelection) -> dict[str, list[ProbeCase]]:
+    """The suite's cases as each model is sent them: sampled cases take the sampler the
+    model's profile recommends (so their hash, what is sent, differs by model)."""
+    out = {}
+    for model in selection.models:
+        sampler = model.profile.sampler
+        params = sampler.as_params() if sampler else None
+        cases = selection.suite.cases
+        out[model.name] = [c.with_sampler(params) for c in cases] if params else list(cases)
+    return out
 
 
 def register_endpoints(
@@ -211,6 +229,9 @@ def start_round(
             planned_requests=planned,
             models=[m.name for m in selection.models],
             budget=config.budget.model_dump(mode="json"),
+            judging={
+                "noise_tolerance": {m.name: config.noise_tolerance(m) for m in selection.models}
+            },
         )
     )
     log.info("round.started", round_id=row.id, suite=suite.name, planned=planned)
@@ -250,7 +271,7 @@ class LikelihoodScoring:
 def budget_policy(
     config: AuditorConfig,
     plan: Plan,
-    suite: Suite,
+    cases: dict[str, list[ProbeCase]],
     endpoints: RoundEndpoints,
     scoring: LikelihoodScoring,
     score_likelihood: bool,
@@ -261,24 +282,29 @@ def budget_policy(
         return SendEverySample(plan)
     store, round_id = scoring.store, scoring.round_id
 
-    async def judge() -> dict[EndpointKey, float | None]:
+    async def judge() -> dict[EndpointKey, Evidence]:
         if score_likelihood:
             await scoring.score_so_far()
         findings, _, _ = await asyncio.to_thread(build_findings, store, round_id)
-        return {
-            (f.model, f.provider): None if f.verdict == "unavailable" else combined_p(f.tests)
-            for f in findings
-        }
+        return {(f.model, f.provider): evidence_of(f) for f in findings}
 
     return SequentialPolicy(
         plan,
-        extendable=list(suite.cases),
+        extendable=cases,
         providers=[e.key for e in endpoints.endpoints if e.name != REFERENCE],
         references={m: REFERENCE for m in endpoints.references},
         judge=judge,
         settings=config.budget.sequential,
         alpha=ALPHA,
     )
+
+
+def evidence_of(finding: Finding) -> Evidence:
+    """What the sequential policy reads of a finding (nothing for an unavailable provider)."""
+    if finding.verdict == "unavailable":
+        return Evidence(None)
+    p_values = [t.p_value for t in finding.tests if t.p_value is not None]
+    return Evidence(combined_p(finding.tests), min(p_values, default=None))
 
 
 async def send_until_done(runner: RoundRunner, stop: asyncio.Event | None) -> RoundOutcome:

@@ -18,9 +18,12 @@ Scoring costs a forward pass over the prompt and the answer, at about prompt-eva
 speed (some 75 tokens a second for the demo model on one core), so: answers to the same
 prompt are scored one after another (an engine that keeps its prompt cache evaluates each
 prompt once), an answer equal to one already scored for the same probe reuses its scores
-(honest providers mostly repeat the reference's greedy answers), only the first
-`MAX_TOKENS` tokens of an answer are scored, and long-context probes are left out (their
-prompts cost thousands of tokens each; retrieval and prompt accounting judge them).
+(honest providers mostly repeat the reference's greedy answers), and only the first
+`MAX_TOKENS` tokens of an answer are scored. Long-context answers are scored too: their long
+prompt is evaluated once for all the answers to it, and a context cut short shows there.
+A sampled answer (temperature > 0) is scored with its request's sampler: how often each cut
+a server may apply (`SAMPLER_CUTS`) would have removed its tokens, against how often honest
+sampling draws such tokens (`sampler_cuts`, in the trace).
 """
 
 from __future__ import annotations
@@ -32,7 +35,12 @@ from typing import Any
 import numpy as np
 import structlog
 
-from auditor.providers.continuation import ContinuationScorer, ScoringUnavailable, TokenScore
+from auditor.providers.continuation import (
+    SAMPLER_CUTS,
+    ContinuationScorer,
+    ScoringUnavailable,
+    TokenScore,
+)
 from auditor.records import ScoreRecord
 from auditor.rounds.runner import RoundProgress
 from auditor.storage.repository import Store
@@ -45,7 +53,6 @@ FAR_RANK = 5  # `ref_far_share`: tokens outside the reference's top 5
 MAX_TOKENS = 48
 NEAR_CAP = 3.0  # gaps (nats) kept per step: farther candidates cannot win under honest noise
 NEAR_KEEP = 8  # at most this many candidates kept per step
-SKIPPED_SIGNALS = {"long_context"}
 METRICS = ("ref_logprob_mean", "ref_top1_share", "ref_gap_mean", "ref_far_share", "ref_tokens")
 #: The score whose `detail` holds the answer's steps (`token_trace`).
 TRACE_METRIC = "ref_tokens"
@@ -71,7 +78,22 @@ def token_trace(tokens: Sequence[TokenScore]) -> dict[str, Any]:
         gaps.append(round(max(0.0, top - t.logprob), 3))
         others = sorted(round(top - lp, 3) for _, lp in t.top[1:] if top - lp < NEAR_CAP)
         near.append(others[:NEAR_KEEP])
-    return {"rank": ranks, "gap": gaps, "near": near}
+    trace: dict[str, Any] = {"rank": ranks, "gap": gaps, "near": near}
+    if tokens and tokens[0].cut_mass:
+        trace["cuts"] = sampler_cuts(tokens)
+    return trace
+
+
+def sampler_cuts(tokens: Sequence[TokenScore]) -> dict[str, list[float]]:
+    """Per cut of `SAMPLER_CUTS` (`top_k=40`...): [tokens the cut would remove, the number
+    honest sampling is expected to draw, the log-chance that it draws none]."""
+    out = {}
+    for c, (kind, value) in enumerate(SAMPLER_CUTS):
+        masses = np.array([t.cut_mass[c] for t in tokens])
+        hits = sum(t.cut_hit[c] for t in tokens)
+        none = float(np.log1p(-np.clip(masses, 0.0, 1.0 - 1e-12)).sum())
+        out[f"{kind}={value:g}"] = [float(hits), round(float(masses.sum()), 4), round(none, 4)]
+    return out
 
 
 def likelihood_scores(tokens: Sequence[TokenScore], params: dict[str, Any]) -> list[ScoreRecord]:
@@ -108,12 +130,7 @@ async def score_round(
     progress: RoundProgress | None = None,
 ) -> LikelihoodOutcome:
     """Score every answered sample of `model` in the round that has no likelihood yet."""
-    # Long-context answers are left out on purpose: neither planned nor counted as failures.
-    todo = [
-        a
-        for a in store.answers_to_score(round_id, model, SCORER)
-        if not SKIPPED_SIGNALS.intersection(a.signals)
-    ]
+    todo = store.answers_to_score(round_id, model, SCORER)
     key = (model, "reference likelihood")
     if progress is not None and todo:
         progress.planned(key, len(todo))
@@ -124,8 +141,10 @@ async def score_round(
         records = done.get((answer.probe_hash, answer.text))
         if records is None:
             try:
+                sampled = (answer.params.get("temperature") or 0) > 0
+                sampler = answer.params if sampled else None
                 tokens = await scorer.score_continuation(
-                    answer.messages, answer.text, TOP_K, MAX_TOKENS
+                    answer.messages, answer.text, TOP_K, MAX_TOKENS, sampler
                 )
             except ScoringUnavailable as exc:
                 log.warning("likelihood.unavailable", round_id=round_id, reason=str(exc))

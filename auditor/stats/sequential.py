@@ -43,20 +43,26 @@ def sequential_decision(
     alpha: float = 0.05,
     n_min: int = 0,
     consistent_p: float = 0.5,
+    smallest_p: float | None = None,
+    futility_p: float = 0.0,
 ) -> Decision:
     """Decide after one look: stop as deviant, stop as consistent, or sample more.
 
     - "settled_deviant" when `p_value` <= alpha / looks (see the module docstring for why the
       overall false-alarm rate stays at most alpha);
-    - "settled_consistent" when the budget is spent (n >= n_max), or when n >= n_min and
-      `p_value` >= consistent_p (the data look like the reference; more samples are unlikely
-      to change that, and stopping here cannot cause a false alarm);
+    - "settled_consistent" when the budget is spent (n >= n_max), or when n >= n_min,
+      `p_value` >= consistent_p and no single test is promising (`smallest_p`, the smallest
+      uncorrected p-value, at least `futility_p`): the data look like the reference, more
+      samples are unlikely to change that, and stopping here cannot cause a false alarm. A
+      lone test pointing somewhere keeps the provider in doubt even where the correction for
+      many tests hides it: more samples are what tell a weak fault from chance;
     - "continue" otherwise. A NaN p-value counts as 1.
     """
     threshold = per_look_alpha(alpha, looks)
     p = 1.0 if math.isnan(p_value) else p_value
     if p <= threshold:
         return "settled_deviant"
-    if n >= n_max or (n >= n_min and p >= consistent_p):
+    promising = smallest_p is not None and smallest_p < futility_p
+    if n >= n_max or (n >= n_min and p >= consistent_p and not promising):
         return "settled_consistent"
     return "continue"

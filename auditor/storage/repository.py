@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, Engine, Result, func, insert, select, update
@@ -45,6 +45,7 @@ class AnswerText:
     signals: list[str]
     messages: list[dict[str, Any]]
     text: str
+    params: dict[str, Any] = field(default_factory=dict)  # the request's (its sampler)
 
 
 def _prompt_messages(case: dict[str, Any]) -> list[dict[str, Any]]:
@@ -443,7 +444,12 @@ class Store:
             ).all()
         return [
             AnswerText(
-                sample_id, probe_hash, list(case.get("signals") or []), _prompt_messages(case), text
+                sample_id,
+                probe_hash,
+                list(case.get("signals") or []),
+                _prompt_messages(case),
+                text,
+                dict(case.get("params") or {}),
             )
             for sample_id, probe_hash, text, case in rows
             if text

@@ -46,6 +46,8 @@ class RoundRow(SQLModel, table=True):
     planned_requests: int = 0
     models: list[str] | None = _json()
     budget: dict[str, Any] | None = _json()
+    # What the findings depend on beyond the samples: {"noise_tolerance": {model: nats}}.
+    judging: dict[str, Any] | None = _json()
     hostname: str | None = None
     pid: int | None = None
 

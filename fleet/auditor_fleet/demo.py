@@ -75,8 +75,6 @@ def providers_yaml(spec: FleetSpec, database: str = "sqlite:///auditor.db") -> s
         ]
         if i == 1:
             lines.append("        stream: true")
-        if m.fault == "honest":  # the demo user knows these are honest: their noise is the band
-            lines.append("        trusted: true")
     return "\n".join(lines) + "\n"
 
 
