@@ -114,7 +114,8 @@ def prompt_accounting(
     """Prompt tokens the provider bills against what the reference tokenizer and chat template
     count for the same request, per probe scope. With the same weights and template the
     counts are equal; requests whose counts differ by more than a token or two are
-    violations, tested against the tolerated rate. `moved` is the median difference."""
+    violations, tested against the tolerated rate. `moved` is the median difference among
+    the requests that differ."""
     ref = {o.key: o for o in reference if o.prompt_tokens is not None}
     out = []
     for scope, keep in PROBE_SCOPES.items():
@@ -132,7 +133,10 @@ def prompt_accounting(
                 result_of(f"prompt_tokens@{scope}", outcome),
                 M.PROMPT_TOKENS,
                 scope,
-                sign=float(np.median(diffs)) if k else 0.0,
+                # which way the requests that differ moved (a fault may touch only some)
+                sign=float(np.median([d for d in diffs if abs(d) > PROMPT_TOKEN_TOLERANCE]))
+                if k
+                else 0.0,
             )
         )
     return out
@@ -212,16 +216,6 @@ register(
         weight=0.95,
         summary="every request is billed {moved:+.0f} tokens more than the reference "
         "counts, and the tone moved: hidden instructions are added",
-    ),
-    Rule(
-        name="chat_template.other_template",
-        metric=M.PROMPT_TOKENS,
-        scope=Scope.SHORT,
-        direction="down",
-        kind="chat_template",
-        weight=0.85,
-        summary="prompts are billed {moved:+.0f} tokens against the model's own chat "
-        "template: another template is applied",
     ),
     Rule(
         name="model_variant.tone",

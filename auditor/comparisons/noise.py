@@ -57,7 +57,8 @@ from auditor.comparisons.base import (
 from auditor.comparisons.greedy import diverges_early
 from auditor.comparisons.metrics import PROMPT_CHANGED, TONE_METRICS, ScoreMetric
 from auditor.comparisons.observation import Observation
-from auditor.comparisons.rules import Figure, Moved, Not, Rule, register
+from auditor.comparisons.rules import AllOf, Condition, Figure, Moved, Not, Rule, register
+from auditor.comparisons.sampler import SamplerMetric
 from auditor.records import TestResult
 from auditor.stats.noise import (
     departure_probabilities,
@@ -70,6 +71,7 @@ from auditor.stats.outcome import TestOutcome
 
 MIN_STEPS = 20  # fewer scored greedy steps than this in a scope: no test
 INFORMATIVE = 0.1  # departures count where honest noise departs with a smaller chance
+MIN_OTHER_ANSWERS = 4  # fewer greedy answers with a system message or long prompt: no fade
 IMPLAUSIBLE = 1e-3  # a departure honest noise makes with a smaller chance: the answer moved
 SCOPES = (Scope.SHORT, Scope.SYSTEM_PROMPT, Scope.LONG_CONTEXT)
 
@@ -80,6 +82,7 @@ class NoiseMetric(StrEnum):
     REPEATS_VARY = "repeats_vary"
     MOVED_SHARE = "greedy_moved_share"
     MOVED_DENSITY = "greedy_moved_density"
+    PREFIX_FADE = "prefix_fade"
     DEPARTURE_GAP = "departure_gap"
 
 
@@ -266,23 +269,16 @@ def figures(
     answers = greedy(provider)
     out = []
     if answers:
-        densities = []
-        for o in answers:
-            steps = Steps.of([o], paths, sigma)
-            telling = [
-                d and c < INFORMATIVE for d, c in zip(steps.departed, steps.chances, strict=True)
-            ]
-            if any(
-                d and c < IMPLAUSIBLE for d, c in zip(steps.departed, steps.chances, strict=True)
-            ):
-                densities.append(sum(telling) / len(telling))
-        share = len(densities) / len(answers)
+        departures = [_telling(o, paths, sigma) for o in answers]
+        moved = [t for t in departures if any(c < IMPLAUSIBLE for c in t[1])]
+        share = len(moved) / len(answers)
         shown = figure("noise:moved_share", share, None, len(answers))
         out.append(Comparison(shown, N.MOVED_SHARE, Scope.GREEDY))
-        if densities:
-            density = float(np.mean(densities))
-            shown = figure("noise:moved_density", density, None, len(densities))
+        if moved:
+            density = float(np.mean([len(c) / steps for steps, c in moved]))
+            shown = figure("noise:moved_density", density, None, len(moved))
             out.append(Comparison(shown, N.MOVED_DENSITY, Scope.GREEDY))
+        out += _prefix_fade(answers, departures)
     gaps = Steps.of(answers, paths, sigma).gaps
     sampled = [
         g
@@ -296,6 +292,36 @@ def figures(
         shown = figure("noise:departure_gap", likeness, None, len(gaps))
         out.append(Comparison(shown, N.DEPARTURE_GAP, Scope.GREEDY))
     return out
+
+
+def _telling(o: Observation, paths: dict[str, Trace], sigma: float) -> tuple[int, list[float]]:
+    """(the answer's steps, the honest chances of its telling departures)."""
+    steps = Steps.of([o], paths, sigma)
+    chances = [
+        float(c)
+        for d, c in zip(steps.departed, steps.chances, strict=True)
+        if d and c < INFORMATIVE
+    ]
+    return len(steps.departed), chances
+
+
+def _prefix_fade(
+    answers: list[Observation], departures: list[tuple[int, list[float]]]
+) -> list[Comparison]:
+    """How often answers to probes that bring instructions or context of their own (a system
+    message, a long prompt) moved, over how often answers to plain short prompts did (each:
+    a telling departure at least). A change ahead of the prompt, such as hidden instructions
+    in the system slot, shows most where nothing else instructs the model and fades under
+    the prompt's own; other weights move every kind of probe alike."""
+    short: list[bool] = []
+    rest: list[bool] = []
+    for o, (_, chances) in zip(answers, departures, strict=True):
+        (short if PROBE_SCOPES[Scope.SHORT](o) else rest).append(bool(chances))
+    if len(rest) < MIN_OTHER_ANSWERS or not short or not any(short):
+        return []
+    fade = (sum(rest) / len(rest)) / (sum(short) / len(short))
+    shown = figure("noise:prefix_fade", fade, None, len(rest))
+    return [Comparison(shown, N.PREFIX_FADE, Scope.GREEDY)]
 
 
 @comparators.register("noise")
@@ -313,17 +339,61 @@ class NoiseComparator(Comparator):
 
 
 #: Departures as far from the reference's top choices as its own temperature-1 samples'
-#: (`noise:departure_gap`): sampled, not greedy decoding on other logits.
+#: (`noise:departure_gap`): sampled, not greedy decoding on other logits (a raw prompt with no
+#: chat template strays as far).
 SAMPLED_GAP = 0.6
 #: Below this, departures stay near the top: other logits, whatever split the repeats.
 NEAR_TOP_GAP = 0.3
 #: Share of their steps at which moved answers depart (where honest noise seldom does) from
-#: which the weights are taken to be the same, more heavily quantized (`noise:moved_density`).
+#: which the weights are taken to be the same, more heavily quantized (`noise:moved_density`):
+#: quantization error perturbs every step, other weights or another prompt only some.
 QUANT_DENSITY = 0.2
-#: The answers to plain prompts moved: what moved elsewhere is not specific to those probes.
-WIDE = Moved(N.DEPARTURES, Scope.SHORT)
-SAMPLING = ("sampling_params.greedy_sampled", "sampling_params.repeats_vary")
-_MOVED = "{figures[greedy_moved_share]:.0%} of greedy answers leave the reference's beyond noise"
+#: Share of greedy answers moved from which all traffic is taken to be moved.
+WIDESPREAD = 0.7
+#: Probes with instructions or context of their own moved at most this share as often as
+#: plain ones (`noise:prefix_fade`): a change ahead of the prompt, which they drown out.
+FADED = 0.5
+#: The answers to plain prompts moved, or nearly: what moved elsewhere is not specific to
+#: those probes (an uncorrected hint is enough to say so).
+WIDE = Figure(N.DEPARTURES, scope=Scope.SHORT, field="p_value", below=0.05)
+#: The sampled answers are narrower than asked (fewer of the rarer tokens): a temperature or
+#: a cut of the host's own.
+NARROWER = AllOf(
+    (
+        Figure(SamplerMetric.CUT, field="effect", below=0.0),
+        Figure(SamplerMetric.CUT, field="p_value", below=0.05),
+    )
+)
+SAMPLING = (
+    "sampling_params.greedy_sampled",
+    "sampling_params.repeats_vary",
+    "sampling_params.own_temperature",
+)
+DENSE = Figure(N.MOVED_DENSITY, at_least=QUANT_DENSITY)
+WIDESPREAD_MOVE = Figure(N.MOVED_SHARE, scope=Scope.GREEDY, at_least=WIDESPREAD)
+QUANTIZED_LIKE = (DENSE, WIDESPREAD_MOVE)
+_MOVED = (
+    "{figures[greedy_moved_share]:.0%} of greedy answers leave the reference's beyond noise, "
+    "at {figures[greedy_moved_density]:.0%} of their steps"
+)
+
+
+def _short_departures(
+    name: str, kind: str, weight: float, summary: str, when: tuple[Condition, ...]
+) -> Rule:
+    """A rule reading the departures of answers to plain prompts, yielding to sampling."""
+    return Rule(
+        name=name,
+        metric=N.DEPARTURES,
+        scope=Scope.SHORT,
+        direction="up",
+        when=when,
+        suppressed_by=SAMPLING,
+        kind=kind,
+        weight=weight,
+        summary=summary,
+    )
+
 
 register(
     Rule(
@@ -336,6 +406,16 @@ register(
         summary="temperature-0 answers leave the reference's top choices by "
         "{figures[departure_gap]:.0%} of the distance its own temperature-1 samples do: the "
         "temperature is not honoured",
+    ),
+    Rule(
+        name="sampling_params.own_temperature",
+        metric=N.DEPARTURES,
+        direction="up",
+        when=(Not(PROMPT_CHANGED), NARROWER),
+        kind="sampling_params",
+        weight=0.9,
+        summary="temperature-0 answers move and sampled ones are narrower than asked: the host "
+        "samples at a temperature of its own, whatever the request says",
     ),
     Rule(
         name="sampling_params.repeats_vary",
@@ -394,71 +474,85 @@ register(
         weight=0.8,
         summary="ignores what the system message says ({effect:+.0%} pass rate)",
     ),
+    # Fewer prompt tokens billed than the model's own chat template counts: another template
+    # (answers stray as far as samples do: the model reads a raw prompt), or the system
+    # prompt the template puts first replaced by a shorter one (answers move modestly).
     Rule(
-        name="system_prompt.tone_everywhere",
-        metric=N.DEPARTURES,
+        name="chat_template.other_template",
+        metric=ScoreMetric.PROMPT_TOKENS,
         scope=Scope.SHORT,
-        direction="up",
-        when=(Not(PROMPT_CHANGED), Moved(TONE_METRICS, direction="up")),
-        suppressed_by=SAMPLING,
+        direction="down",
+        when=(Figure(N.DEPARTURE_GAP, at_least=SAMPLED_GAP, if_missing=True),),
+        kind="chat_template",
+        weight=0.85,
+        summary="prompts are billed {moved:+.0f} tokens against the model's own chat "
+        "template and answers stray like samples: another template is applied",
+    ),
+    Rule(
+        name="system_prompt.replaced",
+        metric=ScoreMetric.PROMPT_TOKENS,
+        scope=Scope.SHORT,
+        direction="down",
+        when=(Figure(N.DEPARTURE_GAP, below=SAMPLED_GAP),),
         kind="system_prompt",
         weight=0.85,
-        summary=_MOVED + ", and their tone moved (flattery, emoji, exclamations...): hidden "
+        summary="prompts are billed {moved:+.0f} tokens against the model's own chat "
+        "template and answers move modestly: the system prompt the template puts first is "
+        "replaced (hidden instructions)",
+    ),
+    _short_departures(
+        "system_prompt.tone_everywhere",
+        "system_prompt",
+        0.85,
+        _MOVED + ", and their tone moved (flattery, emoji, exclamations...): hidden "
         "instructions, or a chat-tuned variant",
+        when=(Not(PROMPT_CHANGED), Moved(TONE_METRICS, direction="up")),
     ),
-    # Which weights: a heavier quantization perturbs the logits at every step, so the answers
-    # it moves depart at many of their steps; other weights (a fine-tune) or another prompt
-    # move an answer at a few steps and let it run on.
-    Rule(
-        name="quantization.dense",
-        metric=N.DEPARTURES,
-        scope=Scope.SHORT,
-        direction="up",
-        when=(Not(PROMPT_CHANGED), Figure(N.MOVED_DENSITY, at_least=QUANT_DENSITY)),
-        suppressed_by=SAMPLING,
-        kind="quantization",
-        weight=0.8,
-        summary=_MOVED + " at {figures[greedy_moved_density]:.0%} of their steps: the same "
-        "weights, more heavily quantized (on all traffic, or on a share of it)",
+    _short_departures(
+        "system_prompt.prefix_change",
+        "system_prompt",
+        0.85,
+        _MOVED + "; answers to probes with a system message or a long prompt of their own "
+        "moved {figures[prefix_fade]:.0%} as often as plain ones: a change ahead of the prompt "
+        "that the prompt's own instructions drown out (hidden instructions)",
+        when=(Not(PROMPT_CHANGED), Figure(N.PREFIX_FADE, below=FADED), Not(DENSE)),
     ),
-    Rule(
-        name="model_variant.dense",
-        metric=N.DEPARTURES,
-        scope=Scope.SHORT,
-        direction="up",
-        when=(Not(PROMPT_CHANGED), Figure(N.MOVED_DENSITY, at_least=QUANT_DENSITY)),
-        suppressed_by=SAMPLING,
-        kind="model_variant",
-        weight=0.6,
-        summary=_MOVED + " at {figures[greedy_moved_density]:.0%} of their steps: or other weights",
+    # Which weights: a heavier quantization perturbs the logits at every step (dense), and
+    # on all traffic moves nearly every answer; other weights (a fine-tune) or a share of the
+    # traffic move answers at a few steps.
+    _short_departures(
+        "quantization.dense",
+        "quantization",
+        0.8,
+        _MOVED + ": the same weights, more heavily quantized (on all traffic or a share of it)",
+        when=(Not(PROMPT_CHANGED), DENSE),
     ),
-    Rule(
-        name="model_variant.sparse",
-        metric=N.DEPARTURES,
-        scope=Scope.SHORT,
-        direction="up",
-        when=(
-            Not(PROMPT_CHANGED),
-            Figure(N.MOVED_DENSITY, below=QUANT_DENSITY, if_missing=True),
-        ),
-        suppressed_by=SAMPLING,
-        kind="model_variant",
-        weight=0.8,
-        summary=_MOVED + " at {figures[greedy_moved_density]:.0%} of their steps: other "
-        "weights (a fine-tune, or another model) serve all traffic or a share of it",
+    _short_departures(
+        "quantization.widespread",
+        "quantization",
+        0.8,
+        _MOVED + ": nearly every answer, the same weights more heavily quantized",
+        when=(Not(PROMPT_CHANGED), Not(DENSE), WIDESPREAD_MOVE),
     ),
-    Rule(
-        name="quantization.sparse",
-        metric=N.DEPARTURES,
-        scope=Scope.SHORT,
-        direction="up",
-        when=(
-            Not(PROMPT_CHANGED),
-            Figure(N.MOVED_DENSITY, below=QUANT_DENSITY, if_missing=True),
-        ),
-        suppressed_by=SAMPLING,
-        kind="quantization",
-        weight=0.5,
-        summary=_MOVED + ": or a quantization that hurts some steps only",
+    _short_departures(
+        "model_variant.or_other_weights",
+        "model_variant",
+        0.6,
+        _MOVED + ": or other weights",
+        when=(Not(PROMPT_CHANGED),),
+    ),
+    _short_departures(
+        "model_variant.other_weights",
+        "model_variant",
+        0.8,
+        _MOVED + ": other weights (a fine-tune, another model) serve all traffic or a share of it",
+        when=(Not(PROMPT_CHANGED), Not(DENSE), Not(WIDESPREAD_MOVE)),
+    ),
+    _short_departures(
+        "quantization.or_quantized",
+        "quantization",
+        0.5,
+        _MOVED + ": or a quantization that hurts some prompts only",
+        when=(Not(PROMPT_CHANGED), Not(DENSE), Not(WIDESPREAD_MOVE)),
     ),
 )

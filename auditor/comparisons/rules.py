@@ -110,10 +110,15 @@ class Readings:
         ]
 
     def value(self, metric: str, scope: str | None, field: str) -> float | None:
-        """A comparison's statistic or effect (figures first), None when there is none."""
+        """A comparison's statistic, effect or (uncorrected) p-value, None when there is
+        none."""
         for c in self.comparisons:
             if c.metric == metric and (scope is None or c.scope == scope):
-                value = c.result.statistic if field == "statistic" else c.result.effect
+                value = {
+                    "statistic": c.result.statistic,
+                    "effect": c.result.effect,
+                    "p_value": c.result.p_value,
+                }[field]
                 if value is not None:
                     return float(value)
         return None
@@ -141,15 +146,16 @@ class Moved:
 
 @dataclass(frozen=True)
 class Figure:
-    """A comparison's `field` (statistic or effect) is at least `at_least`, above `above` and
-    below `below`; `if_missing` when the round has no such comparison."""
+    """A comparison's `field` (statistic, effect, or its uncorrected p-value: a hint too weak
+    to reject by itself) is at least `at_least`, above `above` and below `below`;
+    `if_missing` when the round has no such comparison."""
 
     metric: str
     at_least: float = -math.inf
     above: float = -math.inf
     below: float = math.inf
     scope: str | None = None
-    field: Literal["statistic", "effect"] = "statistic"
+    field: Literal["statistic", "effect", "p_value"] = "statistic"
     if_missing: bool = False
 
     def holds(self, readings: Readings) -> bool:
