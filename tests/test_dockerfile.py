@@ -157,7 +157,8 @@ async def test_the_healthcheck_command_really_checks(serving: bool, sqlite_url: 
 
     from helpers.db import new_store
 
-    from auditor.web import WebServer, create_app
+    from auditor.web.app import create_app
+    from auditor.web.server import WebServer
 
     _, command = _healthcheck()
     server = WebServer(create_app(new_store(sqlite_url)), ServerConfig(port=0))

@@ -41,8 +41,8 @@ from auditor.config import load_config
 from auditor.operations.settings import ServerConfig
 from auditor.storage.db import make_engine
 from auditor.storage.repository import Store
-from auditor.web import WebServer
 from auditor.web.dashboard import create_dashboard
+from auditor.web.server import WebServer
 from tests.alerts.receiver import Receiver, Reply, sink
 
 pytestmark = pytest.mark.slow  # two rounds, a webhook and the dashboard, on both databases

@@ -32,9 +32,9 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the dashboard and its JSON API (/api, schema at /api/openapi.json), read-only."""
-    from auditor.web import WebServer
     from auditor.web.auth import access_token
     from auditor.web.dashboard import create_dashboard
+    from auditor.web.server import WebServer
 
     server, url, config = ServerConfig(), database, None
     if config_path.exists() or config_path != DEFAULT_CONFIG:

@@ -25,10 +25,12 @@ log = structlog.get_logger(__name__)
 STARTUP_TIMEOUT_S = 10.0
 
 
-class _EmbeddedServer(uvicorn.Server):
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server inside a process that owns its signals (the daemon drains its rounds
+    first on SIGTERM and SIGINT; the demo fleet stops all its members at once)."""
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        # The host process owns SIGTERM and SIGINT (graceful shutdown of rounds first).
         yield
 
 
@@ -68,7 +70,7 @@ class WebServer:
         self.requested_port = config.port
         self.graceful_timeout_s = graceful_timeout_s
         self.port: int | None = None
-        self._server: _EmbeddedServer | None = None
+        self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
 
@@ -94,7 +96,7 @@ class WebServer:
             access_log=False,  # probes every few seconds are noise, not events
             timeout_graceful_shutdown=grace_s,  # type: ignore[arg-type]  # a float works
         )
-        self._server = _EmbeddedServer(config)
+        self._server = EmbeddedServer(config)
         self._task = asyncio.create_task(
             self._server.serve(sockets=[self._sock]), name="auditor-web"
         )

@@ -36,6 +36,7 @@ from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from auditor.errors import AuditorError
+from auditor.web.server import EmbeddedServer
 from auditor_fleet.backends import Backend, backends
 from auditor_fleet.server import TRANSPORT_EXTENSION, begin_shutdown, build_app
 from auditor_fleet.spec import FleetSpec, base_url, load_fleet_spec, parse_fleet_spec
@@ -155,14 +156,6 @@ class FleetHTTPProtocol(H11Protocol):
         self.app = app
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals alone: the fleet handles them for all members."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class _Fleet:
     """The servers of one fleet, bound to their sockets, ready to be served on one loop."""
 
@@ -187,7 +180,7 @@ class _Fleet:
             for member in spec.members
         ]
         self.servers = [
-            _Server(
+            EmbeddedServer(
                 uvicorn.Config(
                     app,
                     host=spec.host,

@@ -14,7 +14,7 @@ from typing import Any, Self
 from starlette.types import ASGIApp
 
 from auditor.operations.settings import ServerConfig
-from auditor.web import WebServer
+from auditor.web.server import WebServer
 from helpers.openai import completion
 
 

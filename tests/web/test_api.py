@@ -32,9 +32,11 @@ from auditor.operations.settings import ServerConfig
 from auditor.storage.db import make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import FindingRow, ProviderRow
-from auditor.web import WebServer, create_app, queries
+from auditor.web import queries
 from auditor.web.api import create_api
+from auditor.web.app import create_app
 from auditor.web.queries import paging
+from auditor.web.server import WebServer
 
 
 @asynccontextmanager

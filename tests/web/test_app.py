@@ -23,7 +23,8 @@ from auditor.records import Finding, utcnow
 from auditor.storage.db import make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import IncidentRow, RoundRow
-from auditor.web import WebServer, create_app
+from auditor.web.app import create_app
+from auditor.web.server import WebServer
 
 UNREACHABLE_PG = "postgresql+psycopg://postgres@127.0.0.1:1/auditor"  # nothing listens on 1
 

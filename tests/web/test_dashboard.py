@@ -11,8 +11,8 @@ import httpx
 from helpers.db import new_store
 
 from auditor.operations.settings import ServerConfig
-from auditor.web import WebServer
 from auditor.web.dashboard import create_dashboard
+from auditor.web.server import WebServer
 
 TOKEN = "dash-token-1234567890"
 

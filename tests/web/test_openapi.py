@@ -23,8 +23,8 @@ from schemathesis.checks import (
 )
 from starlette.routing import Mount
 
-from auditor.web import create_app
 from auditor.web.api import create_api
+from auditor.web.app import create_app
 
 pytestmark = pytest.mark.slow  # schemathesis: about 600 generated requests
 

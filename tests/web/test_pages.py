@@ -33,8 +33,9 @@ from auditor.records import (
 )
 from auditor.storage.repository import Store
 from auditor.storage.tables import RoundRow
-from auditor.web import WebServer, create_app
+from auditor.web.app import create_app
 from auditor.web.pages import routes
+from auditor.web.server import WebServer
 
 SECRET = "sk-live-SECRET-0123456789"
 XSS = "<script>alert(1)</script>"
