@@ -25,7 +25,7 @@ from auditor.comparisons.base import (
     result_of,
 )
 from auditor.comparisons.observation import Observation
-from auditor.comparisons.rules import Readings, Rejection, Rule, register
+from auditor.comparisons.rules import Rule, register
 from auditor.stats import excess_rate_test
 
 # 135m, 8b, 1.5b, 8x7b, 70B; not a version (v3) or a date (2024-08-06).
@@ -71,11 +71,6 @@ class IdentityComparator(Comparator):
         return served_names(data.provider)
 
 
-def _summary(rejection: Rejection, _: Readings) -> str:
-    note = rejection.comparison.result.note or "answers name another model"
-    return f"{note} ({rejection.effect:+.0%} of answers): another model is served"
-
-
 register(
     Rule(
         name="other.names_another_model",
@@ -83,6 +78,6 @@ register(
         direction="up",
         kind="other",
         weight=0.9,
-        summary=_summary,
+        summary="{note} ({statistic:.0f} answers): another model is served",
     ),
 )

@@ -25,7 +25,7 @@ Fields:
   one the module registers in `kinds`), with confidence `weight * (1 - adjusted p)`
   (at most 0.99 of the weight).
 - `summary`: a format string over the test read (`{effect}`, `{statistic}`, `{moved}`,
-  `{name}`, `{p}`) and the round's figures (`{figures[<metric>]}`), or a callable.
+  `{name}`, `{note}`, `{p}`) and the round's figures (`{figures[<metric>]}`), or a callable.
 - `suppressed_by`: rule names or diagnosis kinds this rule yields to: it fires only if none of
   them fires. The suppression graph must be acyclic; the evaluator
   (`auditor.judging.diagnose`) is independent of registration order.
@@ -225,6 +225,7 @@ class Rule:
                 "statistic": result.statistic if result.statistic is not None else math.nan,
                 "moved": rejection.comparison.moved,
                 "name": result.name,
+                "note": result.note or "",
                 "p": rejection.adjusted_p,
                 "figures": _Figures(readings.figures),
             }

@@ -28,7 +28,7 @@ from auditor.comparisons.base import (
     result_of,
 )
 from auditor.comparisons.observation import Observation
-from auditor.comparisons.rules import Readings, Rejection, Rule, register
+from auditor.comparisons.rules import Rule, register
 from auditor.records import TestResult
 from auditor.stats.noise import deficit_test
 
@@ -109,11 +109,6 @@ class SamplerComparator(Comparator):
         return sampler_cut(data.provider)
 
 
-def _summary(rejection: Rejection, _: Readings) -> str:
-    note = rejection.comparison.result.note or "a cut removes fewer tokens than expected"
-    return f"{note}: the host's sampler cuts the distribution, whatever the request asks"
-
-
 register(
     Rule(
         name="sampling_params.sampler_cut",
@@ -121,6 +116,6 @@ register(
         direction="down",
         kind="sampling_params",
         weight=0.9,
-        summary=_summary,
+        summary="{note}: the host's sampler cuts the distribution, whatever the request asks",
     ),
 )
