@@ -23,7 +23,8 @@ from auditor.comparisons.base import (
     comparators,
     figure,
 )
-from auditor.comparisons.noise import SAMPLING, tolerance_for
+from auditor.comparisons.noise import tolerance_for
+from auditor.comparisons.noise_rules import SAMPLING
 from auditor.comparisons.observation import Observation
 from auditor.comparisons.rules import Rule, register
 from auditor.records import TestResult

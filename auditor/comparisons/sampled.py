@@ -17,7 +17,7 @@ from auditor.comparisons.base import (
 )
 from auditor.comparisons.likelihood import LikelihoodMetric
 from auditor.comparisons.metrics import PROMPT_CHANGED
-from auditor.comparisons.noise import SAMPLING
+from auditor.comparisons.noise_rules import SAMPLING
 from auditor.comparisons.observation import Observation
 from auditor.comparisons.rules import Not, Rule, register
 from auditor.stats import mmd_hamming_test, rank_of, rank_uniformity_test
