@@ -4,7 +4,7 @@ Every temperature-0 answer is scored under the reference weights step by step
 (`auditor.scorers.reference_likelihood.token_trace`): at each step, whether the answer's token
 is the reference's top choice, and how far the other candidates trail it. Honest serving adds
 numeric noise to the logits (other kernels, batch sizes, precision); modelled as Gaussian noise
-of at most `tolerance` nats on every logit (`auditor.stats.noise`), it departs from the top
+of at most `tolerance` nats on every logit (`auditor.stats.numeric_noise`), it departs from the top
 choice only where a candidate trails by little. Other weights, a heavier quantization, a wrong
 sampler or a changed prompt depart where the reference's choice is clear. No trusted provider
 is needed: the band comes from the reference. Providers marked trusted, where there are some,
@@ -57,7 +57,7 @@ from auditor.comparisons.base import (
 from auditor.comparisons.greedy import diverges_early
 from auditor.comparisons.observation import Observation
 from auditor.records import TestResult
-from auditor.stats.noise import (
+from auditor.stats.numeric_noise import (
     departure_probabilities,
     excess_departures_test,
     fit_sigma,

@@ -30,7 +30,7 @@ from auditor.comparisons.base import (
 from auditor.comparisons.observation import Observation
 from auditor.comparisons.rules import Rule, register
 from auditor.records import TestResult
-from auditor.stats.noise import deficit_test
+from auditor.stats.numeric_noise import deficit_test
 
 MIN_EXPECTED = 3.0  # a cut honest sampling would hardly ever hit tells nothing
 

@@ -70,7 +70,7 @@ def token_trace(tokens: Sequence[TokenScore]) -> dict[str, Any]:
     `rank` of the answer's token among the reference's choices (0: its top choice), `gap`
     between the top choice and the answer's token (nats), and `near`: the gaps of the other
     candidates within `NEAR_CAP` of the top, nearest first. The noise model
-    (`auditor.stats.noise`) reads how likely honest serving is to depart at each step."""
+    (`auditor.stats.numeric_noise`) reads how likely honest serving is to depart at each step."""
     ranks, gaps, near = [], [], []
     for t in tokens:
         top = t.top[0][1] if t.top else t.logprob

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from auditor.stats.noise import (
+from auditor.stats.numeric_noise import (
     deficit_test,
     departure_probability,
     excess_departures_test,
