@@ -39,7 +39,7 @@ app.add_typer(alerts_app, name="alerts")
 incidents_app = typer.Typer(help="Incidents the daemon opened.", no_args_is_help=True)
 app.add_typer(incidents_app, name="incidents")
 
-FLEET_STATE = Path(".fleet/auditor_fleet")
+FLEET_STATE = Path(".auditor/fleet")
 StateDirOpt = Annotated[Path, typer.Option("--state-dir", help="Where the fleet's pid and log go.")]
 
 # Piped output is not cut to 80 columns: a report table read from a file stays whole.
