@@ -3,17 +3,19 @@
 Every temperature-0 answer is scored under the reference weights step by step
 (`auditor.scorers.reference_likelihood.token_trace`): at each step, whether the answer's token
 is the reference's top choice, and how far the other candidates trail it. Honest serving adds
-numeric noise to the logits (other kernels, batch sizes, precision); modelled as Gaussian noise
-of at most `tolerance` nats on every logit (`auditor.stats.numeric_noise`), it departs from the top
-choice only where a candidate trails by little. Other weights, a heavier quantization, a wrong
-sampler or a changed prompt depart where the reference's choice is clear. No trusted provider
-is needed: the band comes from the reference. Providers marked trusted, where there are some,
-set the tolerance instead: the noise level their own departures allow (an upper 95% bound).
+numeric noise to the logits (other kernels, batch sizes, precision); modelled as Gaussian
+noise of at most `tolerance` nats on every logit (`auditor.stats.numeric_noise`), it departs
+from the top choice only where a candidate trails by little. Other weights, a heavier
+quantization, a wrong sampler or a changed prompt depart where the reference's choice is
+clear. No trusted provider is needed: the band comes from the reference. Providers marked
+trusted, where there are some, set the tolerance instead: the noise level their own
+departures allow (an upper 95% bound). Where an answer follows the reference's own answer it
+departs from nothing (`walk`).
 
 - `noise:greedy_departures@<scope>` (short probes, probes with a system message, long-context
-  probes): the steps where the provider's greedy answers leave the reference's top choice,
-  against the Poisson-binomial of the honest chances (exact, one-sided). Statistic: departures;
-  effect: departures minus the honest expectation, per step.
+  probes): the telling departures (at steps where honest noise departs with a chance below
+  `INFORMATIVE`), against the Poisson-binomial of those chances (exact, one-sided).
+  Statistic: departures; effect: departures minus the honest expectation, per step.
 - `noise:greedy_agreement`: the share of greedy answers that stay on the reference's own
   answer through the scored window, against the honest chance of doing so from the
   reference's own margins along that answer. Effect: observed minus honest share.
@@ -22,14 +24,14 @@ set the tolerance instead: the noise level their own departures allow (an upper 
   against the chance that honest noise moves any of the repeats off the reference's path
   within the first quarter of its answer (an upper bound: they might move alike). Sampling
   makes repeats differ; other weights, deterministic, do not.
-- Figures for the rules: `noise:moved_share`, the share of greedy answers with a departure
-  honest noise would make with a chance below 1e-3 (all traffic or a share of it);
-  `noise:moved_density`, the share of the steps of those answers that depart where honest
-  noise seldom does (a heavier quantization perturbs every step, other weights or another
-  prompt only some); and
-  `noise:departure_gap`, the mean gap at departures over the mean gap at the steps where the
-  reference's own sampled (temperature > 0) answers leave its top choice (near 1: sampled;
-  small: greedy decoding on other logits).
+- Figures for the rules (`auditor.comparisons.noise_rules`): `noise:moved_share`, the share of
+  greedy answers with a departure honest noise would make with a chance below 1e-3;
+  `noise:moved_density`, the share of the steps of those answers that depart tellingly (a
+  heavier quantization perturbs every step, other weights or another prompt only some);
+  `noise:prefix_fade`, how often answers to probes with a system message or a long prompt
+  moved over how often plain ones did; `noise:departure_gap`, the mean gap at departures over
+  the mean gap where the reference's own sampled answers leave its top choice (near 1:
+  sampled; small: greedy decoding on other logits).
 """
 
 from __future__ import annotations
