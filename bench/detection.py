@@ -21,11 +21,17 @@ pooled and per noise tercile, the false-alarm rate with its one-sided 95% Cloppe
 upper bound. Thresholds are chosen on the tuning seeds and the figures reported on the
 reporting seeds, both named in the results.
 
-    .venv/bin/python bench/detection.py record --seeds 0-3 --replay   # tuning starts
-    .venv/bin/python bench/detection.py record --seeds 100-119 --peer # reporting starts
-    .venv/bin/python bench/detection.py judge --tuning 0-5 --reporting 100-119
+    .venv/bin/python bench/detection.py record --seeds 0-4 --replay    # tuning starts
+    .venv/bin/python bench/detection.py record --seeds 100-119         # reporting starts
+    .venv/bin/python bench/detection.py record --seeds 100-104 --peer  # adds the peer round
+    .venv/bin/python bench/detection.py judge --tuning 0-4 --reporting 100-119
 
-`record` skips starts already recorded (resumable); `judge` re-judges stored rounds only.
+`record` skips what is recorded already (resumable; `--peer` on a recorded start adds only
+its peer round). Each start is judged as soon as it is stored and its outcome kept in
+`bench/results/detection_starts.jsonl` (one line a start, with the detector that judged it:
+the git tree of the `auditor` package), so the bench spans sessions and machines: `judge`
+re-judges the databases found under `--work`, and summarises the kept outcomes of today's
+detector, naming any start it had to leave out.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import json
 import math
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,7 +61,7 @@ from auditor.comparisons import DEFAULT_NOISE_TOLERANCE
 from auditor.comparisons.observation import Observation
 from auditor.config import AuditorConfig, Sequential
 from auditor.judging.findings import ProviderRecord, assess, build_findings
-from auditor.judging.verdict import ALPHA, DETECTOR, VerdictPolicy
+from auditor.judging.verdict import ALPHA, VerdictPolicy
 from auditor.probes import load_suite
 from auditor.records import Finding
 from auditor.rounds.run import evidence_of, run_round_async, select
@@ -68,6 +75,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from overhead import machine  # noqa: E402  (bench/overhead.py, beside this file)
 
 DEFAULT_WORK = Path.home() / ".cache" / "auditor" / "bench" / "detection"
+#: Every judged start, one JSON line each, kept in the repo: the recorded databases stay on
+#: the machine that recorded them, so the bench spans machines and sessions through this file.
+STARTS = ROOT / "bench" / "results" / "detection_starts.jsonl"
 BASE_PORT = 8501
 LOOKS = 3  # the example providers.yaml's sequential budget
 EXTRA_SAMPLES = 1
@@ -254,9 +264,26 @@ def config(
     )
 
 
+def recorded_suites(db: Path) -> set[str]:
+    if not db.exists():
+        return set()
+    engine = make_engine(f"sqlite:///{db}")
+    suites = {r.suite for r in Store(engine).rounds(limit=10) if r.status == "complete"}
+    engine.dispose()
+    return suites
+
+
 async def record_start(seed: int, work: Path, peer: bool, replay: bool) -> None:
+    """Record start `seed`: its main round unless stored already, and its peer round when
+    asked for and missing (the fleet is drawn from the seed alone, so a later peer round
+    meets the same members)."""
     target = work / f"start-{seed}.db"
-    if target.exists():
+    have = recorded_suites(target)
+    main_suite = "demo-looks" if replay else "demo"
+    suites = [] if target.exists() else [main_suite]
+    if peer and "peer" not in have:
+        suites.append("peer")
+    if not suites:
         print(f"start {seed}: recorded already", flush=True)
         return
     spec, planted = draw_fleet(seed)
@@ -267,9 +294,9 @@ async def record_start(seed: int, work: Path, peer: bool, replay: bool) -> None:
         (probes_dir / "demo-looks.yaml").write_text(yaml.safe_dump(demo_suite(probes_dir)))
     else:
         shutil.copy(ROOT / "probes" / "demo.yaml", probes_dir / "demo.yaml")
-    main_suite = "demo-looks" if replay else "demo"
     (probes_dir / "peer.yaml").write_text(yaml.safe_dump(peer_suite()))
-    database = f"sqlite:///{scratch / 'start.db'}"
+    db = target if target.exists() else scratch / "start.db"
+    database = f"sqlite:///{db}"
     engine = make_engine(database)
     ensure_schema(engine)
     store = Store(engine)
@@ -278,28 +305,28 @@ async def record_start(seed: int, work: Path, peer: bool, replay: bool) -> None:
     fleet_up(spec, scratch / "fleet", wait_s=300)
     seconds = {}
     try:
-        for suite, likelihood in ((main_suite, True), ("peer", False)):
-            if suite == "peer" and not peer:
-                continue
+        for suite in suites:
             cfg = config(spec, database, probes_dir, suite, live=suite == "demo")
             started = time.monotonic()
             selection = select(cfg, load_suite(suite, probes_dir), None, None)
-            await run_round_async(cfg, store, selection, score_likelihood=likelihood)
+            await run_round_async(cfg, store, selection, score_likelihood=suite != "peer")
             seconds[suite] = round(time.monotonic() - started, 1)
     finally:
         fleet_down(scratch / "fleet")
     engine.dispose()
-    shutil.move(scratch / "start.db", target)
-    meta = {
-        "seed": seed,
-        "mode": "replay" if replay else "live",
-        "planted": planted,
-        "seconds": seconds,
-        "ranges": RANGES,
-    }
-    (work / f"start-{seed}.json").write_text(json.dumps(meta, indent=1))
+    meta_path = work / f"start-{seed}.json"
+    if db != target:
+        shutil.move(db, target)
+        meta = {"seed": seed, "mode": "replay" if replay else "live", "planted": planted}
+        meta.update(seconds=seconds, ranges=RANGES)
+    else:
+        meta = json.loads(meta_path.read_text())
+        meta["seconds"].update(seconds)
+    meta_path.write_text(json.dumps(meta, indent=1))
     shutil.rmtree(scratch, ignore_errors=True)
     print(f"start {seed}: {time.monotonic() - t0:.0f} s {seconds}", flush=True)
+    if main_suite in suites:
+        keep_outcomes(start_outcomes(seed, meta, judge_start(target, DEFAULT_NOISE_TOLERANCE)))
 
 
 # --- judging: the sequential policy replayed ---------------------------------------------------
@@ -383,32 +410,76 @@ def judge_start(db: Path, tolerance: float, looks: int = LOOKS) -> dict[str, Out
     }
 
 
-def expected_of(planted: dict[str, Any]) -> tuple[str, str | None]:
-    return EXPECTED[planted["fault"]]
+def detector_version() -> str:
+    """The git tree of the `auditor` package (suffixed `+dirty` when it has uncommitted
+    changes): an outcome is reused only while the detector that reached it is unchanged."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    tree = git("rev-parse", "HEAD:auditor")
+    return tree + ("+dirty" if git("status", "--porcelain", "--", "auditor") else "")
 
 
-def summarise(
-    starts: dict[int, tuple[dict[str, Any], dict[str, Outcome]]],
-) -> dict[str, Any]:
+def start_outcomes(seed: int, meta: dict[str, Any], outcomes: dict[str, Outcome]) -> dict[str, Any]:
+    """One start's judged outcome, as kept in `STARTS`: what was planted beside what was said."""
+    members = {}
+    for name, out in sorted(outcomes.items()):
+        planted = meta["planted"][name]
+        members[name] = {
+            "fault": planted["fault"],
+            "params": {k: v for k, v in planted.items() if k not in ("fault", "persona_text")},
+            "verdict": out.finding.verdict,
+            "diagnoses": [d.kind for d in out.finding.diagnoses],
+            "requests": out.requests,
+            "tokens": out.tokens,
+            "looks": out.looks,
+        }
+    return {
+        "seed": seed,
+        "mode": meta.get("mode", "live"),
+        "detector": detector_version(),
+        "tolerance": DEFAULT_NOISE_TOLERANCE,
+        "judged_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "members": members,
+    }
+
+
+def kept_outcomes() -> dict[int, dict[str, Any]]:
+    if not STARTS.exists():
+        return {}
+    rows = [json.loads(line) for line in STARTS.read_text().splitlines() if line.strip()]
+    return {row["seed"]: row for row in rows}
+
+
+def keep_outcomes(row: dict[str, Any]) -> None:
+    """Add or replace one start's outcome in `STARTS` (one JSON line per start, by seed)."""
+    rows = kept_outcomes()
+    rows[row["seed"]] = row
+    STARTS.write_text("".join(json.dumps(rows[k], sort_keys=True) + "\n" for k in sorted(rows)))
+
+
+def summarise(starts: list[dict[str, Any]]) -> dict[str, Any]:
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     honest: list[tuple[float, bool]] = []
-    for meta, outcomes in starts.values():
-        for name, out in outcomes.items():
-            planted = meta["planted"][name]
-            verdict, kind = expected_of(planted)
-            said = [d.kind for d in out.finding.diagnoses]
+    for start in starts:
+        for member in start["members"].values():
+            fault = member["fault"]
+            verdict, kind = EXPECTED[fault]
+            said = member["diagnoses"]
             row = {
-                "flagged": out.finding.verdict == "deviant",
-                "right": out.finding.verdict == verdict and (kind is None or said[:1] == [kind]),
+                "flagged": member["verdict"] == "deviant",
+                "right": member["verdict"] == verdict and (kind is None or said[:1] == [kind]),
                 "said": said[:2],
-                "requests": out.requests,
-                "tokens": out.tokens,
-                "looks": out.looks,
-                "params": {k: v for k, v in planted.items() if k != "persona_text"},
+                "requests": member["requests"],
+                "tokens": member["tokens"],
+                "params": member["params"],
             }
-            rows[planted["fault"]].append(row)
-            if planted["fault"] == "honest":
-                honest.append((planted["noise"], row["flagged"]))
+            rows[fault].append(row)
+            if fault == "honest":
+                honest.append((member["params"]["noise"], row["flagged"]))
     faults = {}
     for fault, items in sorted(rows.items()):
         faults[fault] = {
@@ -445,10 +516,14 @@ def false_alarms(honest: list[tuple[float, bool]]) -> dict[str, Any]:
 
 
 def judge(work: Path, tuning: list[int], reporting: list[int], tolerance: float) -> None:
+    """Judge every recorded start found under `work` again (its outcome replaces the kept one),
+    then summarise the kept outcomes of today's detector; a start judged by another detector
+    and no longer recorded here is left out, with a printed line."""
+    version = detector_version()
     result: dict[str, Any] = {
         "benchmark": "detection",
         "machine": machine(),
-        "detector": DETECTOR,
+        "detector": version,
         "noise_tolerance": tolerance,
         "looks": LOOKS,
         "alpha": ALPHA,
@@ -456,15 +531,23 @@ def judge(work: Path, tuning: list[int], reporting: list[int], tolerance: float)
         "trusted": "none",
         "seeds": {"tuning": tuning, "reporting": reporting},
     }
+    for seed in tuning + reporting:
+        db, meta_path = work / f"start-{seed}.db", work / f"start-{seed}.json"
+        if db.exists():
+            meta = json.loads(meta_path.read_text())
+            keep_outcomes(start_outcomes(seed, meta, judge_start(db, tolerance)))
+    kept = kept_outcomes()
     for label, seeds in (("tuning", tuning), ("reporting", reporting)):
-        starts = {}
+        starts = []
         for seed in seeds:
-            db, meta_path = work / f"start-{seed}.db", work / f"start-{seed}.json"
-            if not db.exists():
+            row = kept.get(seed)
+            if row is None:
                 print(f"start {seed}: not recorded, skipped", flush=True)
-                continue
-            starts[seed] = (json.loads(meta_path.read_text()), judge_start(db, tolerance))
-        result[label] = {"starts": sorted(starts), **summarise(starts)}
+            elif row["detector"] != version or row["tolerance"] != tolerance:
+                print(f"start {seed}: judged by detector {row['detector']}, skipped", flush=True)
+            else:
+                starts.append(row)
+        result[label] = {"starts": [r["seed"] for r in starts], **summarise(starts)}
     out = ROOT / "bench" / "results" / "detection.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     for label in ("tuning", "reporting"):

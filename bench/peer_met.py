@@ -223,6 +223,18 @@ def peer_round(db: Path) -> tuple[str, dict[str, dict[str, list[Observation]]]] 
         engine.dispose()
 
 
+def published_tests(seed: int) -> list[dict[str, Any]]:
+    """Start `seed`'s tests as the last published `peer_met.json` holds them (same settings):
+    the recorded databases stay on the machine that recorded them, the results travel."""
+    path = RESULTS / "peer_met.json"
+    if not path.exists():
+        return []
+    published = json.loads(path.read_text())
+    if published.get("settings") != SETTINGS:
+        return []
+    return [t for t in published.get("tests", []) if t["start"] == seed]
+
+
 def start_tests(
     seed: int, work: Path, pool: ProcessPoolExecutor | None, fresh: bool
 ) -> list[dict[str, Any]] | None:
@@ -230,6 +242,10 @@ def start_tests(
     db, meta_path = work / f"start-{seed}.db", work / f"start-{seed}.json"
     cache = work / f"peer-met-{seed}.json"
     if not db.exists() or not meta_path.exists():
+        kept = published_tests(seed)
+        if kept:
+            print(f"start {seed}: {len(kept)} tests kept from peer_met.json", flush=True)
+            return kept
         print(f"start {seed}: not recorded, skipped", flush=True)
         return None
     found = peer_round(db)
