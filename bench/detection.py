@@ -29,7 +29,7 @@ reporting seeds, both named in the results.
 `record` skips what is recorded already (resumable; `--peer` on a recorded start adds only
 its peer round). Each start is judged as soon as it is stored and its outcome kept in
 `bench/results/detection_starts.jsonl` (one line a start, with the detector that judged it:
-the git tree of the `auditor` package), so the bench spans sessions and machines: `judge`
+a hash of the git trees of `DETECTOR_PATHS`), so the bench spans sessions and machines: `judge`
 re-judges the databases found under `--work`, and summarises the kept outcomes of today's
 detector, naming any start it had to leave out.
 """
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import math
 import random
@@ -410,17 +411,38 @@ def judge_start(db: Path, tolerance: float, looks: int = LOOKS) -> dict[str, Out
     }
 
 
+# What decides an outcome: the probes sent, how they are sent and scored, the statistics and
+# the judging, and the fleet they run against. The CLI, dashboard, storage, exports, alerts and
+# daemon do not, so changing them keeps the outcomes recorded in earlier sessions.
+DETECTOR_PATHS = (
+    "auditor/comparisons",
+    "auditor/judging",
+    "auditor/probes",
+    "auditor/providers",
+    "auditor/rounds",
+    "auditor/scorers",
+    "auditor/stats",
+    "auditor/config.py",
+    "auditor/plugins.py",
+    "auditor/records.py",
+    "probes",
+    "fleet/auditor_fleet",
+)
+
+
 def detector_version() -> str:
-    """The git tree of the `auditor` package (suffixed `+dirty` when it has uncommitted
-    changes): an outcome is reused only while the detector that reached it is unchanged."""
+    """One hash of the git trees of `DETECTOR_PATHS` (suffixed `+dirty` when one has
+    uncommitted changes): an outcome is reused only while the detector that reached it is
+    unchanged."""
 
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
 
-    tree = git("rev-parse", "HEAD:auditor")
-    return tree + ("+dirty" if git("status", "--porcelain", "--", "auditor") else "")
+    trees = git("rev-parse", *(f"HEAD:{path}" for path in DETECTOR_PATHS))
+    version = hashlib.sha1(trees.encode()).hexdigest()
+    return version + ("+dirty" if git("status", "--porcelain", "--", *DETECTOR_PATHS) else "")
 
 
 def start_outcomes(seed: int, meta: dict[str, Any], outcomes: dict[str, Outcome]) -> dict[str, Any]:
