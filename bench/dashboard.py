@@ -58,8 +58,8 @@ from starlette.applications import Starlette
 from auditor.operations.settings import ServerConfig
 from auditor.storage.db import current_revision, head_revision, make_engine, upgrade
 from auditor.storage.repository import Store
-from auditor.web import WebServer
 from auditor.web.dashboard import create_dashboard
+from auditor.web.server import WebServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVIANT_MODEL, DEVIANT_PROVIDER = "llama-3.1-8b-instruct", "cirrus"  # deviant in db_scale

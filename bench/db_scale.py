@@ -107,7 +107,7 @@ WORDS = (  # noqa: SIM905
 
 # Columns that migrations after BEFORE added: not in the schema the data is loaded into (the
 # migration to head fills them).
-LATER_COLUMNS = {"findings": {"round_started_at"}}  # 0006
+LATER_COLUMNS = {"findings": {"round_started_at"}, "rounds": {"judging"}}  # 0006, 0007
 
 
 def columns(table: Any) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers.cli import AUDITOR, provider, run_auditor, write_config
+from helpers.exports import parquet_text
 from helpers.servers import RecordingProvider
 
 pytestmark = pytest.mark.slow  # whole rounds through the console script, killed and not
@@ -115,11 +116,15 @@ def test_secret_values_appear_nowhere(tmp_path: Path) -> None:
         ("report",),
         ("export", "--format", "jsonl"),
         ("export", "--format", "csv"),
+        ("export", "--format", "parquet", "-o", "pq"),
         ("compare",),
     ):
         result = run_auditor(*args, "-c", str(config), cwd=tmp_path, env=env)
         assert result.returncode == 0, result.stderr
         outputs += [result.stdout, result.stderr]
+    exported = sorted((tmp_path / "pq").rglob("*.parquet"))
+    assert exported, "the Parquet export wrote files"
+    outputs += [parquet_text(p) for p in exported]  # compressed: every value decoded
     leaked = [o for o in outputs if key in o or token in o]
     assert not leaked
     assert "[REDACTED]" in "".join(outputs), "the echoed key was stored, redacted"

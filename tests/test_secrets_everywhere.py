@@ -9,8 +9,10 @@ and its secret in a 500 page. Two rounds (the second real `auditor run` with deb
 make `acme` deviant against its own history, so its finding carries evidence (its answers,
 with the echoed key) and opens an incident; the incident's alert goes through the outbox to
 the real receiver, as does `auditor alerts test`. Then every output, every file in the
-directory, every text or JSON column of the database and every page and API answer of the
-dashboard (behind its bearer token, itself a secret) is searched for the values.
+directory (the Parquet export's files decoded, value by value), every text or JSON column of
+the database, every frame of `auditor.results` and every page and API answer of the dashboard
+(behind its bearer token, itself a secret; each round's Parquet download decoded) is searched
+for the values.
 
 test_crash_and_secrets.py has the quicker first version of this test (one round, no webhook).
 """
@@ -30,10 +32,12 @@ import psycopg
 import pytest
 import yaml
 from helpers.cli import provider, run_auditor, write_config
+from helpers.exports import parquet_text
 from helpers.openai import chunk, completion, sse
 from helpers.servers import LoopbackProvider, QuietHandler, RecordingProvider
 from helpers.zygote import Zygote
 
+from auditor import results
 from auditor.alerts import delivery, outbox
 from auditor.alerts.incidents import update_from_findings
 from auditor.cli.common import open_store
@@ -139,6 +143,9 @@ def dashboard_texts(db_url: str, token: str) -> dict[str, str]:
             async def get(path: str) -> Any:
                 answer = await client.get(path)
                 assert answer.status_code == 200, (path, answer.text[:200])
+                if path.endswith(".parquet"):
+                    texts[path] = parquet_text(answer.content)
+                    return None
                 texts[path] = answer.text
                 return answer.json() if path.startswith("/api/") else None
 
@@ -149,6 +156,7 @@ def dashboard_texts(db_url: str, token: str) -> dict[str, str]:
                 await get(f"/rounds/{r['id']}")
                 await get(f"/api/rounds/{r['id']}")
                 await get(f"/api/rounds/{r['id']}/report")
+                await get(f"/api/rounds/{r['id']}/samples.parquet")
             for p in await get("/api/providers"):
                 await get(f"/providers/{p['id']}")
                 await get(f"/api/providers/{p['id']}")
@@ -244,6 +252,7 @@ def test_no_secret_reaches_any_output(
         command("export jsonl", "export", "--format", "jsonl")
         command("export csv", "export", "--format", "csv")
         command("export file", "export", "--format", "jsonl", "-o", str(tmp_path / "s.jsonl"))
+        command("export parquet", "export", "--format", "parquet", "-o", str(tmp_path / "pq"))
         command("evidence", "export", "--evidence", "-o", str(tmp_path / "evidence.json"))
         command("evidence leaky", "export", "--evidence", "--provider", "leaky")
         bundle = json.loads((tmp_path / "evidence.json").read_text())
@@ -288,9 +297,20 @@ def test_no_secret_reaches_any_output(
     texts["database"] = database_text(db_url)
     texts |= dashboard_texts(db_url, env["AUDITOR_WEB_TOKEN"])
     assert any("[REDACTED]" in t for k, t in texts.items() if k.startswith("dashboard /api/sam"))
+    with results.open(db_url) as api:
+        frames = [api.samples(), api.findings(), api.tests(), api.diagnoses()]
+    texts["auditor.results"] = "\n".join(
+        f.to_json(orient="records", date_format="iso") for f in frames
+    )
+    assert "[REDACTED]" in texts["auditor.results"], "the echoed key is in the answers, redacted"
+    exported = sorted(tmp_path.glob("pq/*/day=*/model=*/*.parquet"))
+    assert {p.parts[-4] for p in exported} == {"samples", "findings", "tests", "diagnoses"}
     for path in tmp_path.rglob("*"):
-        if path.is_file():
+        if path.suffix == ".parquet":  # compressed: every value decoded
+            texts[f"file {path}"] = parquet_text(path)
+        elif path.is_file():
             texts[f"file {path.name}"] = path.read_bytes().decode("utf-8", "replace")
+    assert any("[REDACTED]" in texts[f"file {p}"] for p in exported)
     leaks = [
         (name, value[:12])
         for name, text in texts.items()

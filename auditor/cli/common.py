@@ -72,6 +72,7 @@ class ReportFormat(StrEnum):
 class ExportFormat(StrEnum):
     jsonl = "jsonl"
     csv = "csv"
+    parquet = "parquet"  # a directory of Hive-style partitions (auditor/report/parquet/)
 
 
 def open_config(path: Path) -> AuditorConfig:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,6 +31,9 @@ from auditor.records import Finding
 from auditor.storage.repository import Store
 from auditor.storage.tables import RoundRow
 from auditor.yamlfile import line_of, read_yaml
+
+if TYPE_CHECKING:
+    from auditor.report.selection import Filters, Selection
 
 
 @app.command()
@@ -230,9 +234,43 @@ def calibrate(
 def export(
     config_path: ConfigOpt = DEFAULT_CONFIG,
     fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.jsonl,
-    round_id: Annotated[str | None, typer.Option("--round", help="Only this round.")] = None,
+    round_ids: Annotated[
+        list[str] | None,
+        typer.Option("--round", metavar="<id>", help="Only these rounds (repeat, or a list)."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="<day>", help="Only rounds started on this UTC day or later (YYYY-MM-DD)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            metavar="<day>", help="Only rounds started on this UTC day or before (YYYY-MM-DD)."
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(metavar="<name>", help="Only these models (repeat, or a comma list)."),
+    ] = None,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="<name>",
+            help="Only these providers (`reference`: the reference engines); with --evidence: "
+            "that provider's finding, whatever its verdict.",
+        ),
+    ] = None,
+    suite: Annotated[
+        list[str] | None,
+        typer.Option(metavar="<name>", help="Only rounds of these suites (repeat, or a list)."),
+    ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File (default stdout).")
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="File (default stdout); for --format parquet a directory."
+        ),
     ] = None,
     evidence: Annotated[
         bool,
@@ -242,24 +280,75 @@ def export(
             "reference and provider answers side by side, to send to a provider.",
         ),
     ] = False,
-    provider: Annotated[
-        str | None, typer.Option(help="With --evidence: only this provider (any verdict).")
-    ] = None,
     database: DatabaseOpt = None,
 ) -> None:
-    """Export samples (requests, responses, timings, usage) for analysis."""
-    from auditor.report.export import sample_records, write_csv, write_jsonl
+    """Export samples (requests, responses, timings, usage) for analysis; as Parquet, with
+    their scores, findings, tests and diagnoses (docs/research.md)."""
+    from auditor.report.selection import Filters, select_rounds
 
+    filters = Filters.parse(round_ids, since, until, model, provider, suite)
+    if evidence:
+        for option, given in (
+            ("--since", since),
+            ("--until", until),
+            ("--model", filters.models),
+            ("--suite", filters.suites),
+        ):
+            if given:
+                raise UsageError(f"{option}: not with --evidence (it takes one --round)")
+        for option, values in (("--round", filters.rounds), ("--provider", filters.providers)):
+            if len(values) > 1:
+                raise UsageError(f"{option}: --evidence takes one --round and one --provider")
+    elif fmt is ExportFormat.parquet and output is None:
+        raise UsageError("--output: --format parquet writes a directory: pass -o DIR")
     store = open_store(database_url(config_path, database))
     if evidence:
-        _export_evidence(store, round_id, provider, output)
+        one = filters.providers[0] if filters.providers else None
+        _export_evidence(store, next(iter(filters.rounds), None), one, output)
         return
-    if round_id:
-        _pick_round(store, round_id)
+    if fmt is ExportFormat.parquet:
+        assert output is not None
+        _export_parquet(store, filters, output)
+        return
+    from auditor.report.export import sample_records, write_csv, write_jsonl
+
+    if filters.empty:
+        records = sample_records(store, None)
+    elif filters == Filters(rounds=filters.rounds) and len(filters.rounds) == 1:
+        _pick_round(store, filters.rounds[0])
+        records = sample_records(store, filters.rounds[0])  # in id order, as before
+    else:
+        records = _selected_records(store, select_rounds(store, filters))  # checked first
     writer = write_jsonl if fmt is ExportFormat.jsonl else write_csv
     if output is None:
-        writer(sample_records(store, round_id), sys.stdout)
+        writer(records, sys.stdout)
         return
     with output.open("w", encoding="utf-8", newline="") as f:
-        n = writer(sample_records(store, round_id), f)
+        n = writer(records, f)
     err.print(f"wrote {n} samples to {output}")
+
+
+def _selected_records(store: Store, selection: Selection) -> Iterator[dict[str, Any]]:
+    """The JSONL/CSV records of the selected rounds and endpoints, round by round."""
+    from auditor.report.export import sample_records
+
+    chosen = {(e.model, e.name) for e in selection.endpoints.values()}
+    for r in selection.rounds:
+        for record in sample_records(store, r.id):
+            if (record["model"], record["provider"]) in chosen:
+                yield record
+
+
+def _export_parquet(store: Store, filters: Filters, output: Path) -> None:
+    from auditor.report.parquet import export_parquet
+
+    summary = export_parquet(store, filters, output)
+    rows = summary.rows
+    err.print(
+        f"wrote {rows['samples']} samples, {rows['findings']} findings ({rows['tests']} tests, "
+        f"{rows['diagnoses']} diagnoses) of {len(summary.days)} day(s) to {output} "
+        f"({summary.files} files, {summary.bytes / 2**20:.1f} MiB; {summary.replaced} replaced, "
+        f"{summary.removed} removed)",
+        highlight=False,
+        soft_wrap=True,
+    )

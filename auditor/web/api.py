@@ -13,14 +13,18 @@ Handlers are plain `def`: FastAPI runs them in its thread pool, since every quer
 from __future__ import annotations
 
 import html
+import os
+import re
+import tempfile
 from typing import Annotated, Any, Literal, TypeVar
 
 import structlog
 from fastapi import FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.responses import JSONResponse as FastAPIJSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
+from starlette.background import BackgroundTask
 
 from auditor import __version__
 from auditor.records import ErrorClass, IncidentInfo, Verdict
@@ -40,6 +44,7 @@ from auditor.web.views import (
 )
 
 MAX_TEXT = 256  # filters longer than any stored name or id
+PARQUET = "application/vnd.apache.parquet"  # auditor.report.parquet.MEDIA_TYPE (pyarrow: lazily)
 
 log = structlog.get_logger(__name__)
 
@@ -202,6 +207,41 @@ def create_api(store: Store) -> FastAPI:
 
     def _report(row: Any) -> Response:
         return Response(to_json(build_report(store, row)), media_type="application/json")
+
+    @api.get(
+        "/rounds/{round_id}/samples.parquet",
+        response_class=FileResponse,
+        responses={
+            200: {
+                "description": "One Parquet file: the samples table of the export schema.",
+                "content": {PARQUET: {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **NOT_FOUND,
+        },
+        tags=["rounds"],
+        summary="A round's samples as Parquet",
+    )
+    def get_round_samples(round_id: RoundId) -> FileResponse:
+        """Every sample of the round (every endpoint's, the reference included) with its
+        scores pivoted to one `score_<metric>` column per metric: the samples table of
+        `auditor export --format parquet` (schema in docs/research.md), as one file."""
+        from auditor.report.parquet import write_round_samples
+
+        _found(store.get_round(round_id), "round", round_id)
+        fd, name = tempfile.mkstemp(prefix="auditor-round-", suffix=".parquet")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write_round_samples(store, round_id, f)
+        except BaseException:
+            os.unlink(name)
+            raise
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", round_id)
+        return FileResponse(
+            name,
+            media_type=PARQUET,
+            filename=f"round-{safe}-samples.parquet",
+            background=BackgroundTask(os.unlink, name),
+        )
 
     @api.get(
         "/findings",

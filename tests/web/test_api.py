@@ -3,17 +3,21 @@ over databases filled through the real Store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 from helpers.cli import run_auditor
 from helpers.db import new_store
+from helpers.exports import build
 from helpers.seeded import (
     HEADER_NAME,
     KEY_ENV,
@@ -29,6 +33,7 @@ from sqlalchemy import select
 from starlette.routing import Mount
 
 from auditor.operations.settings import ServerConfig
+from auditor.report.parquet import MEDIA_TYPE, write_round_samples
 from auditor.storage.db import make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import FindingRow, ProviderRow
@@ -229,7 +234,13 @@ async def test_report_endpoint_is_the_cli_report(seeded: Seeded, tmp_path: Path)
 async def test_an_unreachable_database_is_a_json_503() -> None:
     store = Store(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/auditor"))  # refused
     async with serving(store) as client:
-        for url in ("/api/overview", "/api/rounds", "/api/samples/1", "/api/rounds/r/report"):
+        for url in (
+            "/api/overview",
+            "/api/rounds",
+            "/api/samples/1",
+            "/api/rounds/r/report",
+            "/api/rounds/r/samples.parquet",
+        ):
             response = await client.get(url)
             assert response.status_code == 503, (url, response.text)
             assert response.json() == {"detail": "the database did not answer"}
@@ -291,10 +302,17 @@ async def test_no_secret_in_any_answer(db_url: str) -> None:
     urls += [f"/api/providers/{pid}" for pid in seeded.providers.values()]
     urls += [f"/api/rounds/{rid}" for rid in seeded.starts]
     urls += [f"/api/rounds/{rid}/report" for rid in seeded.starts]
+    parquet = [f"/api/rounds/{rid}/samples.parquet" for rid in seeded.starts]
     urls += [f"/api/findings/{fid}" for fid in seeded.findings.values()]
     urls += [f"/api/samples/{f.id}" for f in seeded.samples[::7]]
     async with serving(seeded.store) as client:
         bodies = {url: (await client.get(url)).text for url in urls}
+        for url in parquet:  # every value of the file, as text
+            answer = await client.get(url)
+            assert answer.status_code == 200, url
+            bodies[url] = json.dumps(
+                pq.read_table(io.BytesIO(answer.content)).to_pylist(), default=str
+            )
         for url in ("/api/rounds", "/api/findings", "/api/samples"):
             bodies[url] = json.dumps(await walk(client, url, limit=500))
     for url, body in bodies.items():
@@ -313,6 +331,7 @@ async def test_openapi_schema_resolves_under_the_mount(sqlite_url: str) -> None:
             "/rounds",
             "/rounds/{round_id}",
             "/rounds/{round_id}/report",
+            "/rounds/{round_id}/samples.parquet",
             "/rounds/latest/report",
             "/findings",
             "/findings/{finding_id}",
@@ -336,6 +355,8 @@ async def test_openapi_schema_resolves_under_the_mount(sqlite_url: str) -> None:
                 assert (await client.get("/api" + path)).status_code in (200, 404), path
         report = paths["/rounds/{round_id}/report"]["get"]["responses"]["200"]
         assert report["content"]["application/json"]["schema"]["$ref"].endswith("/Report")
+        parquet = paths["/rounds/{round_id}/samples.parquet"]["get"]["responses"]["200"]
+        assert list(parquet["content"]) == [MEDIA_TYPE]
 
         docs = await client.get("/api/docs")
         assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
@@ -344,3 +365,28 @@ async def test_openapi_schema_resolves_under_the_mount(sqlite_url: str) -> None:
         assert "<script" not in docs.text
         for gone in ("/api/redoc", "/api/docs/oauth2-redirect"):
             assert (await client.get(gone)).status_code == 404
+
+
+async def test_a_rounds_samples_as_parquet(db_url: str, tmp_path: Path) -> None:
+    """The file is the export's samples table of the round: every endpoint's samples in id
+    order, as `write_round_samples` writes them, served as a download; no file is left."""
+    facts = build(db_url)
+    expected = tmp_path / "expected.parquet"
+    write_round_samples(facts.store, "r-a", expected)
+    leftovers = set(Path(tempfile.gettempdir()).glob("auditor-round-*"))
+    async with serving(facts.store) as client:
+        answer = await client.get("/api/rounds/r-a/samples.parquet")
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == MEDIA_TYPE
+        assert answer.headers["content-disposition"] == (
+            'attachment; filename="round-r-a-samples.parquet"'
+        )
+        table = pq.read_table(io.BytesIO(answer.content))
+        assert table.equals(pq.read_table(expected))
+        assert table.schema.metadata[b"auditor.table"] == b"samples"
+        ids = [r["sample_id"] for r in facts.sample_rows(round_id="r-a")]
+        assert table.column("sample_id").to_pylist() == ids
+        missing = await client.get("/api/rounds/r-zz/samples.parquet")
+        assert missing.status_code == 404
+        assert missing.json() == {"detail": "no round 'r-zz'"}
+    assert set(Path(tempfile.gettempdir()).glob("auditor-round-*")) == leftovers

@@ -35,6 +35,7 @@ PATHS = {
     "/rounds/latest/report",
     "/rounds/{round_id}",
     "/rounds/{round_id}/report",
+    "/rounds/{round_id}/samples.parquet",
     "/findings",
     "/findings/{finding_id}",
     "/providers",
