@@ -24,6 +24,7 @@ reporting seeds, both named in the results.
     .venv/bin/python bench/detection.py record --seeds 0-4 --replay    # tuning starts
     .venv/bin/python bench/detection.py record --seeds 100-119         # reporting starts
     .venv/bin/python bench/detection.py record --seeds 100-104 --peer  # adds the peer round
+    .venv/bin/python bench/detection.py record --seeds 110-119 --base-port 8601  # a 2nd recorder
     .venv/bin/python bench/detection.py judge --tuning 0-4 --reporting 100-119
 
 `record` skips what is recorded already (resumable; `--peer` on a recorded start adds only
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import hashlib
 import json
 import math
@@ -147,8 +149,11 @@ def parse_seeds(text: str) -> list[int]:
 # --- the fleet of one start ------------------------------------------------------------------
 
 
-def draw_fleet(seed: int) -> tuple[FleetSpec, dict[str, dict[str, Any]]]:
-    """The fleet of start `seed` and, per member name, what was planted (kept apart)."""
+def draw_fleet(
+    seed: int, base_port: int = BASE_PORT
+) -> tuple[FleetSpec, dict[str, dict[str, Any]]]:
+    """The fleet of start `seed` and, per member name, what was planted (kept apart); its
+    members listen from `base_port` up (recorders running side by side use their own)."""
     rng = random.Random(seed)
     low, high = RANGES["noise"]
 
@@ -203,7 +208,7 @@ def draw_fleet(seed: int) -> tuple[FleetSpec, dict[str, dict[str, Any]]]:
     for i, (fault, fields) in enumerate(drawn):
         name = f"p{i + 1:02d}"
         members.append(
-            FleetMember(name=name, port=BASE_PORT + i, fault=fault, backend="llama", **fields)
+            FleetMember(name=name, port=base_port + i, fault=fault, backend="llama", **fields)
         )
         planted[name] = {"fault": fault, **fields}
     return FleetSpec(members=members, seed=seed), planted
@@ -274,7 +279,9 @@ def recorded_suites(db: Path) -> set[str]:
     return suites
 
 
-async def record_start(seed: int, work: Path, peer: bool, replay: bool) -> None:
+async def record_start(
+    seed: int, work: Path, peer: bool, replay: bool, base_port: int = BASE_PORT
+) -> None:
     """Record start `seed`: its main round unless stored already, and its peer round when
     asked for and missing (the fleet is drawn from the seed alone, so a later peer round
     meets the same members)."""
@@ -287,7 +294,7 @@ async def record_start(seed: int, work: Path, peer: bool, replay: bool) -> None:
     if not suites:
         print(f"start {seed}: recorded already", flush=True)
         return
-    spec, planted = draw_fleet(seed)
+    spec, planted = draw_fleet(seed, base_port)
     scratch = Path(tempfile.mkdtemp(prefix=f"detection-{seed}-", dir=work))
     probes_dir = scratch / "probes"
     probes_dir.mkdir()
@@ -478,9 +485,12 @@ def kept_outcomes() -> dict[int, dict[str, Any]]:
 
 def keep_outcomes(row: dict[str, Any]) -> None:
     """Add or replace one start's outcome in `STARTS` (one JSON line per start, by seed)."""
-    rows = kept_outcomes()
-    rows[row["seed"]] = row
-    STARTS.write_text("".join(json.dumps(rows[k], sort_keys=True) + "\n" for k in sorted(rows)))
+    with STARTS.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # recorders side by side share the file
+        rows = kept_outcomes()
+        rows[row["seed"]] = row
+        text = "".join(json.dumps(rows[k], sort_keys=True) + "\n" for k in sorted(rows))
+        STARTS.write_text(text)
 
 
 def summarise(starts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -571,6 +581,8 @@ def judge(work: Path, tuning: list[int], reporting: list[int], tolerance: float)
                 starts.append(row)
         result[label] = {"starts": [r["seed"] for r in starts], **summarise(starts)}
     out = ROOT / "bench" / "results" / "detection.json"
+    if tuning and not result["tuning"]["starts"] and out.exists():
+        result["tuning"] = carried_tuning(json.loads(out.read_text()), tuning)
     out.write_text(json.dumps(result, indent=1) + "\n")
     for label in ("tuning", "reporting"):
         block = result[label]
@@ -586,6 +598,18 @@ def judge(work: Path, tuning: list[int], reporting: list[int], tolerance: float)
     print(f"wrote {out}")
 
 
+def carried_tuning(previous: dict[str, Any], tuning: list[int]) -> dict[str, Any]:
+    """The tuning block of the previous results when none of its starts is recorded here: the
+    thresholds were chosen on those figures, so they stay on record, with the detector that
+    reached them (the tuning databases are not kept across machines)."""
+    block = dict(previous.get("tuning") or {})
+    if not block.get("starts") or sorted(block["starts"]) != sorted(tuning):
+        return {"starts": [], **summarise([])}
+    block.setdefault("detector", previous.get("detector"))
+    block["carried"] = "from the previous results: judged then, not re-judged today"
+    return block
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -596,6 +620,12 @@ def main() -> None:
         "--replay", action="store_true", help="record every look's samples (tuning starts)"
     )
     rec.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    rec.add_argument(
+        "--base-port",
+        type=int,
+        default=BASE_PORT,
+        help="the fleet's first port (a second recorder beside the first: e.g. 8601)",
+    )
     jud = sub.add_parser("judge", help="judge recorded starts; write the results")
     jud.add_argument("--tuning", default="", help="seeds the thresholds were chosen on")
     jud.add_argument("--reporting", default="", help="seeds the figures are reported on")
@@ -605,7 +635,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.command == "record":
         for seed in parse_seeds(args.seeds):
-            asyncio.run(record_start(seed, args.work, args.peer, args.replay))
+            asyncio.run(record_start(seed, args.work, args.peer, args.replay, args.base_port))
     else:
         tuning = parse_seeds(args.tuning) if args.tuning else []
         reporting = parse_seeds(args.reporting) if args.reporting else []
