@@ -31,6 +31,31 @@ def stored_answers(db: Path) -> list[str]:
         return [r[0] for r in conn.execute("SELECT output_text FROM samples WHERE ok")]
 
 
+def child_pids(pid: int) -> set[int]:
+    """The processes `pid` started (its writer among them), from /proc."""
+    pids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids.update(int(p) for p in (task / "children").read_text().split())
+    return pids
+
+
+def wait_gone(pids: set[int], timeout_s: float = 120.0) -> set[int]:
+    """Wait until none of `pids` runs any more; those still running at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {p for p in alive if Path(f"/proc/{p}").exists() and not zombie(p)}
+        time.sleep(0.05)
+    return alive
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 def test_kill_9_keeps_every_answered_sample(tmp_path: Path) -> None:
     probes = tmp_path / "probes"
     probes.mkdir()
@@ -52,10 +77,15 @@ def test_kill_9_keeps_every_answered_sample(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(server.sent) < 60:
             time.sleep(0.02)
+        writers = child_pids(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed_at = time.monotonic()
         sent = list(server.sent)
+        # The writer outlives the round's process: it reads the pipe to its end, commits
+        # that and exits (on a loaded machine that takes seconds). It must exit on its own.
+        assert writers, "the round writes through a writer process"
+        assert not wait_gone(writers), "the writer process must exit once its parent is gone"
 
     assert 60 <= len(sent) < 400, "the round must be killed midway"
     stored = stored_answers(db)
