@@ -43,6 +43,7 @@ import fcntl
 import hashlib
 import json
 import math
+import os
 import random
 import shutil
 import subprocess
@@ -58,6 +59,7 @@ import numpy as np
 import yaml
 from auditor_fleet import FleetMember, FleetSpec, fleet_down, fleet_up
 from auditor_fleet.demo import EXPECTED, build_weights
+from auditor_fleet.llama_model import THREADS_ENV
 from auditor_fleet.spec import DEFAULT_MODEL, base_url
 
 from auditor.comparisons import DEFAULT_NOISE_TOLERANCE
@@ -634,6 +636,9 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.command == "record":
+        # One llama.cpp thread per fleet: with a thread per core, two recorders (or anything
+        # else busy) oversubscribe the cores and llama.cpp's spinning threads ran 7x slower.
+        os.environ.setdefault(THREADS_ENV, "1")
         for seed in parse_seeds(args.seeds):
             asyncio.run(record_start(seed, args.work, args.peer, args.replay, args.base_port))
     else:
