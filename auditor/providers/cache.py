@@ -48,7 +48,11 @@ class CachedReference(ProviderAdapter):
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
         key, identity = cache_key(self.weights_digest, self.engine, request)
-        found = await asyncio.to_thread(self.store.cached_reference, key)
+        try:
+            found = await asyncio.to_thread(self.store.cached_reference, key)
+        except Exception as exc:  # the database away: ask the engine, as for a miss
+            log.warning("reference_cache.read_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            found = None
         if found is not None:
             self.hits += 1
             return CompletionResponse.model_validate({**found, "cached": True})
