@@ -11,7 +11,7 @@ A muted incident raises no alert until `muted_until`; an acknowledged one is sho
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -71,11 +71,21 @@ def _open_row(s: Session, model: str, provider: str, kind: str) -> IncidentRow |
     ).scalar_one_or_none()
 
 
+Queue = Callable[[Session, AlertEvent], object]
+"""Stores an event's alerts in the incident change's own transaction (`outbox.enqueue_in`)."""
+
+
 def update_from_findings(
-    store: Store, round_id: str, findings: Iterable[Finding], now: datetime | None = None
+    store: Store,
+    round_id: str,
+    findings: Iterable[Finding],
+    now: datetime | None = None,
+    *,
+    queue: Queue | None = None,
 ) -> list[AlertEvent]:
     """Open, keep or resolve each provider's incident after a completed round; the alert
-    events to send (none for muted incidents)."""
+    events to send (none for muted incidents). With `queue`, each event's alerts are
+    committed with the incident change, atomically."""
     now = now or utcnow()
     events: list[AlertEvent] = []
     with store.session() as s:
@@ -114,8 +124,16 @@ def update_from_findings(
                     events.append(
                         AlertEvent(type="incident.resolved", incident=info(row), round_id=round_id)
                     )
+        _queue_all(s, events, queue)
         s.commit()
     return events
+
+
+def _queue_all(s: Session, events: list[AlertEvent], queue: Queue | None) -> None:
+    if queue is not None:
+        s.flush()
+        for event in events:
+            queue(s, event)
 
 
 def check_staleness(
@@ -124,6 +142,8 @@ def check_staleness(
     stale_factor: float,
     since: datetime,
     now: datetime | None = None,
+    *,
+    queue: Queue | None = None,
 ) -> list[AlertEvent]:
     """A suite with no completed round for `stale_factor` intervals (counted from its last
     completed round, or from `since`, when the daemon started) opens an incident about the
@@ -167,6 +187,7 @@ def check_staleness(
                 row.state, row.resolved_at, row.updated_at = "resolved", now, now
                 if not _muted(row, now):
                     events.append(AlertEvent(type="incident.resolved", incident=info(row)))
+        _queue_all(s, events, queue)
         s.commit()
     return events
 

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlmodel import Session, col
+from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from auditor.alerts.payload import body_for, wants
 from auditor.operations.settings import AlertsConfig
@@ -79,29 +80,45 @@ def enqueue(
     does not overtake older messages). `hold` makes it due only later: the caller will
     claim and send it itself, and if it dies the message still goes out after `hold`.
     """
+    with store.session() as s:
+        ids = enqueue_in(s, event, alerts, now, sinks=sinks, hold=hold)
+        s.commit()
+    return ids
+
+
+def enqueue_in(
+    s: Session,
+    event: AlertEvent,
+    alerts: AlertsConfig,
+    now: datetime | None = None,
+    *,
+    sinks: Collection[str] | None = None,
+    hold: timedelta | None = None,
+) -> list[str]:
+    """`enqueue` inside the caller's transaction (not committed here): the incident change
+    that raised the event and its messages are stored together or not at all, so no crash
+    or outage between two commits can leave an event without its alerts."""
     now = now or utcnow()
     ids: list[str] = []
-    with store.session() as s:
-        disabled = _disabled(s)
-        for sink in alerts.sinks:
-            if sinks is not None and sink.name not in sinks:
-                continue
-            if not wants(sink, event):
-                continue
-            row = OutboxRow(
-                id=new_message_id(),
-                sink=sink.name,
-                event_type=event.type,
-                incident_id=event.incident.id if event.incident else None,
-                body=body_for(event, sink, now),
-                created_at=now,
-                next_attempt_at=now + hold if hold else _first_attempt(s, sink.name, now),
-            )
-            if sink.name in disabled:
-                row.state, row.last_error = "disabled", _disabled_text(disabled[sink.name])
-            s.add(row)
-            ids.append(row.id)
-        s.commit()
+    disabled = _disabled(s)
+    for sink in alerts.sinks:
+        if sinks is not None and sink.name not in sinks:
+            continue
+        if not wants(sink, event):
+            continue
+        row = OutboxRow(
+            id=new_message_id(),
+            sink=sink.name,
+            event_type=event.type,
+            incident_id=event.incident.id if event.incident else None,
+            body=body_for(event, sink, now),
+            created_at=now,
+            next_attempt_at=now + hold if hold else _first_attempt(s, sink.name, now),
+        )
+        if sink.name in disabled:
+            row.state, row.last_error = "disabled", _disabled_text(disabled[sink.name])
+        s.add(row)
+        ids.append(row.id)
     return ids
 
 

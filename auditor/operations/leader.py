@@ -45,7 +45,10 @@ class PostgresLock(LeaderLock):
     def try_acquire(self) -> bool:
         if self._conn is not None:
             return self.still_held()
-        conn = self.engine.connect()
+        try:
+            conn = self.engine.connect()
+        except SQLAlchemyError:  # the database is away: not the leader, try again later
+            return False
         try:
             got = bool(
                 conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar()

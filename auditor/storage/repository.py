@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, Engine, Result, func, insert, select, update
@@ -21,6 +22,7 @@ from auditor.records import (
     Finding,
     ProbeCase,
     ScoreRecord,
+    as_utc,
     utcnow,
 )
 from auditor.storage.tables import (
@@ -235,14 +237,36 @@ class Store:
             )
             s.commit()
 
-    def reap_dead_rounds(self) -> list[str]:
-        """Mark rounds left 'running' by a process of this host that no longer exists."""
-        host = socket.gethostname()
+    def reap_dead_rounds(
+        self, busy_suites: Collection[str] | None = None, as_of: datetime | None = None
+    ) -> list[str]:
+        """Mark rounds left 'running' by a process of this host that no longer exists.
+
+        With `busy_suites` (the caller is a long-lived process that runs one round of a
+        suite at a time: the daemon, which knows its running suites `as_of` a moment), also
+        this process's own rounds, started by then, of any other suite: rounds it could not
+        mark finished because the database was away at that moment."""
+        host, me = socket.gethostname(), os.getpid()
+        cutoff = as_utc(as_of or utcnow())
         with self.session() as s:
             rows = (
                 s.execute(select(RoundRow).where(col(RoundRow.status) == "running")).scalars().all()
             )
-            dead = [r.id for r in rows if r.hostname == host and r.pid and not _pid_alive(r.pid)]
+            dead = [
+                r.id
+                for r in rows
+                if r.hostname == host
+                and r.pid
+                and (
+                    not _pid_alive(r.pid)
+                    or (
+                        busy_suites is not None
+                        and r.pid == me
+                        and r.suite not in busy_suites
+                        and as_utc(r.started_at) <= cutoff
+                    )
+                )
+            ]
             if dead:
                 s.execute(
                     update(RoundRow)

@@ -35,10 +35,12 @@ import fcntl
 import os
 import pickle
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -47,6 +49,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from auditor import logs
 from auditor.records import CompletionResponse, ProbeCase
@@ -68,6 +71,14 @@ workers wait (the event loop buffers at most asyncio's 64 KiB more)."""
 
 SEND_EVERY_S = 0.005
 """Answers are written to the pipe together, at most this long after they arrive."""
+
+STORAGE_RETRY_S = 900.0
+"""How long the writer keeps retrying a commit the database refuses for a reason that
+passes (`transient`: unreachable, restarting, disk full) before the round fails with a
+storage error. Longer than a database restart or a disk being cleaned up."""
+
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0
+"""The wait after a first failed commit, doubling to at most this."""
 
 PROFILE_ENV = "AUDITOR_WRITER_PROFILE"
 """A path: the child writes its cProfile statistics there (bench/overhead.py --profile)."""
@@ -450,6 +461,21 @@ def serve(inbox: Connection, outbox: Connection, store: Store | None = None) -> 
             end.close()
 
 
+_SQLITE_TRANSIENT = {5, 6, 10, 13, 14}  # SQLITE_BUSY, _LOCKED, _IOERR, _FULL, _CANTOPEN
+
+
+def transient(exc: BaseException) -> bool:
+    """A storage error that passes by itself: the database unreachable or restarting (its
+    connection lost), or its disk full ("database or disk is full", DiskFull). Not a
+    constraint or a programming error, which retrying would only repeat."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, sqlite3.Error):  # "no such table" is an OperationalError too
+        return (getattr(orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_TRANSIENT
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
 def _send(outbox: Connection, message: tuple[Any, ...]) -> bool:
     try:
         outbox.send_bytes(pickle.dumps(message))
@@ -467,14 +493,16 @@ class _Writing:
         self.setup = setup
         self.redactor = Redactor(setup.secrets)
         self.failed: BaseException | None = None
+        self.retry_s = STORAGE_RETRY_S
         self._reported = False
 
     def store_batch(self, batch: list[Exchange]) -> int:
         """Store a batch in one transaction; how many were new (not stored before)."""
         if self.failed is not None:
             return 0
+        rows = [self._row(exchange) for exchange in batch]
         try:
-            ids = self.store.add_samples([self._row(exchange) for exchange in batch])
+            ids = self._add_retrying(rows)
         except Exception as exc:
             self.failed = exc
             return 0
@@ -491,6 +519,34 @@ class _Writing:
                 duplicate=sample_id is None,
             )
         return sum(1 for i in ids if i is not None)
+
+    def _add_retrying(self, rows: list[NewSample]) -> list[int | None]:
+        """`add_samples`, again and again while the database is unreachable or its disk
+        full (`transient`), for at most `STORAGE_RETRY_S`: the answers wait here (and in the
+        pipe) instead of being lost. A commit whose acknowledgement was lost is not stored
+        twice: the retry finds its samples and skips them."""
+        deadline = time.monotonic() + self.retry_s
+        wait_s, failures = RETRY_FIRST_S, 0
+        while True:
+            try:
+                ids = self.store.add_samples(rows)
+            except Exception as exc:
+                if not transient(exc) or time.monotonic() + wait_s > deadline:
+                    raise
+                failures += 1
+                if failures == 1:
+                    log.warning(
+                        "writer.storage_retry",
+                        round_id=self.setup.round_id,
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                        retry_for_s=self.retry_s,
+                    )
+                time.sleep(wait_s)
+                wait_s = min(wait_s * 2, RETRY_MAX_S)
+                continue
+            if failures:
+                log.warning("writer.storage_back", round_id=self.setup.round_id, failures=failures)
+            return ids
 
     def report(self, outbox: Connection) -> bool:
         """Send the storage error, once; False when the round's process is gone."""

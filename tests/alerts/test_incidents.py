@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from helpers.db import new_store
 from helpers.records import finding as base_finding
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from auditor.alerts.incidents import (
     acknowledge,
@@ -14,9 +17,11 @@ from auditor.alerts.incidents import (
     mute,
     update_from_findings,
 )
+from auditor.alerts.outbox import enqueue_in, list_messages
 from auditor.operations.settings import ScheduleEntry
-from auditor.records import Diagnosis, Evidence, Finding, utcnow
+from auditor.records import AlertEvent, Diagnosis, Evidence, Finding, utcnow
 from auditor.storage.tables import RoundRow
+from tests.alerts.receiver import alerts_config, sink
 
 
 def finding(verdict: str, provider: str = "acme") -> Finding:
@@ -82,3 +87,26 @@ def test_a_stale_schedule_opens_an_incident_about_the_auditor(db_url: str) -> No
     store.finish_round("r", "complete", None)
     (resolved,) = check_staleness(store, [entry], 2.0, started, utcnow())
     assert resolved.type == "incident.resolved"
+
+
+def test_an_incident_change_and_its_alerts_are_stored_together_or_not_at_all(
+    db_url: str,
+) -> None:
+    """The database goes away between the incident's change and its alerts (here: queueing
+    them fails): neither is stored, so the next round opens the incident again and its
+    alerts go out. Before, the incident was committed first and its alerts were lost."""
+    store = new_store(db_url)
+    alerts = alerts_config(sink("ops", "http://127.0.0.1:9/hooks"))
+
+    def away(_s: Session, _event: AlertEvent) -> None:
+        raise OperationalError("INSERT INTO webhook_outbox", {}, ConnectionError("gone"))
+
+    with pytest.raises(OperationalError):
+        update_from_findings(store, "r1", [finding("deviant")], queue=away)
+    assert list_incidents(store) == [] and list_messages(store) == []
+    (opened,) = update_from_findings(
+        store, "r2", [finding("deviant")], queue=lambda s, e: enqueue_in(s, e, alerts)
+    )
+    (message,) = list_messages(store)
+    assert opened.incident is not None and message.incident_id == opened.incident.id
+    assert message.event_type == "incident.opened" and message.state == "pending"

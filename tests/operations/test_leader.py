@@ -9,6 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.gate import TcpGate
+
+from auditor.operations.leader import PostgresLock, lock_for
+from auditor.storage.db import make_engine
 
 pytestmark = pytest.mark.slow  # processes taking over from each other, seconds apart
 
@@ -63,3 +67,22 @@ def test_a_standby_takes_over_when_the_leader_dies(
     finally:
         first.kill()
         first.wait()
+
+
+@pytest.mark.postgres
+def test_taking_the_lock_with_the_database_away_is_a_no_not_an_error(pg_url: str) -> None:
+    """A standby tries the lock every `lock_retry`, whatever the database is doing: with the
+    server unreachable the answer is "not the leader", and it leads once it is back."""
+    gate, gated_url = TcpGate.before(pg_url)
+    lock = lock_for(make_engine(gated_url))
+    assert isinstance(lock, PostgresLock)
+    assert lock.try_acquire() is False  # nothing listens on the gate's port yet
+    gate.open()
+    try:
+        assert lock.try_acquire() is True
+        gate.cut()
+        assert lock.still_held() is False  # the session is gone, and the lock with it
+        assert lock.try_acquire() is False
+    finally:
+        lock.release()
+        gate.cut()

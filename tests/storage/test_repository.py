@@ -18,6 +18,7 @@ from auditor.records import (
     ProbeCase,
     ScoreRecord,
     Usage,
+    utcnow,
 )
 from auditor.storage.db import DatabaseError, ensure_schema, head_revision, make_engine, upgrade
 from auditor.storage.repository import Store
@@ -142,6 +143,24 @@ def test_dead_round_is_marked_interrupted(sqlite_url: str) -> None:
     assert reaped is not None and reaped.status == "interrupted"
     live = new_round(store, "r2")  # this process is alive: left alone
     assert store.reap_dead_rounds() == [] and store.get_round(live.id).status == "running"
+
+
+def test_the_daemon_reaps_its_own_round_left_running_by_a_database_outage(
+    sqlite_url: str,
+) -> None:
+    """The database went away while the daemon was marking a round finished: the round's
+    row still says running, its process (the daemon) lives on. Once the suite is no longer
+    running there, the daemon's next reap marks it interrupted; a round of a suite still
+    running, or started after the daemon looked, is left alone."""
+    store = new_store(sqlite_url)
+    orphan = new_round(store, "orphan")  # suite "core", this process's pid
+    assert store.reap_dead_rounds() == []  # the process lives: not dead
+    looked = utcnow()
+    assert store.reap_dead_rounds({"core"}, looked) == []  # its suite is still running here
+    later = new_round(store, "later")
+    assert store.reap_dead_rounds(set(), looked) == [orphan.id]
+    assert store.get_round(orphan.id).status == "interrupted"  # type: ignore[union-attr]
+    assert store.get_round(later.id).status == "running"  # type: ignore[union-attr]
 
 
 def test_upgrade_from_the_first_schema_keeps_samples(db_url: str) -> None:

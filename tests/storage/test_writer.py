@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from auditor.config import ProviderConfig, RoundBudget
 from auditor.providers.base import ProviderAdapter
@@ -215,6 +216,39 @@ async def test_a_storage_error_in_the_child_stops_the_round_and_is_raised(
         await asyncio.wait_for(task, timeout=30)
     assert run._stop_reason == "storage error: OperationalError"
     assert adapter.calls < 200
+
+
+async def test_a_full_disk_holds_the_answers_until_there_is_room_again(
+    tmp_path: Path,
+) -> None:
+    """SQLite answers "database or disk is full" (its page limit stands in for the disk):
+    the writer keeps the answers and retries; once there is room, every one is stored
+    once and the round completes. (In a thread: the child runs the same code, but opens
+    its own engine, out of this test's reach.)"""
+    path = tmp_path / "a.db"
+    store = make_store(path)
+    with sqlite3.connect(path) as conn:
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    limit = [pages]  # no page more: the next insert that needs one fails
+
+    def cap(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.execute(f"PRAGMA max_page_count = {limit[0]}")
+
+    event.listen(store.engine, "checkout", cap)
+    adapter = Scripted("p")
+    run = make_runner(store, adapter, samples=120, in_process=True)
+    task = asyncio.create_task(run.run())
+    for _ in range(300):
+        await asyncio.sleep(0.02)
+        if adapter.calls == 120:
+            break
+    await asyncio.sleep(1.0)  # the writer has met the full disk by now
+    assert not task.done() and run._writer.stored < 120
+    limit[0] = 1_000_000
+    outcome = await asyncio.wait_for(task, timeout=60)
+    assert outcome.status == "complete" and outcome.stored == 120
+    indexes = stored_indexes(path)
+    assert sorted(indexes) == list(range(120))
 
 
 class Shouting(Scorer):
