@@ -83,6 +83,19 @@ class Scripted(ProviderAdapter):
         )
 
 
+class HeldAfter(Scripted):
+    """Answers the first `free` samples at once; the rest wait for `release`."""
+
+    def __init__(self, name: str, free: int, delay_s: float = 0.0) -> None:
+        super().__init__(name, delay_s)
+        self.free, self.release = free, asyncio.Event()
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        if request.sample_index >= self.free:
+            await self.release.wait()
+        return await super().complete(request)
+
+
 def make_store(path: Path) -> Store:
     engine = make_engine(f"sqlite:///{path}")
     ensure_schema(engine)
@@ -203,15 +216,18 @@ async def test_a_dead_child_interrupts_the_round_and_its_answers_are_stored_here
 async def test_a_storage_error_in_the_child_stops_the_round_and_is_raised(
     tmp_path: Path,
 ) -> None:
+    """The answers after the first 20 wait until the table is gone: on a loaded machine the
+    child may start late and store everything answered so far in one batch."""
     path = tmp_path / "a.db"
     store = make_store(path)
-    adapter = Scripted("p", delay_s=0.05)
+    adapter = HeldAfter("p", free=20, delay_s=0.05)
     run = make_runner(store, adapter, samples=200)
     task = asyncio.create_task(run.run())
     while run._writer.stored < 10:
         await asyncio.sleep(0.01)
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TABLE scores")
+    adapter.release.set()
     with pytest.raises(Exception, match="scores"):
         await asyncio.wait_for(task, timeout=30)
     assert run._stop_reason == "storage error: OperationalError"
