@@ -30,9 +30,11 @@ reporting seeds, both named in the results.
 `record` skips what is recorded already (resumable; `--peer` on a recorded start adds only
 its peer round). Each start is judged as soon as it is stored and its outcome kept in
 `bench/results/detection_starts.jsonl` (one line a start, with the detector that judged it:
-a hash of the git trees of `DETECTOR_PATHS`), so the bench spans sessions and machines: `judge`
-re-judges the databases found under `--work`, and summarises the kept outcomes of today's
-detector, naming any start it had to leave out.
+a hash of the git trees of `DETECTOR_PATHS`), and the start itself in `bench/recorded/` (its
+database, xz-compressed, and its planted parameters), so the bench spans sessions and
+machines: `judge` re-judges every start recorded there or under `--work` with today's
+detector, and summarises the kept outcomes of today's detector, naming any start it had to
+leave out (a start recorded before `bench/recorded/` existed keeps only its outcome).
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ import asyncio
 import fcntl
 import hashlib
 import json
+import lzma
 import math
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -83,6 +87,10 @@ DEFAULT_WORK = Path.home() / ".cache" / "auditor" / "bench" / "detection"
 #: Every judged start, one JSON line each, kept in the repo: the recorded databases stay on
 #: the machine that recorded them, so the bench spans machines and sessions through this file.
 STARTS = ROOT / "bench" / "results" / "detection_starts.jsonl"
+#: Every recorded start itself, kept in the repo (its database compressed, about 0.25 MB; 0.7
+#: with a peer round, and its planted parameters): any later detector re-judges it, on any
+#: machine, without recording it again.
+RECORDED = ROOT / "bench" / "recorded"
 BASE_PORT = 8501
 LOOKS = 3  # the example providers.yaml's sequential budget
 EXTRA_SAMPLES = 1
@@ -288,6 +296,7 @@ async def record_start(
     asked for and missing (the fleet is drawn from the seed alone, so a later peer round
     meets the same members)."""
     target = work / f"start-{seed}.db"
+    restore(seed, work)
     have = recorded_suites(target)
     main_suite = "demo-looks" if replay else "demo"
     suites = [] if target.exists() else [main_suite]
@@ -334,9 +343,41 @@ async def record_start(
         meta["seconds"].update(seconds)
     meta_path.write_text(json.dumps(meta, indent=1))
     shutil.rmtree(scratch, ignore_errors=True)
+    archive(seed, work)
     print(f"start {seed}: {time.monotonic() - t0:.0f} s {seconds}", flush=True)
     if main_suite in suites:
         keep_outcomes(start_outcomes(seed, meta, judge_start(target, DEFAULT_NOISE_TOLERANCE)))
+
+
+def archive(seed: int, work: Path) -> None:
+    """Keep start `seed` in `RECORDED`: its database (vacuumed, xz-compressed) and its meta."""
+    RECORDED.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        copy = Path(tmp) / "start.db"
+        with sqlite3.connect(work / f"start-{seed}.db") as conn:
+            conn.execute("VACUUM INTO ?", (str(copy),))
+        packed = RECORDED / f"start-{seed}.db.xz"
+        with copy.open("rb") as src, lzma.open(packed.with_suffix(".part"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        packed.with_suffix(".part").replace(packed)
+    shutil.copy(work / f"start-{seed}.json", RECORDED / f"start-{seed}.json")
+
+
+def restore(seed: int, work: Path) -> bool:
+    """Bring start `seed` from `RECORDED` into `work` unless it is there already; whether
+    the start is (now) under `work`."""
+    db, meta = work / f"start-{seed}.db", work / f"start-{seed}.json"
+    if db.exists():
+        return True
+    packed = RECORDED / f"start-{seed}.db.xz"
+    if not packed.exists():
+        return False
+    part = db.with_suffix(".part")
+    with lzma.open(packed, "rb") as src, part.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    shutil.copy(RECORDED / f"start-{seed}.json", meta)
+    part.replace(db)
+    return True
 
 
 # --- judging: the sequential policy replayed ---------------------------------------------------
@@ -567,7 +608,7 @@ def judge(work: Path, tuning: list[int], reporting: list[int], tolerance: float)
     }
     for seed in tuning + reporting:
         db, meta_path = work / f"start-{seed}.db", work / f"start-{seed}.json"
-        if db.exists():
+        if restore(seed, work):
             meta = json.loads(meta_path.read_text())
             keep_outcomes(start_outcomes(seed, meta, judge_start(db, tolerance)))
     kept = kept_outcomes()

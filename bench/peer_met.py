@@ -62,6 +62,7 @@ from detection import (  # noqa: E402  (bench/detection.py, beside this file)
     PEER_PROMPTS,
     PEER_SAMPLES,
     parse_seeds,
+    restore,
 )
 from overhead import machine  # noqa: E402
 
@@ -252,7 +253,7 @@ def start_tests(
     """Every provider's test at every n for start `seed` (None: no peer round to test)."""
     db, meta_path = work / f"start-{seed}.db", work / f"start-{seed}.json"
     cache = work / f"peer-met-{seed}.json"
-    if not db.exists() or not meta_path.exists():
+    if not restore(seed, work) or not meta_path.exists():
         kept = published_tests(seed)
         if kept:
             print(f"start {seed}: {len(kept)} tests kept from peer_met.json", flush=True)
