@@ -20,7 +20,7 @@ MET's power with at most half of MET's requests, and the faults MET cannot see; 
 
     .venv/bin/pip install -e '.[peer]'          # torch (CPU), the package, transformers
     .venv/bin/python bench/detection.py record --seeds 100-119 --peer
-    .venv/bin/python bench/detection.py judge --tuning 0-5 --reporting 100-119
+    .venv/bin/python bench/detection.py judge --tuning 0-4 --reporting 100-119
     .venv/bin/python bench/peer_met.py --seeds 100-119 [--jobs 2]
 
 Each start's tests are kept in `<work>/peer-met-<seed>.json` and reused while the settings
