@@ -372,6 +372,7 @@ def restore(seed: int, work: Path) -> bool:
     packed = RECORDED / f"start-{seed}.db.xz"
     if not packed.exists():
         return False
+    work.mkdir(parents=True, exist_ok=True)
     part = db.with_suffix(".part")
     with lzma.open(packed, "rb") as src, part.open("wb") as dst:
         shutil.copyfileobj(src, dst)
