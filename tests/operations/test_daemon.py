@@ -151,17 +151,12 @@ def test_a_run_missed_while_down_runs_once_within_its_grace() -> None:
     assert not missed_run(nightly, now - timedelta(hours=20), now.replace(hour=10))
 
 
-@pytest.mark.slow
-@pytest.mark.postgres
-def test_two_daemons_on_one_postgres_one_leads_the_other_takes_over(
-    fleet: FleetHandle, tmp_path: Path, pg_url: str
-) -> None:
-    import sqlalchemy
-
-    config = write_config(
+def leader_config(tmp_path: Path, fleet: FleetHandle, database: str) -> Path:
+    """A daemon config on `database` with a round every second and quick lock retries."""
+    return write_config(
         tmp_path,
         [provider("bolt", fleet.base_url("bolt"))],
-        pg_url,
+        database,
         reference=endpoint_reference(fleet.base_url("acme")),
         extra={
             "schedule": [{"suite": "mini", "every": "1s"}],
@@ -169,6 +164,16 @@ def test_two_daemons_on_one_postgres_one_leads_the_other_takes_over(
             "daemon": {"lock_retry": "0.5s", "shutdown_deadline": "3s"},
         },
     )
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_daemons_on_one_postgres_one_leads_the_other_takes_over(
+    fleet: FleetHandle, tmp_path: Path, pg_url: str
+) -> None:
+    import sqlalchemy
+
+    config = leader_config(tmp_path, fleet, pg_url)
     engine = sqlalchemy.create_engine(pg_url)
 
     def pids() -> list[int]:
@@ -226,17 +231,7 @@ def test_the_daemon_outlives_a_database_outage_and_leads_again(
 
     gate, gated_url = TcpGate.before(pg_url)
     gate.open()
-    config = write_config(
-        tmp_path,
-        [provider("bolt", fleet.base_url("bolt"))],
-        gated_url,
-        reference=endpoint_reference(fleet.base_url("acme")),
-        extra={
-            "schedule": [{"suite": "mini", "every": "1s"}],
-            "server": {"host": "127.0.0.1", "port": 0},
-            "daemon": {"lock_retry": "0.5s", "shutdown_deadline": "3s"},
-        },
-    )
+    config = leader_config(tmp_path, fleet, gated_url)
     engine = sqlalchemy.create_engine(pg_url)
 
     def rounds(status: str) -> list[datetime]:
