@@ -186,6 +186,19 @@ class ModelProfile(Section):
         description="The numeric noise (logit std, nats) honest serving of this model may add "
         "to the reference's logits. Fallback: judging.noise_tolerance.",
     )
+    context_window: int | None = Field(
+        default=None,
+        gt=0,
+        description="The context window the model card advertises, in tokens (prompt and "
+        "answer together), for the length-dependent probe generators (context_ladder's "
+        "window). Fallback: those generators keep the lengths written in the probe file.",
+    )
+    max_output: int | None = Field(
+        default=None,
+        gt=0,
+        description="The most tokens the model card says one answer may hold. Fallback: the "
+        "length-dependent probe generators keep the lengths written in the probe file.",
+    )
 
 
 class Judging(Section):

@@ -63,6 +63,28 @@ def test_model_can_override_or_disable_reference(tmp_path: Path) -> None:
     assert config.reference_for(config.models[0]) is None
 
 
+def test_profile_with_context_window_and_max_output_loads(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "    providers:\n",
+        "    profile: {context_window: 8192, max_output: 2048}\n    providers:\n",
+    )
+    profile = load_config(write(tmp_path, text)).models[0].profile
+    assert (profile.context_window, profile.max_output) == (8192, 2048)
+    assert load_config(write(tmp_path, MINIMAL)).models[0].profile.context_window is None
+
+
+@pytest.mark.parametrize("key", ["context_window", "max_output"])
+@pytest.mark.parametrize("value", [0, -4096])
+def test_profile_rejects_a_non_positive_length(tmp_path: Path, key: str, value: int) -> None:
+    text = MINIMAL.replace("    providers:\n", f"    profile: {{{key}: {value}}}\n    providers:\n")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert exc.value.field == f"models[0].profile.{key}"
+    assert exc.value.line == 5
+    assert "greater than 0" in exc.value.one_line()
+
+
 def test_env_interpolation_and_missing_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

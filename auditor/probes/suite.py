@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+import auditor.probes.ladder  # noqa: F401  (registers the context_ladder generator)
 from auditor.errors import ProbeFileError, UsageError
 from auditor.probes.generators import GeneratorError, generators
 from auditor.records import (
