@@ -328,11 +328,18 @@ async def record_start(
             cfg = config(spec, database, probes_dir, suite, live=suite == "demo")
             started = time.monotonic()
             selection = select(cfg, load_suite(suite, probes_dir), None, None)
-            await run_round_async(cfg, store, selection, score_likelihood=suite != "peer")
+            result = await run_round_async(cfg, store, selection, score_likelihood=suite != "peer")
             seconds[suite] = round(time.monotonic() - started, 1)
+            if result.outcome.status == "interrupted":
+                break
     finally:
         fleet_down(scratch / "fleet")
+    stopped = any(r.status != "complete" for r in store.rounds(limit=10))
     engine.dispose()
+    if stopped:
+        # Stopped (SIGINT/SIGTERM): a half-recorded start is never kept, archived or judged.
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise SystemExit(f"start {seed}: interrupted, nothing kept")
     meta_path = work / f"start-{seed}.json"
     if db != target:
         shutil.move(db, target)
