@@ -162,13 +162,18 @@ class Usage(Strict):
 
 
 class ErrorClass(StrEnum):
-    """Why a request produced no usable answer. Errors are never behaviour differences."""
+    """Why a request produced no usable answer. Errors are never behaviour differences, but
+    for `context_length_exceeded`: the provider's own statement that a prompt does not fit its
+    context, which says where its effective context window ends (the counts it stated start
+    the error message, see `auditor.providers.context_length`)."""
 
     AUTH = "auth"  # 401, 403
     NOT_FOUND = "not_found"  # 404
     RATE_LIMITED = "rate_limited"  # 429 after retries
     SERVER_ERROR = "server_error"  # 5xx after retries
     CLIENT_ERROR = "client_error"  # other 4xx
+    # the prompt refused as longer than the context allows, whatever the status (400, 500...)
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
     API_ERROR = "api_error"  # 200 carrying an error object
     PROTOCOL_ERROR = "protocol_error"  # unparseable or off-spec body or stream
     TIMEOUT = "timeout"

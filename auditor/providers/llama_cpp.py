@@ -17,6 +17,7 @@ import numpy as np
 from auditor.config import LlamaCppReference
 from auditor.errors import AuditorError
 from auditor.providers.base import ProviderAdapter
+from auditor.providers.context_length import overflow_in_text
 from auditor.providers.continuation import (
     ChatTemplate,
     ContinuationScorer,
@@ -247,10 +248,15 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
                 top_logprobs=max(p.top_logprobs or 1, 1) if p.logprobs else None,
             )
         except (ValueError, RuntimeError) as exc:
+            error_class, message = ErrorClass.CLIENT_ERROR, f"reference engine: {exc}"
+            # "Requested tokens (N) exceed context window of M": a prompt too long for n_ctx
+            if (overflow := overflow_in_text(str(exc))) is not None:
+                error_class = ErrorClass.CONTEXT_LENGTH_EXCEEDED
+                message = f"{overflow.note()}; {message}"
             return CompletionResponse(
                 ok=False,
-                error_class=ErrorClass.CLIENT_ERROR,
-                error_message=f"reference engine: {exc}",
+                error_class=error_class,
+                error_message=message,
                 raw_request=body,
                 latency_s=time.monotonic() - t0,
                 started_at=started,

@@ -236,9 +236,13 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         progress.headers = wire.identity_headers(response.headers)
         if not 200 <= status <= 299:
             await _read_into(response, progress.body, ERROR_BODY_LIMIT, cut=True)
-            retryable = retry.is_retryable_status(status)
+            answer = wire.http_error(status, bytes(progress.body))
+            # a prompt too long for the context stays too long: not retried, even as a 5xx
+            retryable = retry.is_retryable_status(status) and (
+                answer.error_class != ErrorClass.CONTEXT_LENGTH_EXCEEDED
+            )
             return _Attempt(
-                wire.http_error(status, bytes(progress.body)),
+                answer,
                 retryable=retryable,
                 retry_after=retry.parse_retry_after(response.headers) if retryable else None,
             )

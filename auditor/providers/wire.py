@@ -24,6 +24,7 @@ import httpx
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel, ValidationError
 
+from auditor.providers.context_length import context_overflow
 from auditor.records import CompletionResponse, ErrorClass, Usage
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -174,12 +175,31 @@ def status_error_class(status: int) -> ErrorClass:
     return ErrorClass.PROTOCOL_ERROR
 
 
+#: Statuses whose meaning wins over anything their body says (a 429 "request too large" for
+#: a tokens-per-minute budget is a rate limit, not a context overflow).
+_STATUS_FIRST = frozenset({401, 403, 404, 429})
+
+
+def error_class_of(default: ErrorClass, message: str, payload: Any) -> tuple[ErrorClass, str]:
+    """`default` and `message`, unless the error body refuses the prompt as too long for the
+    context: then `context_length_exceeded`, and the counts it states before the message
+    (`auditor.providers.context_length`)."""
+    overflow = context_overflow(payload)
+    if overflow is None:
+        return default, message
+    return ErrorClass.CONTEXT_LENGTH_EXCEEDED, f"{overflow.note()}; {message}"
+
+
 def http_error(status: int, body: bytes) -> CompletionResponse:
-    """A non-2xx answer, classified by its status, its body kept."""
+    """A non-2xx answer, classified by its status (a context overflow whatever its status
+    but 401, 403, 404 and 429), its body kept."""
     payload = raw_payload(body)
     detail = error_detail(payload) if "raw_text" not in payload else payload["raw_text"][:200]
     message = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
-    return failure(status_error_class(status), message, status_code=status, raw_response=payload)
+    error_class = status_error_class(status)
+    if status not in _STATUS_FIRST:
+        error_class, message = error_class_of(error_class, message, payload)
+    return failure(error_class, message, status_code=status, raw_response=payload)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -248,12 +268,9 @@ def parse_completion(body: bytes, status: int = 200) -> CompletionResponse:
             raw_response=raw_text(body),
         )
     if payload.get("error") not in (None, "", False):
-        return failure(
-            ErrorClass.API_ERROR,
-            f"HTTP {status} carrying an error: {error_detail(payload)}",
-            status_code=status,
-            raw_response=payload,
-        )
+        message = f"HTTP {status} carrying an error: {error_detail(payload)}"
+        error_class, message = error_class_of(ErrorClass.API_ERROR, message, payload)
+        return failure(error_class, message, status_code=status, raw_response=payload)
     try:
         _validate(ChatCompletion, payload, chunk=False)
         if not payload["choices"]:
@@ -343,9 +360,8 @@ class StreamAssembler:
             raise WireError(ErrorClass.PROTOCOL_ERROR, "stream event is JSON but not an object")
         self.chunks.append(payload)
         if payload.get("error") not in (None, "", False):
-            raise WireError(
-                ErrorClass.API_ERROR, f"stream carrying an error: {error_detail(payload)}"
-            )
+            message = f"stream carrying an error: {error_detail(payload)}"
+            raise WireError(*error_class_of(ErrorClass.API_ERROR, message, payload))
         _validate(ChatCompletionChunk, payload, chunk=True)
         self._absorb(payload)
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from auditor.plugins import Registry
 
 if TYPE_CHECKING:
-    from auditor_fleet.spec import FleetMember
+    from auditor_fleet.spec import FleetMember, FleetSpec
 
 
 class ChatMessage(BaseModel):
@@ -243,6 +243,12 @@ class Backend(ABC):
     blocking: ClassVar[bool] = False
 
     _executor_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def for_fleet(cls, spec: FleetSpec) -> Backend:
+        """The one instance a fleet of `spec` shares (fleet-wide settings such as `n_ctx`
+        are read here). Default: the backend with its defaults."""
+        return cls()
 
     @abstractmethod
     def generate(self, request: ChatRequest, on_text: TextCallback | None = None) -> Generation:

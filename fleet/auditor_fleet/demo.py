@@ -25,6 +25,7 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "sampling_override": ("deviant", "sampling_params"),
     "sampler_defaults": ("deviant", "sampling_params"),
     "truncate_context": ("deviant", "context_truncation"),
+    "context_limit": ("deviant", "context_truncation"),  # on a suite with a context ladder
     "persona": ("deviant", "system_prompt"),
     "inject_system": ("deviant", "system_prompt"),
     "drop_system": ("deviant", "system_prompt"),

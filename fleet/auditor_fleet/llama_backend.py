@@ -59,7 +59,7 @@ from auditor_fleet.llama_logprobs import (
 )
 from auditor_fleet.llama_model import MODEL_LOCK, N_CTX, RAW_STOP, raw_prompt, shared_model
 from auditor_fleet.member_model import MemberModel
-from auditor_fleet.spec import DEFAULT_NOISE, FleetMember
+from auditor_fleet.spec import DEFAULT_NOISE, FleetMember, FleetSpec
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -165,6 +165,11 @@ class LlamaBackend(Backend):
         self.perturb_tensors = perturb_tensors  # None: variants.PERTURB_TENSORS
         self._seeds = random.Random(f"llama/{self.model_path.name}")
         self._template: Jinja2ChatFormatter | None = None
+
+    @classmethod
+    def for_fleet(cls, spec: FleetSpec) -> LlamaBackend:
+        """The packaged model with the fleet's context size (`FleetSpec.n_ctx`, else N_CTX)."""
+        return cls(n_ctx=spec.n_ctx or N_CTX)
 
     def generate(self, request: ChatRequest, on_text: TextCallback | None = None) -> Generation:
         seed = self._seeds.getrandbits(63)

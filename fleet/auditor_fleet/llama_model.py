@@ -21,7 +21,8 @@ from auditor_fleet.backends import ChatMessage
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-#: Context size of every fleet model (the longest core probe is about 1,500 tokens).
+#: Context size of every fleet model (the longest core probe is about 1,500 tokens), unless
+#: the fleet spec says otherwise (`FleetSpec.n_ctx`, e.g. for a ladder of long prompts).
 N_CTX = 2048
 #: Threads per model call; `AUDITOR_FLEET_THREADS` overrides (the reference runs beside us).
 THREADS_ENV = "AUDITOR_FLEET_THREADS"

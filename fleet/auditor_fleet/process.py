@@ -165,7 +165,7 @@ class _Fleet:
         self.backends: dict[str, Backend] = {}
         for name in sorted({m.backend for m in spec.members}):
             try:
-                self.backends[name] = backends.get(name)()
+                self.backends[name] = backends.get(name).for_fleet(spec)
             except KeyError as exc:
                 raise FleetError(exc.args[0]) from None
         self.sockets: list[socket.socket] = []

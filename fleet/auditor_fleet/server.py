@@ -13,7 +13,9 @@ Faults come in three families. Protocol faults break the HTTP exchange (status c
 that are not JSON, hangs, resets, a trickling body). Request faults answer well-formed JSON
 to a silently altered request (max_tokens capped, sampling overridden, system prompt
 dropped, replaced or extended with a hidden persona, context truncated, the server's own
-sampler settings, another model's name); they are applied here, whatever the backend.
+sampler settings, another model's name), or refuse a chat prompt longer than a context
+shorter than the model's (`context_limit`: vLLM's 400, `vllm_context_error`); they are
+applied here, whatever the backend.
 Model faults (another set of weights, a wrong prompt format) live below the request, in the
 member's view of its backend (`Backend.bind`, see `auditor_fleet.llama_backend`), as does
 `memorized` (listed prompts answered from memory, see `auditor_fleet.memorized`). A member
@@ -37,7 +39,7 @@ import random
 import socket
 import struct
 import uuid
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -110,6 +112,29 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(error_body(message, type_, code, param), status, headers=headers)
+
+
+def vllm_context_error(limit: int, prompt_tokens: int, output_tokens: int) -> dict[str, Any]:
+    """The body vLLM answers (HTTP 400) a prompt too long for its context with, as it has since
+    2026 (vllm-project/vllm#36197; seen on the wire in vllm-project/vllm-ascend#11557): its
+    ErrorResponse(error=ErrorInfo(message, type, param, code)), the message being
+    VLLMValidationError's text with its "(parameter=..., value=...)" suffix."""
+    total = prompt_tokens + output_tokens
+    message = (
+        f"This model's maximum context length is {limit} tokens. However, you requested "
+        f"{output_tokens} output tokens and your prompt contains at least {prompt_tokens} "
+        f"input tokens, for a total of at least {total} tokens. Please reduce the length of "
+        "the input prompt or the number of requested output tokens. "
+        f"(parameter=input_tokens, value={prompt_tokens})"
+    )
+    return {
+        "error": {
+            "message": message,
+            "type": "BadRequestError",
+            "param": "input_tokens",
+            "code": 400,
+        }
+    }
 
 
 def build_app(member: FleetMember, backend: Backend, *, seed: int = 0) -> Starlette:
@@ -206,6 +231,10 @@ class _Member:
         if isinstance(parsed, Response):
             return parsed
         chat = parsed
+        if self.member.fault == "context_limit":
+            refused = await self._context_limit(chat)
+            if refused is not None:
+                return refused
 
         # tools are rendered into the conversation after the request faults, as a template would
         rewritten = self.tools.prepare(self._rewrite(chat))
@@ -244,6 +273,19 @@ class _Member:
             return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
         answer = TextAnswer(completion, self._model_name(body.model), self.fingerprint)
         return self._package(answer)
+
+    async def _context_limit(self, chat: ChatRequest) -> Response | None:
+        """`context_limit`: a chat prompt longer than `strength` tokens, as this member's chat
+        template counts the request (tools rendered in), is refused with vLLM's 400 before
+        anything is generated, streamed or not; a shorter one is answered as it is. The
+        output tokens the message names are the request's max_tokens (1, the least a
+        generation needs, when it sets none)."""
+        limit = max(1, int(self.strength))
+        count = await self.backend.acount_prompt(self.tools.prepare(chat))
+        if count is None or count <= limit:
+            return None
+        body = vllm_context_error(limit, count, chat.max_tokens or 1)
+        return JSONResponse(body, 400)
 
     async def _before_body(self) -> Response | None:
         if self.member.latency_ms:

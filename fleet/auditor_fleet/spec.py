@@ -52,6 +52,8 @@ Fault = Literal[
     "persona",
     # the server's own sampler settings, whatever the request says (top_k, top_p, min_p, ...)
     "sampler_defaults",
+    # a context shorter than advertised: prompts over `strength` tokens refused, as vLLM does
+    "context_limit",
     # a benchmark-tuned variant: listed prompts get their memorised answers (`memorized`)
     "memorized",
     # tool calling: the calls in the model's answer are not parsed, or parsed badly
@@ -92,6 +94,8 @@ SamplerKey = Literal["top_k", "top_p", "min_p", "repeat_penalty"]
 #: What a `sampler_defaults` member imposes when its member says nothing: llama.cpp's server
 #: defaults (llama-server started without sampling flags).
 DEFAULT_SAMPLER: dict[str, float] = {"top_k": 40, "top_p": 0.95, "min_p": 0.05}
+#: The range of a fleet spec's `n_ctx` (the model backends' context size).
+MIN_N_CTX, MAX_N_CTX = 256, 32768
 #: Logits noise (std, in logits) of a member that does not say: about what batching and
 #: kernel choices on real GPU servers add. See docs/fleet.md for how it was measured.
 DEFAULT_NOISE = 0.02
@@ -107,6 +111,11 @@ FAULT_STRENGTH: dict[str, tuple[str, float]] = {
     "truncate_context": (
         "prompt tokens kept, the most recent ones (whitespace words for the echo backend)",
         64.0,
+    ),
+    "context_limit": (
+        "prompt tokens accepted at most, as the member's chat template counts them (words + 4 "
+        "a message for the echo backend); a longer chat prompt gets vLLM's 400",
+        1024.0,
     ),
     "persona": ("fraction of chat requests given the hidden persona system prompt (0..1)", 1.0),
     "wrong_template": (
@@ -194,6 +203,8 @@ class FleetMember(BaseModel):
     def _check_strength(self) -> FleetMember:
         if self.fault in FRACTION_FAULTS and self.strength > 1.0:
             raise ValueError(f"{self.fault} strength is a fraction of requests and must be <= 1")
+        if self.fault == "context_limit" and self.strength != int(self.strength):
+            raise ValueError("context_limit strength is a number of tokens, a whole number")
         if self.persona_text is not None and self.fault != "persona":
             raise ValueError(f"persona_text is the persona fault's, not {self.fault}'s")
         if self.qtype is not None:
@@ -268,6 +279,16 @@ class FleetSpec(BaseModel):
     host: str = "127.0.0.1"
     members: list[FleetMember] = Field(min_length=1)
     seed: int = 0
+    n_ctx: int | None = Field(
+        default=None,
+        ge=MIN_N_CTX,
+        le=MAX_N_CTX,
+        description="context size (tokens) of the model backends' llama.cpp contexts, prompt "
+        "and completion together; None: N_CTX (2048). The packaged model was trained on 8192; "
+        "a context for a ladder of prompts up to 8192 tokens needs 8192 + the completion. "
+        "Memory grows with it, most for requests with logprobs (n_ctx x vocabulary floats: "
+        "1.6 GB at 8192). The echo backend has no context and ignores it",
+    )
 
     @field_validator("host")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from auditor.config import LlamaCppReference
+from auditor.providers.context_length import ContextOverflow
 from auditor.providers.reference import ReferenceUnavailable, build_reference
 from auditor.records import CompletionRequest, Message, RequestParams
 
@@ -64,8 +65,11 @@ async def test_logprobs_and_max_tokens(reference) -> None:  # type: ignore[no-un
 
 async def test_context_overflow_is_a_recorded_error(reference) -> None:  # type: ignore[no-untyped-def]
     resp = await reference.adapter.complete(request("word " * 3000, max_tokens=8))
-    assert not resp.ok and resp.error_class == "client_error"
+    assert not resp.ok and resp.error_class == "context_length_exceeded"
     assert "reference engine" in (resp.error_message or "")
+    overflow = ContextOverflow.from_error_message(resp.error_message)
+    assert overflow is not None and overflow.limit == 1024
+    assert overflow.prompt_tokens is not None and overflow.prompt_tokens > 1024
 
 
 def test_missing_weights_are_reported_not_raised_later(tmp_path) -> None:  # type: ignore[no-untyped-def]
