@@ -18,7 +18,8 @@ label_permutation_test      labels exchangeable within each group       labelled
 ==========================  ==========================================  =====================
 
 Plus multiple-testing control (`bh_adjust`, `benjamini_hochberg`), intervals
-(`clopper_pearson`, `honest_range`) and the early-stopping rule (`sequential_decision`).
+(`clopper_pearson`, `honest_range`, `wilson_interval`, `newcombe_interval`), the early-stopping
+rule (`sequential_decision`) and a context ladder's effective window (`effective_window`).
 Anything random takes a `numpy.random.Generator`, so results are reproducible.
 """
 
@@ -30,6 +31,14 @@ from auditor.stats.classic import (
     proportion_test,
 )
 from auditor.stats.intervals import clopper_pearson, honest_range
+from auditor.stats.ladder import (
+    EffectiveWindow,
+    RungResult,
+    RungVerdict,
+    effective_window,
+    newcombe_interval,
+    wilson_interval,
+)
 from auditor.stats.mmd import PAD, encode_completions, hamming_kernel, mmd_hamming_test
 from auditor.stats.multiple import benjamini_hochberg, bh_adjust, fisher_combine
 from auditor.stats.outcome import TestOutcome
@@ -40,11 +49,15 @@ from auditor.stats.sequential import Decision, per_look_alpha, sequential_decisi
 __all__ = [
     "PAD",
     "Decision",
+    "EffectiveWindow",
+    "RungResult",
+    "RungVerdict",
     "TestOutcome",
     "benjamini_hochberg",
     "bh_adjust",
     "cliffs_delta",
     "clopper_pearson",
+    "effective_window",
     "encode_completions",
     "excess_rate_test",
     "fisher_combine",
@@ -54,6 +67,7 @@ __all__ = [
     "label_permutation_test",
     "mean_shift_test",
     "mmd_hamming_test",
+    "newcombe_interval",
     "paired_shift_test",
     "per_look_alpha",
     "proportion_test",
@@ -61,4 +75,5 @@ __all__ = [
     "rank_uniformity_test",
     "ranks_of",
     "sequential_decision",
+    "wilson_interval",
 ]

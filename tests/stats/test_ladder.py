@@ -1,0 +1,264 @@
+"""auditor.stats.ladder: where the window stops and why, the Boschloo orientation, Newcombe's
+interval against the published values, and the lower bound never passing the window."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from auditor.stats import RungResult, effective_window, newcombe_interval, wilson_interval
+from auditor.stats.ladder import judge_rung, worse_pass_rate_p
+
+LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
+
+
+def rung(
+    length: int,
+    provider: tuple[int, int],
+    reference: tuple[int, int] = (20, 20),
+    **counts: int,
+) -> RungResult:
+    return RungResult(length, *provider, *reference, **counts)
+
+
+def test_a_provider_equal_to_the_reference_gets_the_top_rung() -> None:
+    ladder = [rung(n, (18, 20), (18, 20)) for n in LENGTHS]
+    window = effective_window(ladder)
+    assert window.length == LENGTHS[-1]
+    assert window.lower_bound == LENGTHS[-1]  # 20 tasks a rung confirm a 0.25 margin
+    assert window.break_at is None and window.reason is None
+    assert [r.status for r in window.rungs] == ["match"] * len(LENGTHS)
+    assert window.summary() == (
+        "answers like the reference up to 8,192 tokens (confirmed to 8,192), the top of the ladder"
+    )
+
+
+def test_a_collapse_at_rung_4_stops_the_window_at_rung_3() -> None:
+    ladder = [rung(n, (20, 20)) for n in LENGTHS[:3]]
+    ladder += [rung(n, (3, 20)) for n in LENGTHS[3:]]
+    window = effective_window(ladder)
+    assert (window.length, window.break_at, window.reason) == (1024, 2048, "pass_rate")
+    assert window.lower_bound == 1024
+    broken = window.rungs[3]
+    assert broken.status == "fail" and broken.p_value is not None and broken.p_value < 1e-6
+    assert broken.difference == pytest.approx(-0.85)
+    assert window.summary(task="retrieval") == (
+        "answers like the reference up to 1,024 tokens (confirmed to 1,024); fails retrieval at "
+        "2,048 tokens (pass rate 0.15 against the reference's 1.00, p < 0.001)"
+    )
+
+
+def test_rungs_are_read_in_length_order_whatever_the_input_order() -> None:
+    ladder = [rung(n, (20, 20) if n < 2048 else (3, 20)) for n in LENGTHS]
+    assert effective_window(ladder[::-1]) == effective_window(ladder)
+
+
+def test_a_refusal_breaks_the_window_even_when_pass_rates_match() -> None:
+    ladder = [rung(n, (20, 20)) for n in LENGTHS]
+    ladder[2] = rung(1024, (20, 20), refused=1)
+    window = effective_window(ladder)
+    assert (window.length, window.break_at, window.reason) == (512, 1024, "refused")
+    assert window.summary().endswith("refuses prompts of 1,024 tokens (context length exceeded)")
+
+
+def test_a_refusal_with_no_scored_answer_is_a_failure_not_an_unknown() -> None:
+    ladder = [rung(256, (20, 20)), rung(512, (0, 0), refused=20)]
+    window = effective_window(ladder)
+    assert window.rungs[1].status == "fail" and window.rungs[1].p_value is None
+    assert (window.length, window.break_at, window.reason) == (256, 512, "refused")
+
+
+def test_billed_short_wins_over_the_pass_rate() -> None:
+    ladder = [rung(256, (20, 20)), rung(512, (2, 20), billed_short=4)]
+    window = effective_window(ladder)
+    assert window.rungs[1].p_value is not None and window.rungs[1].p_value < 0.05
+    assert (window.break_at, window.reason) == (512, "billed_short")
+    assert "drops part of prompts of 512 tokens (4 of 20 answers" in window.summary()
+
+
+def test_refused_wins_over_billed_short() -> None:
+    window = effective_window([rung(256, (2, 20), refused=1, billed_short=3)])
+    assert window.reason == "refused"
+
+
+def test_unknown_rungs_are_skipped() -> None:
+    ladder = [rung(n, (20, 20)) for n in LENGTHS]
+    ladder[1] = rung(512, (0, 0), errors=20)  # every request errored
+    ladder[5] = rung(8192, (20, 20), (0, 0))  # the reference has nothing at this length
+    window = effective_window(ladder)
+    assert [r.status for r in window.rungs] == ["match", "unknown"] + ["match"] * 3 + ["unknown"]
+    assert window.rungs[1].p_value is None and window.rungs[1].difference is None
+    assert (window.length, window.lower_bound, window.break_at) == (4096, 4096, None)
+    assert window.summary().endswith(", the longest rung judged")
+
+
+def test_an_unknown_rung_before_the_break_does_not_extend_the_window() -> None:
+    ladder = [rung(256, (20, 20)), rung(512, (0, 0), errors=5), rung(1024, (0, 20))]
+    window = effective_window(ladder)
+    assert (window.length, window.break_at) == (256, 1024)
+
+
+def test_an_all_unknown_ladder_says_nothing() -> None:
+    window = effective_window([rung(n, (0, 0), errors=3) for n in LENGTHS[:3]])
+    assert (window.length, window.lower_bound, window.break_at, window.reason) == (None,) * 4
+    assert "no rung" in window.summary()
+
+
+def test_a_failing_first_rung_is_below_the_ladder() -> None:
+    ladder = [rung(n, (0, 20)) for n in LENGTHS[:3]]
+    window = effective_window(ladder)
+    assert (window.length, window.lower_bound, window.break_at) == (None, None, 256)
+    assert window.summary().startswith("answers like the reference at no rung of the ladder; ")
+
+
+def test_tiny_samples_match_but_do_not_confirm() -> None:
+    window = effective_window([rung(n, (1, 1), (1, 1)) for n in LENGTHS[:3]])
+    assert (window.length, window.break_at) == (1024, None)
+    assert window.lower_bound is None
+    assert all(r.status == "match" and not r.confirmed for r in window.rungs)
+    assert "(not confirmed at any rung)" in window.summary()
+
+
+def test_confirmation_stops_at_the_first_unconfirmed_rung() -> None:
+    # 20 tasks, then 2: the match holds on, the confirmation does not
+    ladder = [rung(256, (20, 20)), rung(512, (2, 2), (2, 2)), rung(1024, (20, 20))]
+    window = effective_window(ladder)
+    assert (window.length, window.lower_bound) == (1024, 256)
+    assert window.rungs[2].confirmed  # confirmed on its own, but the chain is broken
+
+
+def test_a_provider_much_better_than_the_reference_never_fails() -> None:
+    # provider first: H0 is p_provider >= p_reference, so only a worse provider is rejected
+    ladder = [rung(n, (20, 20), (1, 20)) for n in LENGTHS]
+    window = effective_window(ladder)
+    assert (window.length, window.break_at) == (LENGTHS[-1], None)
+    assert all(r.p_value is not None and r.p_value > 0.99 for r in window.rungs)
+    assert all(r.difference == pytest.approx(0.95) for r in window.rungs)
+    # and the mirror image fails at once
+    assert effective_window([rung(256, (1, 20), (20, 20))]).reason == "pass_rate"
+
+
+@pytest.mark.parametrize(
+    ("provider", "reference"),
+    [((5, 20), (10, 12)), ((2, 12), (10, 12)), ((0, 3), (9, 10)), ((7, 7), (3, 9))],
+)
+def test_the_boschloo_table_has_the_provider_as_its_first_column(
+    provider: tuple[int, int], reference: tuple[int, int]
+) -> None:
+    (kp, np_), (kr, nr) = provider, reference
+    p = worse_pass_rate_p(kp, np_, kr, nr)
+    expected = stats.boschloo_exact([[kp, kr], [np_ - kp, nr - kr]], alternative="less").pvalue
+    assert p == pytest.approx(expected)
+    # Boschloo is uniformly more powerful than Fisher's test of the same table
+    fisher = stats.fisher_exact([[kp, kr], [np_ - kp, nr - kr]], alternative="less").pvalue
+    assert p <= fisher + 1e-12
+
+
+def test_the_boschloo_p_value_is_exact_on_a_table_small_enough_to_check_by_hand() -> None:
+    # 0 of 1 against 1 of 1: nothing is more extreme, P = max_p (1 - p) p = 1/4
+    assert worse_pass_rate_p(0, 1, 1, 1) == pytest.approx(0.25, abs=1e-6)
+    # every answer right on both sides: no evidence at all (the transposed table gives NaN)
+    assert worse_pass_rate_p(5, 5, 5, 5) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("counts", "low", "high"),
+    [  # Newcombe (1998), Statistics in Medicine 17:873-890, Table II, method 10
+        ((56, 70, 48, 80), 0.0524, 0.3339),
+        ((9, 10, 3, 10), 0.1705, 0.8090),
+        ((5, 56, 0, 29), -0.0381, 0.1926),
+        ((0, 10, 0, 20), -0.1611, 0.2775),
+        ((10, 10, 0, 20), 0.6791, 1.0000),
+    ],
+)
+def test_newcombe_interval_matches_the_published_values(
+    counts: tuple[int, int, int, int], low: float, high: float
+) -> None:
+    got_low, got_high = newcombe_interval(*counts, confidence=0.95)
+    assert round(got_low, 3) == round(low, 3)
+    assert round(got_high, 3) == round(high, 3)
+
+
+def test_wilson_interval_matches_the_published_value() -> None:
+    # Newcombe (1998), Statistics in Medicine 17:857-872, Table I: 81 of 263, method 3
+    low, high = wilson_interval(81, 263)
+    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
+
+
+def test_the_rung_lower_bound_is_one_sided_at_alpha() -> None:
+    verdict = judge_rung(rung(256, (56, 70), (48, 80)), alpha=0.025)
+    assert verdict.lower == pytest.approx(newcombe_interval(56, 70, 48, 80, 0.95)[0])
+
+
+def test_a_wider_margin_confirms_further() -> None:
+    ladder = [rung(n, (8, 10), (9, 10)) for n in LENGTHS[:3]]
+    assert effective_window(ladder, margin=0.1).lower_bound is None
+    assert effective_window(ladder, margin=0.6).lower_bound == 1024
+
+
+@st.composite
+def ladders(draw: st.DrawFn) -> list[RungResult]:
+    lengths = draw(st.lists(st.integers(1, 200_000), min_size=1, max_size=5, unique=True))
+    out = []
+    for length in lengths:
+        provider_tried = draw(st.integers(0, 12))
+        reference_tried = draw(st.integers(0, 12))
+        out.append(
+            RungResult(
+                length=length,
+                provider_passed=draw(st.integers(0, provider_tried)),
+                provider_tried=provider_tried,
+                reference_passed=draw(st.integers(0, reference_tried)),
+                reference_tried=reference_tried,
+                refused=draw(st.sampled_from([0] * 8 + [1])),
+                errors=draw(st.integers(0, 3)),
+                billed_short=draw(st.sampled_from([0] * 8 + [2])),
+            )
+        )
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(ladders(), st.sampled_from([0.01, 0.05, 0.2]), st.sampled_from([0.1, 0.25, 0.6]))
+def test_the_lower_bound_never_exceeds_the_window(
+    ladder: list[RungResult], alpha: float, margin: float
+) -> None:
+    window = effective_window(ladder, alpha=alpha, margin=margin)
+    if window.lower_bound is not None:
+        assert window.length is not None and window.lower_bound <= window.length
+    if window.length is not None and window.break_at is not None:
+        assert window.length < window.break_at
+    known = [r for r in window.rungs if r.status != "unknown"]
+    if window.break_at is not None:
+        first_fail = next(r for r in known if r.status == "fail")
+        assert (first_fail.length, first_fail.reason) == (window.break_at, window.reason)
+    elif known:
+        assert window.length == known[-1].length
+    assert isinstance(window.summary(), str)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RungResult(256, 3, 2, 1, 1),  # provider passed > tried
+        lambda: RungResult(256, 1, 1, 5, 4),  # reference passed > tried
+        lambda: RungResult(256, 1, 1, 1, 1, refused=-1),
+        lambda: RungResult(256, -1, 1, 1, 1),
+        lambda: RungResult(0, 1, 1, 1, 1),
+        lambda: effective_window([RungResult(256, 1, 1, 1, 1), RungResult(256, 0, 1, 1, 1)]),
+        lambda: effective_window([]),
+        lambda: effective_window([RungResult(256, 1, 1, 1, 1)], alpha=0.0),
+        lambda: effective_window([RungResult(256, 1, 1, 1, 1)], alpha=0.5),
+        lambda: effective_window([RungResult(256, 1, 1, 1, 1)], margin=-0.1),
+        lambda: newcombe_interval(1, 0, 1, 1),
+    ],
+)
+def test_invalid_inputs_raise(make: Callable[[], object]) -> None:
+    with pytest.raises(ValueError):
+        make()
