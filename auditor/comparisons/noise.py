@@ -28,8 +28,8 @@ departs from nothing (`walk`).
   greedy answers with a departure honest noise would make with a chance below 1e-3;
   `noise:moved_density`, the share of the steps of those answers that depart tellingly (a
   heavier quantization perturbs every step, other weights or another prompt only some);
-  `noise:prefix_fade`, how often answers to probes with a system message or a long prompt
-  moved over how often plain ones did; `noise:departure_gap`, the mean gap at departures over
+  `noise:prefix_fade`, how often answers to long prompts moved over how often answers to
+  plain short ones did; `noise:departure_gap`, the mean gap at departures over
   the mean gap where the reference's own sampled answers leave its top choice (near 1:
   sampled; small: greedy decoding on other logits).
 """
@@ -70,7 +70,7 @@ from auditor.stats.outcome import TestOutcome
 
 MIN_STEPS = 20  # fewer scored greedy steps than this in a scope: no test
 INFORMATIVE = 0.1  # departures count where honest noise departs with a smaller chance
-MIN_OTHER_ANSWERS = 4  # fewer greedy answers with a system message or long prompt: no fade
+MIN_LONG_ANSWERS = 2  # fewer greedy answers to long prompts: no fade
 IMPLAUSIBLE = 1e-3  # a departure honest noise makes with a smaller chance: the answer moved
 SCOPES = (Scope.SHORT, Scope.SYSTEM_PROMPT, Scope.LONG_CONTEXT)
 
@@ -307,19 +307,25 @@ def _telling(o: Observation, paths: dict[str, Trace], sigma: float) -> tuple[int
 def _prefix_fade(
     answers: list[Observation], departures: list[tuple[int, list[float]]]
 ) -> list[Comparison]:
-    """How often answers to probes that bring instructions or context of their own (a system
-    message, a long prompt) moved, over how often answers to plain short prompts did (each:
-    a telling departure at least). A change ahead of the prompt, such as hidden instructions
-    in the system slot, shows most where nothing else instructs the model and fades under
-    the prompt's own; other weights move every kind of probe alike."""
+    """How often answers to long prompts moved, over how often answers to plain short prompts
+    did (moved as `noise:moved_share` counts it: a departure honest noise makes with a chance
+    below `IMPLAUSIBLE`). A change ahead of the prompt, such as hidden
+    instructions in the system slot, shows most where nothing else fills the context and
+    fades under a long prompt of the caller's own, thousands of characters away from it;
+    other weights move answers to long and short prompts alike. (A system message of the
+    caller's does not drown hidden instructions: a host that adds some puts them beside it.)
+    """
     short: list[bool] = []
-    rest: list[bool] = []
+    long: list[bool] = []
     for o, (_, chances) in zip(answers, departures, strict=True):
-        (short if PROBE_SCOPES[Scope.SHORT](o) else rest).append(bool(chances))
-    if len(rest) < MIN_OTHER_ANSWERS or not short or not any(short):
+        if PROBE_SCOPES[Scope.SHORT](o):
+            short.append(any(c < IMPLAUSIBLE for c in chances))
+        elif PROBE_SCOPES[Scope.LONG_CONTEXT](o):
+            long.append(any(c < IMPLAUSIBLE for c in chances))
+    if len(long) < MIN_LONG_ANSWERS or not short or not any(short):
         return []
-    fade = (sum(rest) / len(rest)) / (sum(short) / len(short))
-    shown = figure("noise:prefix_fade", fade, None, len(rest))
+    fade = (sum(long) / len(long)) / (sum(short) / len(short))
+    shown = figure("noise:prefix_fade", fade, None, len(long))
     return [Comparison(shown, N.PREFIX_FADE, Scope.GREEDY)]
 
 

@@ -25,8 +25,8 @@ NEAR_TOP_GAP = 0.3
 QUANT_DENSITY = 0.2
 #: Share of greedy answers moved from which all traffic is taken to be moved.
 WIDESPREAD = 0.7
-#: Probes with instructions or context of their own moved at most this share as often as
-#: plain ones (`noise:prefix_fade`): a change ahead of the prompt, which they drown out.
+#: Answers to long prompts moved at most this share as often as answers to plain ones
+#: (`noise:prefix_fade`): a change ahead of the prompt, which a long prompt drowns out.
 FADED = 0.5
 #: The answers to plain prompts moved, or nearly: what moved elsewhere is not specific to
 #: those probes (an uncorrected hint is enough to say so).
@@ -187,9 +187,9 @@ register(
         "system_prompt.prefix_change",
         "system_prompt",
         0.85,
-        _MOVED + "; answers to probes with a system message or a long prompt of their own "
-        "moved {figures[prefix_fade]:.0%} as often as plain ones: a change ahead of the prompt "
-        "that the prompt's own instructions drown out (hidden instructions)",
+        _MOVED + "; answers to long prompts moved {figures[prefix_fade]:.0%} as often as "
+        "answers to plain ones: a change ahead of the prompt that a long prompt of the "
+        "caller's own drowns out (hidden instructions)",
         when=(Not(PROMPT_CHANGED), Figure(N.PREFIX_FADE, below=FADED), Not(DENSE)),
     ),
     # Which weights: a heavier quantization perturbs the logits at every step (dense), and

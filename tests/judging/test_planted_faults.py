@@ -9,8 +9,19 @@ import pytest
 from auditor_fleet.demo import EXPECTED
 from helpers.recorded import recorded_rounds
 
+#: Faults whose judging is not built yet: each must fail here until it is (strict xfail).
+PENDING = {"context_limit": "context-length refusals are judged with the context ladder"}
 
-@pytest.mark.parametrize("fault", sorted(EXPECTED))
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=PENDING[f]))
+        if f in PENDING
+        else f
+        for f in sorted(EXPECTED)
+    ],
+)
 def test_each_planted_fault_gets_its_expected_verdict_and_diagnosis(fault: str) -> None:
     planted = [(r, e) for r in recorded_rounds() for e in r.providers() if e.fault == fault]
     assert planted, f"no recorded round plants {fault}: nothing shows the detector finds it"
