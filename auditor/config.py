@@ -190,14 +190,14 @@ class ModelProfile(Section):
         default=None,
         gt=0,
         description="The context window the model card advertises, in tokens (prompt and "
-        "answer together), for the length-dependent probe generators (context_ladder's "
-        "window). Fallback: those generators keep the lengths written in the probe file.",
+        "answer together): the window of every context_ladder probe case that leaves its "
+        "window out. Fallback: such a case's fallback_window, else the model is not sent it.",
     )
     max_output: int | None = Field(
         default=None,
         gt=0,
-        description="The most tokens the model card says one answer may hold. Fallback: the "
-        "length-dependent probe generators keep the lengths written in the probe file.",
+        description="The most tokens the model card says one answer may hold. Not read yet: "
+        "the probe generators keep the lengths written in the probe file.",
     )
 
 

@@ -36,18 +36,27 @@ def probes_list(
     probes_dir: Annotated[Path | None, typer.Option(help="Probe directory.")] = None,
 ) -> None:
     """List the probe suites (or one suite's cases)."""
-    from auditor.probes import load_suite, load_suites
+    from auditor.probes import PerModelCase, load_suite, load_suites
 
     directory = probes_dir or _default_probes_dir(config_path)
     if suite:
-        s = load_suite(suite, directory)
-        for case in s.cases:
-            signals = ",".join(case.signals)
-            print_line(f"{case.id}\tsamples={case.samples}\tsignals={signals}")
+        for case in load_suite(suite, directory).written():
+            if isinstance(case, PerModelCase):
+                t = case.template
+                line = f"{case.id}.*\tsamples={t.get('samples', 1)}"
+                line += f"\tsignals={','.join(t.get('signals', []))}\tper model: {case.generator}"
+                line += "".join(f", {p} from profile.{f}" for p, f in case.from_profile.items())
+            else:
+                line = f"{case.id}\tsamples={case.samples}\tsignals={','.join(case.signals)}"
+            print_line(line)
         return
     for s in load_suites(directory).values():
         n = sum(c.samples for c in s.cases)
-        line = f"{s.name}\t{len(s.cases)} cases\t{n} requests/provider\t{s.hash[:12]}"
+        cases = f"{len(s.cases)} cases" + (
+            f" + {len(s.per_model)} per model" if s.per_model else ""
+        )
+        requests = f"{n} requests/provider" + (" + per model" if s.per_model else "")
+        line = f"{s.name}\t{cases}\t{requests}\t{s.hash[:12]}"
         print_line(f"{line}\t{s.description or ''}")
 
 
@@ -68,7 +77,8 @@ def probes_validate(
 
     suites = validate_path(path or _default_probes_dir(config_path) or PACKAGED_SUITES)
     for s in suites:
-        out.print(f"ok {s.name}: {len(s.cases)} cases, hash {s.hash[:12]}", highlight=False)
+        more = f" and {len(s.per_model)} expanded per model" if s.per_model else ""
+        out.print(f"ok {s.name}: {len(s.cases)} cases{more}, hash {s.hash[:12]}", highlight=False)
 
 
 @config_app.command("schema")
@@ -83,6 +93,7 @@ def config_schema() -> None:
 def config_validate(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Check providers.yaml, its key variables and its suites."""
     from auditor.probes import load_suites
+    from auditor.rounds.run import select
 
     config = load_config(config_path)
     require_secrets(config, config_path)
@@ -97,6 +108,10 @@ def config_validate(config_path: ConfigOpt = DEFAULT_CONFIG) -> None:
                 field=f"suites[{i}]",
                 line=line_of(node, ("suites", i)),
             )
+    # Each model's cases of the suites it runs: a length its profile gives may not fit.
+    for name in dict.fromkeys([*config.suites, *(e.suite for e in config.schedule)]):
+        if name in suites:
+            select(config, suites[name], None, None)
     n = sum(len(m.providers) for m in config.models)
     out.print(f"ok {config_path}: {len(config.models)} model(s), {n} provider(s)", highlight=False)
 

@@ -100,10 +100,11 @@ def run_rounds(
                 field=f"suites[{i}]",
                 line=line_of(node, ("suites", i)),
             )
+    # Every round's cases first: a bad length from a model's profile stops before any round.
+    selections = [select(config, suites[name], model, provider) for name in names]
     store = open_store(database or config.database)
     findings: list[Finding] = []
-    for name in names:
-        selection = select(config, suites[name], model, provider)
+    for selection in selections:
         with ProgressBars(err, enabled=progress) as bars:
             result = asyncio.run(run_round_async(config, store, selection, bars, with_reference))
         if result.reference_note:

@@ -2,6 +2,8 @@
 
 from auditor.probes.generators import GeneratorError, ProbeGenerator, generators
 from auditor.probes.suite import (
+    ModelCases,
+    PerModelCase,
     Suite,
     expand_requests,
     load_suite,
@@ -12,6 +14,8 @@ from auditor.probes.suite import (
 
 __all__ = [
     "GeneratorError",
+    "ModelCases",
+    "PerModelCase",
     "ProbeGenerator",
     "Suite",
     "expand_requests",

@@ -14,6 +14,11 @@ Third-party generators register exactly like the built-ins below::
 
 Generators report bad params by raising `pydantic.ValidationError` (the location is read
 as a path under `generator.params`) or `GeneratorError` (optionally naming a param key).
+
+A generator whose lengths follow the model (the context ladder's `window`) names those params
+in `profile_params`, each with the `ModelProfile` field it comes from. A case that leaves one
+out is expanded per model, when a round knows the model (`Suite.cases_for`); until then
+`check` validates the params it has, so that a bad value is still an error at load time.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from __future__ import annotations
 import random
 import string
 from abc import ABC, abstractmethod
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -39,9 +45,18 @@ class GeneratorError(ValueError):
 
 
 class ProbeGenerator(ABC):
+    #: Params a case may leave out, each then filled per model from a field of the model's
+    #: profile: param name -> `ModelProfile` field (e.g. `{"window": "context_window"}`).
+    profile_params: ClassVar[Mapping[str, str]] = {}
+
     @abstractmethod
     def generate(self, template: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
         """Return raw case dicts; each `id` is the suffix appended to the template's id."""
+
+    def check(self, params: dict[str, Any]) -> None:
+        """Validate params that leave out some `profile_params`, raising as `generate` does.
+        By default nothing is checked before the per-model expansion."""
+        return None
 
 
 generators: Registry[type[ProbeGenerator]] = Registry("probe generator")

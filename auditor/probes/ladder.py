@@ -22,8 +22,9 @@ import math
 import random
 import string
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -180,13 +181,24 @@ def rungs(p: LadderParams) -> list[Rung]:
     return kept
 
 
+#: The window `check` validates params with when `window` is left out (any valid value: no
+#: field validator reads the window; what it makes of the rungs is checked per model).
+_CHECK_WINDOW = 8192
+
+
 @generators.register("context_ladder")
 class ContextLadderGenerator(ProbeGenerator):
     """One case per (task, rung), ids `<task>.len<target tokens>`.
 
     A rung too short for a task's fixed text (instructions, planted lines, question) is left
     out for that task; a task that fits no rung is an error naming the param that sizes it.
+    `window` left out is each model's `profile.context_window`.
     """
+
+    profile_params: ClassVar[Mapping[str, str]] = {"window": "context_window"}
+
+    def check(self, params: dict[str, Any]) -> None:
+        LadderParams.model_validate({"window": _CHECK_WINDOW, **params})
 
     def generate(self, template: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
         p = LadderParams.model_validate(params)

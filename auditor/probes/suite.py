@@ -5,6 +5,10 @@ The format is documented in probes/README.md. Every problem in a file becomes on
 prints a single line such as::
 
     probes/core.yaml:42: cases[3].expect: expect needs exactly one of exact, regex, ...
+
+A generator case that leaves out a param taken from the model's profile (the context ladder's
+`window`) is kept as a `PerModelCase`, its params checked, and expanded for each model of a
+round by `Suite.cases_for`.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jsonschema
 import yaml
@@ -22,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import auditor.probes.ladder  # noqa: F401  (registers the context_ladder generator)
 from auditor.errors import ProbeFileError, UsageError
-from auditor.probes.generators import GeneratorError, generators
+from auditor.probes.generators import GeneratorError, ProbeGenerator, generators
 from auditor.records import (
     CompletionRequest,
     Expect,
@@ -32,6 +38,9 @@ from auditor.records import (
     content_hash,
 )
 from auditor.yamlfile import field_path, line_of, read_yaml
+
+if TYPE_CHECKING:
+    from auditor.config import ModelProfile
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
 SUITE_GLOB = "*.yaml"
@@ -82,24 +91,122 @@ class SuiteFile(_Strict):
     cases: list[CaseEntry] = Field(min_length=1)
 
 
+class PerModelCase(BaseModel):
+    """A generator case that leaves out params each model's profile gives (the context
+    ladder's `window`, from `context_window`): kept as written, checked, and expanded per
+    model by `Suite.cases_for`. A `fallback_<param>` in its params stands for a profile
+    without that field; with none, a model whose profile lacks it is not sent the case."""
+
+    id: str
+    generator: str
+    params: dict[str, Any]  # as written, the fallbacks taken out
+    from_profile: dict[str, str]  # each param left out -> the profile field that gives it
+    fallbacks: dict[str, Any]  # param -> its `fallback_<param>`, where the case states one
+    template: dict[str, Any]  # the case's other keys, the file's defaults applied
+    position: int  # how many of the suite's `cases` come before its own
+    path: str
+    loc: tuple[int | str, ...]  # ("cases", i)
+    line: int | None  # of its `generator` key
+    # Expanded at the fallbacks when the file is loaded (which checks them), if it has all.
+    fallback_cases: list[ProbeCase] | None = None
+
+    @property
+    def content_hash(self) -> str:
+        """Of the case as written: with the profile's values, it says what is sent."""
+        template = {k: v for k, v in self.template.items() if k != "description"}
+        written = {"generator": self.generator, "params": self.params, "template": template}
+        return content_hash({**written, "fallbacks": self.fallbacks})
+
+    def skip_reason(self, profile: ModelProfile) -> str | None:
+        """Why a model with this profile is not sent the case: a param nothing gives."""
+        for param, field in self.from_profile.items():
+            if getattr(profile, field, None) is None and param not in self.fallbacks:
+                return f"the model's profile has no {field} and the case no fallback_{param}"
+        return None
+
+    def expand(self, suite: str, model: str, profile: ModelProfile) -> list[ProbeCase]:
+        """The cases for one model (whose profile has no `skip_reason`). A bad value is one
+        `ProbeFileError` at the case's generator, naming the model and where the value is from."""
+        values: dict[str, Any] = {}
+        sources: list[str] = []
+        for param, field in self.from_profile.items():
+            value = getattr(profile, field, None)
+            source = f"profile.{field}"
+            if value is None:
+                value, source = self.fallbacks[param], f"fallback_{param}"
+            values[param] = value
+            sources.append(f"{param} {value} from its {source}")
+        if values == self.fallbacks and self.fallback_cases is not None:
+            return list(self.fallback_cases)
+        f = _ForModel(self, f"model {model!r} ({', '.join(sources)})")
+        generator = _generator(f, self.generator, self.loc)
+        params = {**self.params, **values}
+        return _expand(f, generator, self.generator, self.template, params, self.loc, suite)
+
+
+class ModelCases(NamedTuple):
+    cases: list[ProbeCase]
+    skipped: list[tuple[str, str]]  # (per-model case id, why)
+
+
 class Suite(BaseModel):
-    """A named set of probe cases, possibly gathered from several files."""
+    """A named set of probe cases, possibly gathered from several files. `per_model` holds
+    the generator cases expanded per model: `cases_for` gives a model's whole list."""
 
     name: str
     description: str | None = None
     files: list[str] = Field(default_factory=list)
     cases: list[ProbeCase] = Field(default_factory=list)
+    per_model: list[PerModelCase] = Field(default_factory=list)
 
     @property
     def hash(self) -> str:
-        """Changes iff what is sent or how it is judged changes (descriptions do not count)."""
-        return content_hash(sorted([case.id, case.content_hash] for case in self.cases))
+        """Changes iff what is sent or how it is judged changes (descriptions do not count).
+        A per-model case counts as written; the hash of each expanded case says the rest."""
+        pairs = [[case.id, case.content_hash] for case in self.cases]
+        pairs += [[f"{entry.id}.*", entry.content_hash] for entry in self.per_model]
+        return content_hash(sorted(pairs))
 
     def case(self, case_id: str) -> ProbeCase:
         for case in self.cases:
             if case.id == case_id:
                 return case
         raise KeyError(case_id)
+
+    def cases_for(self, model: str, profile: ModelProfile) -> ModelCases:
+        """The cases `model` is sent, in file order: the suite's, and each per-model case
+        expanded with the params its profile gives (else the case's fallbacks). A per-model
+        case with a param neither gives is skipped, and said so in `skipped`."""
+        if not self.per_model:
+            return ModelCases(list(self.cases), [])
+        out: list[ProbeCase] = []
+        skipped: list[tuple[str, str]] = []
+        seen = {case.id for case in self.cases}
+        for entry in self.written():
+            if isinstance(entry, ProbeCase):
+                out.append(entry)
+                continue
+            reason = entry.skip_reason(profile)
+            if reason is not None:
+                skipped.append((entry.id, reason))
+                continue
+            expanded = entry.expand(self.name, model, profile)
+            for case in expanded:
+                if case.id in seen:
+                    duplicate = f"duplicate case id {case.id!r} in suite {self.name!r}"
+                    raise _ForModel(entry, f"model {model!r}").error(entry.loc, duplicate)
+                seen.add(case.id)
+            out += expanded
+        return ModelCases(out, skipped)
+
+    def written(self) -> Iterator[ProbeCase | PerModelCase]:
+        """The cases and the per-model cases, in file order."""
+        start = 0
+        for entry in self.per_model:
+            yield from self.cases[start : entry.position]
+            start = entry.position
+            yield entry
+        yield from self.cases[start:]
 
 
 @dataclass(frozen=True)
@@ -138,6 +245,23 @@ class _File:
         first = exc.errors()[0]
         where = (*loc, *first["loc"])
         return self.error(where, _message(first))
+
+    def origin(self, loc: Loc) -> _Origin:
+        return _Origin(str(self.path), field_path(loc), line_of(self.node, loc))
+
+
+class _ForModel(_File):
+    """Errors of a per-model case's expansion: at its generator's line (the file's node tree
+    is not kept), naming the case and the model."""
+
+    def __init__(self, entry: PerModelCase, model: str) -> None:
+        super().__init__(Path(entry.path), None)
+        self.line = entry.line
+        self.prefix = f"case {entry.id!r} for {model}: "
+
+    def error(self, loc: Loc, message: str) -> ProbeFileError:
+        field = field_path(loc) if loc else None
+        return ProbeFileError(str(self.path), self.prefix + message, field=field, line=self.line)
 
 
 def _message(err: Any) -> str:
@@ -193,18 +317,30 @@ def _load_dir(probes_dir: Path) -> dict[str, Suite]:
 
 def _merge_into(target: Suite, seen: dict[str, _Origin], loaded: _Loaded) -> None:
     """Append a file's cases to a suite; a duplicate id names its second occurrence."""
-    for case, origin in zip(loaded.suite.cases, loaded.origins, strict=True):
-        first = seen.get(case.id)
+    # A per-model case's id is the prefix of its cases' ids: two of them may not share one.
+    keys = [
+        (case.id, origin) for case, origin in zip(loaded.suite.cases, loaded.origins, strict=True)
+    ]
+    keys += [
+        (f"{e.id}.*", _Origin(e.path, field_path((*e.loc, "id")), e.line))
+        for e in loaded.suite.per_model
+    ]
+    for key, origin in keys:
+        first = seen.get(key)
         if first is not None:
             at = f"line {first.line}" if first.path == origin.path else f"{first.path}:{first.line}"
             raise ProbeFileError(
                 origin.path,
-                f"duplicate case id {case.id!r} in suite {target.name!r} (first at {at})",
+                f"duplicate case id {key.removesuffix('.*')!r} in suite {target.name!r} "
+                f"(first at {at})",
                 field=origin.field,
                 line=origin.line,
             )
-        seen[case.id] = origin
-        target.cases.append(case)
+        seen[key] = origin
+    offset = len(target.cases)
+    for entry in loaded.suite.per_model:
+        target.per_model.append(entry.model_copy(update={"position": entry.position + offset}))
+    target.cases += loaded.suite.cases
     target.files.extend(loaded.suite.files)
     target.description = target.description or loaded.suite.description
 
@@ -227,7 +363,8 @@ def validate_path(path: Path) -> list[Suite]:
 
 
 def expand_requests(suite: Suite) -> list[CompletionRequest]:
-    """One request per case per sample, in suite order, samples of a case together."""
+    """One request per case per sample, in suite order, samples of a case together (the
+    suite's `cases`: its per-model cases need a model, `Suite.cases_for`)."""
     return [
         CompletionRequest.from_case(case, k) for case in suite.cases for k in range(case.samples)
     ]
@@ -245,21 +382,34 @@ def _load_file(path: Path) -> _Loaded:
     parsed: SuiteFile = f.validate(SuiteFile, data)
     cases: list[ProbeCase] = []
     origins: list[_Origin] = []
+    per_model: list[PerModelCase] = []
     for i, entry in enumerate(parsed.cases):
         loc: Loc = ("cases", i)
         raw = _with_defaults(entry, parsed.defaults)
+        _check_written(f, entry, loc)
         if entry.generator is None:
-            _check_written(f, entry, loc)
-            produced = [(raw, (*loc, "id"))]
-        else:
-            produced = []
-            for generated in _generate(f, entry, raw, loc):
-                _check_generated(f, generated, loc)
-                produced.append((generated, (*loc, "generator")))
-        for case_raw, where in produced:
-            cases.append(_to_case(f, case_raw, parsed.suite, loc))
-            origins.append(_Origin(str(path), field_path(where), line_of(node, where)))
-    suite = Suite(name=parsed.suite, description=parsed.description, files=[str(path)], cases=cases)
+            cases.append(_to_case(f, raw, parsed.suite, loc))
+            origins.append(f.origin((*loc, "id")))
+            continue
+        spec = entry.generator
+        generator = _generator(f, spec.name, loc)
+        left_out = _left_out(f, generator, spec, loc)
+        if left_out:
+            position = len(cases)
+            per_model.append(
+                _per_model(f, generator, spec, raw, loc, parsed.suite, left_out, position)
+            )
+            continue
+        for case in _expand(f, generator, spec.name, raw, spec.params, loc, parsed.suite):
+            cases.append(case)
+            origins.append(f.origin((*loc, "generator")))
+    suite = Suite(
+        name=parsed.suite,
+        description=parsed.description,
+        files=[str(path)],
+        cases=cases,
+        per_model=per_model,
+    )
     return _Loaded(suite, origins)
 
 
@@ -366,35 +516,106 @@ def _check_generated(f: _File, raw: dict[str, Any], loc: Loc) -> None:
         raise fail(*problem)
 
 
-def _generate(
-    f: _File, entry: CaseEntry, template: dict[str, Any], loc: Loc
-) -> list[dict[str, Any]]:
-    """Run a case's generator and merge each of its raw cases over the template."""
-    spec = entry.generator
-    assert spec is not None
-    _check_written(f, entry, loc)
-    gloc: Loc = (*loc, "generator")
+def _generator(f: _File, name: str, loc: Loc) -> ProbeGenerator:
     try:
-        generator = generators.get(spec.name)()
+        return generators.get(name)()
     except KeyError as exc:
-        raise f.error((*gloc, "name"), str(exc.args[0])) from None
+        raise f.error((*loc, "generator", "name"), str(exc.args[0])) from None
+
+
+def _left_out(f: _File, generator: ProbeGenerator, spec: GeneratorSpec, loc: Loc) -> dict[str, str]:
+    """The params the case leaves to the model's profile: param -> profile field."""
+    for param, field in generator.profile_params.items():
+        if param in spec.params and f"fallback_{param}" in spec.params:
+            raise f.error(
+                (*loc, "generator", "params", f"fallback_{param}"),
+                f"only for a case that leaves out {param} (then the model's profile.{field})",
+            )
+    return {p: field for p, field in generator.profile_params.items() if p not in spec.params}
+
+
+def _per_model(
+    f: _File,
+    generator: ProbeGenerator,
+    spec: GeneratorSpec,
+    template: dict[str, Any],
+    loc: Loc,
+    suite: str,
+    left_out: dict[str, str],
+    position: int,
+) -> PerModelCase:
+    """A case to expand per model: its params checked now, without the profile's, and its
+    cases at its fallbacks expanded now if it has all of them."""
+    params = copy.deepcopy(spec.params)
+    fallbacks = {p: params.pop(f"fallback_{p}") for p in left_out if f"fallback_{p}" in params}
+    with _param_errors(f, spec.name, loc, {}):
+        generator.check(copy.deepcopy(params))
+    entry = PerModelCase(
+        id=template["id"],
+        generator=spec.name,
+        params=params,
+        from_profile=left_out,
+        fallbacks=fallbacks,
+        template=template,
+        position=position,
+        path=str(f.path),
+        loc=loc,
+        line=line_of(f.node, (*loc, "generator")),
+    )
+    if fallbacks.keys() == left_out.keys():
+        rename = {p: f"fallback_{p}" for p in fallbacks}
+        at_fallbacks = {**params, **fallbacks}
+        entry.fallback_cases = _expand(
+            f, generator, spec.name, template, at_fallbacks, loc, suite, rename
+        )
+    return entry
+
+
+@contextmanager
+def _param_errors(f: _File, name: str, loc: Loc, rename: Mapping[str, str]) -> Iterator[None]:
+    """A generator's bad params as one error under `cases[i].generator.params` (a param
+    given under another name, as a fallback, named as written)."""
+    where: Loc = (*loc, "generator", "params")
     try:
-        produced = generator.generate(copy.deepcopy(template), copy.deepcopy(spec.params))
+        yield
     except ValidationError as exc:
-        raise f.from_validation(exc, (*gloc, "params")) from None
+        first = exc.errors()[0]
+        inner = tuple(first["loc"])
+        if inner and isinstance(inner[0], str):
+            inner = (rename.get(inner[0], inner[0]), *inner[1:])
+        raise f.error((*where, *inner), _message(first)) from None
     except GeneratorError as exc:
-        where = (*gloc, "params", exc.key) if exc.key else (*gloc, "params")
-        raise f.error(where, str(exc)) from None
+        key = rename.get(exc.key, exc.key) if exc.key else None
+        raise f.error((*where, key) if key else where, str(exc)) from None
     except (ValueError, TypeError, KeyError) as exc:
-        raise f.error((*gloc, "params"), f"generator {spec.name!r} failed: {exc}") from None
+        raise f.error(where, f"generator {name!r} failed: {exc}") from None
+
+
+def _expand(
+    f: _File,
+    generator: ProbeGenerator,
+    name: str,
+    template: dict[str, Any],
+    params: dict[str, Any],
+    loc: Loc,
+    suite: str,
+    rename: Mapping[str, str] | None = None,
+) -> list[ProbeCase]:
+    """Run a case's generator, merge each of its raw cases over the template and check them
+    like written ones."""
+    gloc: Loc = (*loc, "generator")
+    with _param_errors(f, name, loc, rename or {}):
+        produced = generator.generate(copy.deepcopy(template), copy.deepcopy(params))
     if not isinstance(produced, list) or not produced:
-        raise f.error(gloc, f"generator {spec.name!r} produced no cases")
+        raise f.error(gloc, f"generator {name!r} produced no cases")
     out: list[dict[str, Any]] = []
     for raw in produced:
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
-            raise f.error(gloc, f"generator {spec.name!r} produced a case without a string id")
+            raise f.error(gloc, f"generator {name!r} produced a case without a string id")
         out.append(_merge_generated(template, raw))
-    return out
+    for generated in out:
+        _check_generated(f, generated, loc)
+    return [_to_case(f, generated, suite, loc) for generated in out]
 
 
 def _merge_generated(template: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:

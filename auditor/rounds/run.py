@@ -46,11 +46,17 @@ REFERENCE = "reference"
 class RoundSelection:
     suite: Suite
     models: list[ModelConfig]
+    #: The cases each model is sent, per-model cases expanded and the sampler applied.
+    cases: dict[str, list[ProbeCase]]
 
 
 def select(
     config: AuditorConfig, suite: Suite, model: str | None, provider: str | None
 ) -> RoundSelection:
+    """The models (and providers) of a round, and the cases each is sent: the suite's, with
+    its per-model cases expanded at the lengths the model's profile gives (`Suite.cases_for`;
+    one the profile gives none for is skipped, with a warning) and the profile's sampler. A
+    model left with no case is left out; none left is a usage error."""
     models = [m for m in config.models if model is None or m.name == model]
     if not models:
         known = ", ".join(m.name for m in config.models)
@@ -65,7 +71,21 @@ def select(
             raise UsageError(
                 f"--provider: no provider named {provider!r} for the selected model(s)"
             )
-    return RoundSelection(suite=suite, models=models)
+    expanded = {m.name: suite.cases_for(m.name, m.profile) for m in models}
+    if not any(e.cases for e in expanded.values()):
+        case_id, reason = next(e.skipped[0] for e in expanded.values())
+        names = ("model " if len(expanded) == 1 else "models ") + ", ".join(map(repr, expanded))
+        raise UsageError(
+            f"suite {suite.name!r} has nothing to send to {names} (case {case_id!r}: {reason})"
+        )
+    for name, e in expanded.items():
+        for case_id, reason in e.skipped:
+            log.warning(
+                "suite.case_skipped", suite=suite.name, case=case_id, model=name, reason=reason
+            )
+    models = [m for m in models if expanded[m.name].cases]
+    cases = {m.name: sent_as(expanded[m.name].cases, m) for m in models}
+    return RoundSelection(suite, models, cases)
 
 
 def make_adapter(config: ProviderConfig) -> ProviderAdapter:
@@ -109,7 +129,7 @@ async def run_round_async(
     """One round of `selection`, stored as it goes. It stops cleanly (in-flight requests get
     `drain_timeout_s` to finish; the round is marked interrupted) on SIGINT/SIGTERM, or, when
     the caller owns the signals (the daemon), once `stop` is set."""
-    cases = cases_by_model(selection)
+    cases = selection.cases
     by_hash = {c.content_hash: c for model_cases in cases.values() for c in model_cases}
     store.upsert_probe_cases(list(by_hash.values()))
     endpoints = register_endpoints(config, store, selection, with_reference)
@@ -148,16 +168,12 @@ async def run_round_async(
     return RoundResult(round_id, outcome, note)
 
 
-def cases_by_model(selection: RoundSelection) -> dict[str, list[ProbeCase]]:
-    """The suite's cases as each model is sent them: sampled cases take the sampler the
-    model's profile recommends (so their hash, what is sent, differs by model)."""
-    out = {}
-    for model in selection.models:
-        sampler = model.profile.sampler
-        params = sampler.as_params() if sampler else None
-        cases = selection.suite.cases
-        out[model.name] = [c.with_sampler(params) for c in cases] if params else list(cases)
-    return out
+def sent_as(cases: list[ProbeCase], model: ModelConfig) -> list[ProbeCase]:
+    """Cases as `model` is sent them: sampled ones take the sampler its profile recommends
+    (so their hash, what is sent, differs by model)."""
+    sampler = model.profile.sampler
+    params = sampler.as_params() if sampler else None
+    return [c.with_sampler(params) for c in cases] if params else cases
 
 
 def register_endpoints(

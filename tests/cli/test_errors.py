@@ -85,6 +85,51 @@ def test_bad_probe_file(tmp_path: Path) -> None:
     assert_one_line_error(result, "bad.yaml:5", "cases[0].expect", "exactly one")
 
 
+LADDER = "suite: lad\ncases:\n  - id: ladder\n    generator:\n      name: context_ladder\n"
+
+
+@pytest.mark.parametrize(
+    ("params", "profile", "fragments"),
+    [
+        # Checked when the file is loaded, though the window comes from each model's profile.
+        (
+            "{tasks: [needle, haystack]}",
+            {"context_window": 8192},
+            ["lad.yaml:6", "cases[0].generator.params.tasks[1]", "'aggregation'"],
+        ),
+        (
+            "{seed: 1}",
+            {"context_window": 128},
+            [
+                "lad.yaml:5",
+                "cases[0].generator.params.fractions",
+                "case 'ladder' for model 'smollm2-135m-instruct' (window 128 from its "
+                "profile.context_window): no rung reaches min_tokens",
+            ],
+        ),
+        (
+            "{seed: 1}",
+            {},
+            ["suite 'lad' has nothing to send to model 'smollm2-135m-instruct'", "context_window"],
+        ),
+    ],
+)
+def test_bad_ladder_settings_stop_run_and_config_validate(
+    config: Path, params: str, profile: dict[str, int], fragments: list[str]
+) -> None:
+    (config.parent / "probes" / "lad.yaml").write_text(f"{LADDER}      params: {params}\n")
+    data = yaml.safe_load(config.read_text())
+    data["suites"] = ["lad"]
+    data["models"][0]["profile"] = profile
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    for command in ("run", "config validate"):
+        result = run_auditor(
+            *command.split(), "-c", str(config), cwd=config.parent, env={"ACME_KEY_T": "k"}
+        )
+        assert_one_line_error(result, *fragments)
+    assert not (config.parent / "a.db").exists()  # stopped before any round
+
+
 @pytest.mark.slow
 def test_usage_errors(config: Path) -> None:
     result = run_auditor("run", "-c", str(config), "--fail-on", "sometimes", cwd=config.parent)

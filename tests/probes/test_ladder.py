@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from auditor.config import ModelProfile
 from auditor.errors import ProbeFileError
-from auditor.probes import generators, load_suite_file
+from auditor.probes import generators, load_suite, load_suite_file
 from auditor.probes.generators import CHARS_PER_TOKEN
 from auditor.probes.ladder import ANSWER_ALLOWANCE, FREQUENCY_RATIO, TASKS
 
@@ -210,7 +211,13 @@ def write_suite(tmp_path: Path, params: dict[str, Any]) -> Path:
         ({"window": 2048, "tasks": ["needle", "needle"]}, "tasks", 8, "given twice"),
         ({"window": 128}, "fractions", 7, "no rung reaches min_tokens (64)"),
         ({"window": 64}, "window", 7, "greater than or equal to 128"),
-        ({"fractions": [0.5]}, "window", 7, "required key is missing"),
+        # `window` left out (each model's profile.context_window): the rest checked at load.
+        ({"fractions": [0.5, 1.5]}, "fractions[1]", 7, "less than or equal to 1"),
+        ({"tasks": ["haystack"]}, "tasks[0]", 7, "'aggregation'"),
+        ({"hop": 2}, "hop", 7, "unknown key"),
+        ({"fallback_window": 64}, "fallback_window", 7, "greater than or equal to 128"),
+        ({"fallback_window": 128}, "fractions", 7, "no rung reaches min_tokens (64)"),
+        ({"window": 2048, "fallback_window": 4096}, "fallback_window", 8, "leaves out window"),
         ({"window": 2048, "keys": 65}, "keys", 8, "less than or equal to 64"),
         ({"window": 2048, "hop": 2}, "hop", 8, "unknown key"),
         ({"window": 900, "tasks": ["multikey"], "keys": 64}, "keys", 9, "with keys 64 does not"),
@@ -269,3 +276,23 @@ def test_a_suite_file_with_a_ladder_loads(tmp_path: Path) -> None:
         assert case.expect is not None and case.expect.regex
         assert case.metadata["generator"] == "context_ladder"
         assert [m.role for m in case.messages] == ["user"]
+
+
+def test_the_shipped_ladder_suite_takes_each_models_window() -> None:
+    suite = load_suite("ladder", Path(__file__).resolve().parents[2] / "probes")
+    assert suite.cases == [] and [e.id for e in suite.per_model] == ["ladder"]
+    cases, skipped = suite.cases_for("smollm2-135m-instruct", ModelProfile(context_window=8192))
+    assert skipped == [] and len(cases) == 24  # 4 tasks x 6 rungs
+    assert {c.metadata["task"] for c in cases} == set(TASKS)
+    for case in cases:
+        assert case.params.wire() == {"temperature": 0, "max_tokens": 32}
+        assert case.params.max_tokens is not None and case.params.max_tokens <= ANSWER_ALLOWANCE
+        assert case.samples == 2 and case.signals == ["long_context"]
+        assert case.metadata["window"] == 8192
+    # About 2.6 windows of prompt per task and sample: 170,000 tokens a round at 8,192.
+    tokens = sum(c.metadata["target_tokens"] * c.samples for c in cases)
+    assert 165_000 < tokens < 175_000
+    # The same 24 cases at any window from 1,720 tokens up (the README says so).
+    assert len(suite.cases_for("m", ModelProfile(context_window=1720)).cases) == 24
+    assert len(suite.cases_for("m", ModelProfile(context_window=1712)).cases) < 24
+    assert suite.cases_for("m", ModelProfile()).skipped[0][0] == "ladder"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from auditor.config import ModelProfile
 from auditor.errors import ProbeFileError, UsageError
 from auditor.probes import (
     ProbeGenerator,
@@ -213,7 +214,9 @@ def test_unknown_suite_and_missing_directory(tmp_path: Path) -> None:
     write(tmp_path / "b.yaml", "suite: beta\ncases:\n  - {id: a, prompt: hi}\n")
     with pytest.raises(UsageError) as err:
         load_suite("gamma", tmp_path)
-    known = "alpha, beta, core, deep, demo, tools"  # the shipped suites join the directory's
+    known = (
+        "alpha, beta, core, deep, demo, ladder, tools"  # the shipped suites join the directory's
+    )
     assert f"unknown suite 'gamma' in {tmp_path.as_posix()}/ (known: {known})" == str(err.value)
     with pytest.raises(ProbeFileError, match="not found"):
         load_suites(tmp_path / "nope")
@@ -472,3 +475,140 @@ def test_anchors_and_aliases_are_allowed(tmp_path: Path) -> None:
     )
     a, b = load_one(path).cases
     assert a.params == b.params and a.params.max_tokens == 8
+
+
+# --- cases expanded per model (a context ladder that leaves out its window) -------------
+
+PER_MODEL = """
+suite: lad
+defaults:
+  params: {temperature: 0, max_tokens: 32}
+  samples: 2
+cases:
+  - {id: first, prompt: hi}
+  - id: ladder
+    description: the window is the model's
+    generator:
+      name: context_ladder
+      params: {fractions: [0.25, 0.5], tasks: [needle, multikey], seed: 3}
+  - {id: last, prompt: bye}
+"""
+
+
+def window(tokens: int | None = None) -> ModelProfile:
+    return ModelProfile(context_window=tokens)
+
+
+def ids_and_hashes(cases: list[Any]) -> list[tuple[str, str]]:
+    return [(c.id, c.content_hash) for c in cases]
+
+
+def test_a_ladder_without_window_is_expanded_per_model_at_its_profiles_window(
+    tmp_path: Path,
+) -> None:
+    suite = load_one(write(tmp_path / "lad.yaml", PER_MODEL))
+    assert [c.id for c in suite.cases] == ["first", "last"]  # the ladder waits for a model
+    assert [e.id for e in suite.per_model] == ["ladder"]
+    small = suite.cases_for("small", window(2048))
+    large = suite.cases_for("large", window(4096))
+    assert small.skipped == large.skipped == []
+    ladder = [f"ladder.{task}.len{n}" for task in ("needle", "multikey") for n in (496, 992)]
+    assert [c.id for c in small.cases] == ["first", *ladder, "last"]  # in file order
+    assert [c.id for c in large.cases][1:3] == ["ladder.needle.len1008", "ladder.needle.len2016"]
+    assert ids_and_hashes([small.cases[0], small.cases[-1]]) == ids_and_hashes(
+        [large.cases[0], large.cases[-1]]
+    )
+    for a, b in zip(small.cases[1:-1], large.cases[1:-1], strict=True):
+        assert a.metadata["window"] == 2048 and b.metadata["window"] == 4096
+        assert len(b.messages[0].content or "") > 1.8 * len(a.messages[0].content or "")
+        assert a.content_hash != b.content_hash  # what is sent differs, so does its hash
+        assert (a.samples, a.params.wire()) == (2, {"temperature": 0, "max_tokens": 32})
+        assert a.signals == ["long_context"] and a.description == "the window is the model's"
+    # Deterministic: the same window gives the same cases, so the same hashes.
+    again = load_one(write(tmp_path / "lad.yaml", PER_MODEL)).cases_for("other", window(2048))
+    assert ids_and_hashes(again.cases) == ids_and_hashes(small.cases)
+
+
+def test_the_suite_hash_counts_a_per_model_case_as_written(tmp_path: Path) -> None:
+    def hash_of(text: str) -> str:
+        return load_one(write(tmp_path / "lad.yaml", text)).hash
+
+    first = hash_of(PER_MODEL)
+    assert hash_of(PER_MODEL.replace("the window is the model's", "other words")) == first
+    for old, new in (("seed: 3", "seed: 4"), ("samples: 2", "samples: 3"), ("hi}", "hey}")):
+        assert hash_of(PER_MODEL.replace(old, new)) != first, new
+
+
+def test_a_window_written_in_the_file_is_used_as_is_and_hashes_alike(tmp_path: Path) -> None:
+    (tmp_path / "written").mkdir()
+    text = PER_MODEL.replace("params: {fractions", "params: {window: 2048, fractions")
+    written = load_one(write(tmp_path / "written" / "lad.yaml", text))
+    assert written.per_model == [] and len(written.cases) == 6  # expanded at load, as before
+    for profile in (window(), window(4096)):
+        assert written.cases_for("m", profile).cases == written.cases
+    from_profile = load_one(write(tmp_path / "lad.yaml", PER_MODEL)).cases_for("m", window(2048))
+    assert ids_and_hashes(written.cases) == ids_and_hashes(from_profile.cases)
+
+
+def test_a_model_without_a_window_is_not_sent_the_case_unless_it_states_a_fallback(
+    tmp_path: Path,
+) -> None:
+    suite = load_one(write(tmp_path / "lad.yaml", PER_MODEL))
+    unknown = suite.cases_for("m", window())
+    assert [c.id for c in unknown.cases] == ["first", "last"]
+    reason = "the model's profile has no context_window and the case no fallback_window"
+    assert unknown.skipped == [("ladder", reason)]
+
+    (tmp_path / "fallback").mkdir()
+    text = PER_MODEL.replace("seed: 3}", "seed: 3, fallback_window: 2048}")
+    fallback = load_one(write(tmp_path / "fallback" / "lad.yaml", text))
+    assert fallback.hash != suite.hash
+    at_fallback = fallback.cases_for("m", window())
+    assert at_fallback.skipped == []
+    expected = ids_and_hashes(suite.cases_for("m", window(2048)).cases)
+    assert ids_and_hashes(at_fallback.cases) == expected
+    # A profile's window comes first.
+    at_profile = ids_and_hashes(fallback.cases_for("m", window(4096)).cases)
+    assert at_profile == ids_and_hashes(suite.cases_for("m", window(4096)).cases)
+
+
+def test_a_window_too_small_is_one_line_naming_the_model_and_the_case(tmp_path: Path) -> None:
+    path = write(tmp_path / "lad.yaml", PER_MODEL)
+    suite = load_one(path)
+    with pytest.raises(ProbeFileError) as err:
+        suite.cases_for("tiny", window(128))
+    e = err.value
+    assert (e.field, e.line) == ("cases[1].generator.params.fractions", 10), str(e)
+    assert e.message.startswith(
+        "case 'ladder' for model 'tiny' (window 128 from its profile.context_window): "
+        "no rung reaches min_tokens (64)"
+    )
+    assert e.one_line() == f"{path}:10: {e.field}: {e.message}"
+    with pytest.raises(ProbeFileError) as err:
+        suite.cases_for("tiny", window(100))
+    assert err.value.field == "cases[1].generator.params.window"
+    assert "for model 'tiny' (window 100 " in err.value.message
+    assert "greater than or equal to 128" in err.value.message
+
+
+def test_per_model_cases_keep_their_place_and_their_ids_across_files(tmp_path: Path) -> None:
+    ladder = "generator: {name: context_ladder, params: {tasks: [needle], fractions: [0.5]}}"
+    write(tmp_path / "a.yaml", "suite: s\ncases:\n  - {id: x, prompt: hi}\n")
+    write(
+        tmp_path / "b.yaml",
+        f"suite: s\ncases:\n  - {{id: l, {ladder}}}\n  - {{id: y, prompt: yo}}\n",
+    )
+    suite = load_suite("s", tmp_path)
+    assert [c.id for c in suite.cases_for("m", window(2048)).cases] == ["x", "l.needle.len992", "y"]
+    assert [type(c).__name__ for c in suite.written()] == ["ProbeCase", "PerModelCase", "ProbeCase"]
+
+    write(tmp_path / "c.yaml", f"suite: s\ncases:\n  - {{id: l, {ladder}}}\n")
+    with pytest.raises(ProbeFileError, match="duplicate case id 'l' in suite 's'") as err:
+        load_suite("s", tmp_path)
+    assert err.value.path == str(tmp_path / "c.yaml")
+
+    write(tmp_path / "c.yaml", "suite: s\ncases:\n  - {id: l.needle.len992, prompt: hi}\n")
+    clash = load_suite("s", tmp_path)  # only a model's window says what the ladder's ids are
+    assert len(clash.cases_for("m", window(4096)).cases) == 4
+    with pytest.raises(ProbeFileError, match=r"for model 'm': duplicate case id 'l\.needle"):
+        clash.cases_for("m", window(2048))

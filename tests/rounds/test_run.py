@@ -1,0 +1,181 @@
+"""Choosing a round's models and the cases each is sent (`select`): per-model cases at the
+window each model's profile gives, the profile's sampler, models with nothing to send."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from helpers.servers import RecordingProvider
+
+from auditor.config import AuditorConfig
+from auditor.errors import ProbeFileError, UsageError
+from auditor.probes import Suite, load_suite_file
+from auditor.rounds.run import run_round_async, select
+from auditor.storage.db import ensure_schema, make_engine
+from auditor.storage.repository import Store
+
+SUITE = """
+suite: lad
+defaults:
+  params: {temperature: 0, max_tokens: 32}
+cases:
+  - {id: hello, prompt: "Say hello.", params: {temperature: 1}, samples: 3}
+  - id: ladder
+    generator:
+      name: context_ladder
+      params: {fractions: [0.25, 0.5], tasks: [needle, aggregation]}
+"""
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Suite:
+    path = tmp_path / "lad.yaml"
+    path.write_text(textwrap.dedent(SUITE).lstrip(), encoding="utf-8")
+    [loaded] = load_suite_file(path)
+    return loaded
+
+
+def config(
+    base_url: str = "http://127.0.0.1:9/v1", database: str | None = None, **profiles: dict[str, Any]
+) -> AuditorConfig:
+    provider = {"name": "acme", "base_url": base_url, "model": "m", "requests_per_second": 500}
+    models = [
+        {"name": name, "profile": profile, "providers": [provider]}
+        for name, profile in profiles.items()
+    ]
+    return AuditorConfig.model_validate(
+        {"models": models, **({"database": database} if database else {})}
+    )
+
+
+def prompt_chars(case: Any) -> int:
+    return len(case.messages[-1].content)
+
+
+def test_each_model_gets_the_ladder_at_its_own_window(suite: Suite) -> None:
+    selection = select(
+        config(small={"context_window": 2048}, large={"context_window": 8192}), suite, None, None
+    )
+    assert [m.name for m in selection.models] == ["small", "large"]
+    small, large = selection.cases["small"], selection.cases["large"]
+    assert [c.id for c in small] == [
+        "hello",
+        "ladder.needle.len496",
+        "ladder.needle.len992",
+        "ladder.aggregation.len496",
+        "ladder.aggregation.len992",
+    ]
+    assert [c.id for c in large][1:3] == ["ladder.needle.len2032", "ladder.needle.len4064"]
+    assert small[0].content_hash == large[0].content_hash  # a written case is the same
+    for a, b in zip(small[1:], large[1:], strict=True):
+        assert prompt_chars(b) > 3.5 * prompt_chars(a)
+        assert a.content_hash != b.content_hash
+    # Two models with one window are sent the same cases: one stored probe each.
+    twins = select(
+        config(a={"context_window": 2048}, b={"context_window": 2048}), suite, None, None
+    )
+    assert [c.content_hash for c in twins.cases["a"]] == [c.content_hash for c in small]
+    assert [c.content_hash for c in twins.cases["b"]] == [c.content_hash for c in small]
+
+
+def test_the_profiles_sampler_still_applies(suite: Suite) -> None:
+    profile = {"context_window": 2048, "sampler": {"top_k": 0, "min_p": 0}}
+    cases = select(config(m=profile), suite, None, None).cases["m"]
+    assert cases[0].params.wire() == {"temperature": 1, "max_tokens": 32, "top_k": 0, "min_p": 0}
+    assert all(c.params.wire() == {"temperature": 0, "max_tokens": 32} for c in cases[1:])
+
+
+def test_a_model_without_a_window_skips_the_case_with_one_warning(suite: Suite) -> None:
+    with structlog.testing.capture_logs() as logs:
+        selection = select(config(known={"context_window": 2048}, unknown={}), suite, None, None)
+    assert [c.id for c in selection.cases["unknown"]] == ["hello"]
+    assert len(selection.cases["known"]) == 5
+    assert logs == [
+        {
+            "event": "suite.case_skipped",
+            "log_level": "warning",
+            "suite": "lad",
+            "case": "ladder",
+            "model": "unknown",
+            "reason": "the model's profile has no context_window and the case no fallback_window",
+        }
+    ]
+
+
+def test_a_model_with_nothing_to_send_is_left_out_and_none_left_is_an_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "only.yaml"
+    path.write_text(
+        "suite: only\ncases:\n  - id: ladder\n    generator: {name: context_ladder}\n",
+        encoding="utf-8",
+    )
+    [only] = load_suite_file(path)
+    with structlog.testing.capture_logs() as logs:
+        selection = select(config(known={"context_window": 2048}, unknown={}), only, None, None)
+    assert [m.name for m in selection.models] == ["known"] and list(selection.cases) == ["known"]
+    assert [entry["model"] for entry in logs] == ["unknown"]
+    with pytest.raises(UsageError) as err:
+        select(config(unknown={}), only, None, None)
+    assert str(err.value) == (
+        "suite 'only' has nothing to send to model 'unknown' (case 'ladder': the model's "
+        "profile has no context_window and the case no fallback_window)"
+    )
+
+
+def test_a_window_too_small_for_a_model_is_one_error_naming_it(suite: Suite) -> None:
+    with pytest.raises(ProbeFileError) as err:
+        select(config(ok={"context_window": 2048}, tiny={"context_window": 160}), suite, None, None)
+    assert err.value.field == "cases[1].generator.params.fractions"
+    assert "case 'ladder' for model 'tiny' (window 160 from its profile.context_window)" in str(
+        err.value
+    )
+    assert "\n" not in err.value.one_line()
+
+
+@pytest.mark.slow  # a whole round: its writer process, a real HTTP provider
+async def test_a_round_sends_and_stores_each_models_own_ladder(
+    tmp_path: Path, suite: Suite
+) -> None:
+    db = tmp_path / "a.db"
+    with RecordingProvider() as server:
+        cfg = config(
+            server.base_url,
+            f"sqlite:///{db}",
+            small={"context_window": 2048},
+            large={"context_window": 8192},
+            unknown={},
+        )
+        store = Store(make_engine(cfg.database))
+        ensure_schema(store.engine)
+        selection = select(cfg, suite, None, None)
+        result = await run_round_async(
+            cfg, store, selection, with_reference=False, score_likelihood=False
+        )
+        assert result.outcome.status == "complete"
+        assert len(server.sent) == 2 * (3 + 4) + 3  # "unknown" is sent the written case only
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT p.model, s.probe_id, s.probe_hash, s.request_json FROM samples s "
+            "JOIN providers p ON p.id = s.provider_id"
+        ).fetchall()
+        (suite_hash,) = conn.execute("SELECT suite_hash FROM rounds").fetchone()
+    assert suite_hash == suite.hash
+    for model in ("small", "large", "unknown"):
+        sent = {(probe_id, probe_hash) for m, probe_id, probe_hash, _ in rows if m == model}
+        assert sent == {(c.id, c.content_hash) for c in selection.cases[model]}, model
+    prompts = {
+        (m, probe_id): json.loads(body)["messages"][-1]["content"] for m, probe_id, _, body in rows
+    }
+    assert prompts[("small", "hello")] == prompts[("large", "hello")]
+    small, large = (
+        prompts[("small", "ladder.needle.len992")],
+        prompts[("large", "ladder.needle.len4064")],
+    )
+    assert 3.5 * len(small) < len(large)
