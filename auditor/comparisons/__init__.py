@@ -30,8 +30,11 @@ def compare(
     seed: str,
     trusted: list[Observation] | None = None,
     noise_tolerance: float = DEFAULT_NOISE_TOLERANCE,
+    context_window: int | None = None,
 ) -> list[Comparison]:
     """Every registered comparison of `provider` against `reference` (in the order of the
     comparators' names, so a round's tests always come in the same order)."""
-    data = ComparisonInput(reference, provider, trusted or [], seed, noise_tolerance)
+    data = ComparisonInput(
+        reference, provider, trusted or [], seed, noise_tolerance, context_window
+    )
     return [c for _, comparator in comparators.items() for c in comparator().compare(data)]

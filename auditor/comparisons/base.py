@@ -74,14 +74,16 @@ class Comparison:
 class ComparisonInput:
     """What every comparator reads: the reference's observations (or the provider's own
     history), the provider's, those of the providers marked trusted (the provider itself
-    excluded), a text seed that fixes anything random per round and provider, and the numeric
-    noise honest serving may add to the reference's logits."""
+    excluded), a text seed that fixes anything random per round and provider, the numeric
+    noise honest serving may add to the reference's logits, and the context window the model's
+    profile declares (prompt and answer, in tokens; None: not declared)."""
 
     reference: list[Observation]
     provider: list[Observation]
     trusted: list[Observation] = field(default_factory=list)
     seed: str = ""
     noise_tolerance: float = DEFAULT_NOISE_TOLERANCE
+    context_window: int | None = None
 
 
 class Comparator(ABC):

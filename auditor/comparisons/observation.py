@@ -35,6 +35,9 @@ class Observation:
     # token_trace`): `rank`, `gap` and `near` per token; None where it was not scored.
     trace: dict[str, Any] | None = None
     requested_model: str | None = None  # the model id the provider was asked for
+    # Why it failed, as stored; a context-length refusal's starts with the counts the provider
+    # stated (`auditor.providers.context_length.ContextOverflow.from_error_message`).
+    error_message: str | None = None
 
     @property
     def key(self) -> tuple[str, int]:

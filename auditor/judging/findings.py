@@ -16,6 +16,7 @@ from sqlmodel import col
 
 from auditor.comparisons import DEFAULT_NOISE_TOLERANCE, Comparison, compare
 from auditor.comparisons.observation import Observation
+from auditor.comparisons.refusals import refused_where_answered
 from auditor.judging.diagnose import diagnose
 from auditor.judging.evidence import pick_evidence
 from auditor.judging.verdict import (
@@ -59,12 +60,22 @@ def _history_baseline(
     return load_observations(store, earlier, [provider_id])
 
 
-def _tolerances(store: Store, round_id: str) -> dict[str, float]:
-    """The round's numeric noise tolerance per model (`rounds.judging`; none: the default)."""
+def _judging(store: Store, round_id: str) -> dict[str, Any]:
+    """The settings the round was judged with (`rounds.judging`; none: the defaults)."""
     with store.session() as s:
         row = s.get(RoundRow, round_id)
-    judging = (row.judging or {}) if row else {}
+    return (row.judging or {}) if row else {}
+
+
+def _tolerances(judging: dict[str, Any]) -> dict[str, float]:
+    """The round's numeric noise tolerance per model (none: the default)."""
     return {m: float(v) for m, v in (judging.get("noise_tolerance") or {}).items()}
+
+
+def _context_windows(judging: dict[str, Any]) -> dict[str, int]:
+    """The context window each model's profile declares, where the round recorded one
+    (`context_window`, by model; none: not declared)."""
+    return {m: int(v) for m, v in (judging.get("context_window") or {}).items() if v}
 
 
 def _looks(store: Store, round_id: str) -> int:
@@ -115,13 +126,23 @@ def assess(
     bands: dict[str, Band],
     seed: str,
     noise_tolerance: float = DEFAULT_NOISE_TOLERANCE,
+    context_window: int | None = None,
 ) -> Finding:
     """One provider's finding from its observations and its baseline's (no I/O): the
-    comparisons, the verdict, the diagnoses and the evidence."""
+    comparisons, the verdict, the diagnoses and the evidence. `context_window`: the one the
+    model's profile declares (a refusal of a longer request is the provider's right)."""
     comparisons: list[Comparison] = []
     if reference and observations:
-        comparisons = compare(reference, observations, seed, trusted, noise_tolerance)
-    judgement = judge(comparisons, provider.requests, provider.errors, policy, bands)
+        comparisons = compare(
+            reference, observations, seed, trusted, noise_tolerance, context_window
+        )
+    # Prompts refused as too long that the reference answered: evidence
+    # (`refusals:context_length`), not errors against the provider's availability. At most
+    # the errors counted (the totals may have been read before the latest samples).
+    refusals = min(len(refused_where_answered(reference, observations)), provider.errors)
+    judgement = judge(
+        comparisons, provider.requests, provider.errors, policy, bands, context_refusals=refusals
+    )
     diagnoses = diagnose(judgement.rejected, comparisons)
     deviant = judgement.verdict == "deviant"
     return Finding(
@@ -152,7 +173,8 @@ def build_findings(
         alpha=alpha, looks=_looks(store, round_id), min_answered_fraction=min_answered_fraction
     )
     totals = {(t["model"], t["provider"]): t for t in store.provider_totals(round_id)}
-    tolerances = _tolerances(store, round_id)
+    judging = _judging(store, round_id)
+    tolerances, windows = _tolerances(judging), _context_windows(judging)
     endpoints = round_endpoints(store, round_id)
     findings = []
     # One model at a time, one provider at a time: in memory are the provider's observations,
@@ -198,6 +220,7 @@ def build_findings(
                     bands,
                     seed=f"{round_id}/{model}/{e.name}",
                     noise_tolerance=tolerances.get(model, DEFAULT_NOISE_TOLERANCE),
+                    context_window=windows.get(model),
                 )
             )
     findings.sort(key=lambda f: (f.model, f.provider))

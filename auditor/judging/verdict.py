@@ -7,6 +7,9 @@ verdict, its severity, and each test beside its honest band.
 - `deviant` when at least one test survives; `unavailable` when errors left fewer than
   `min_answered_fraction` of the requests answered; `consistent` when at least `min_tests`
   tests ran and none survived; `inconclusive` otherwise (too few samples, no baseline).
+  A refusal of a prompt as longer than the context, where the reference answered the same
+  prompt, is no error here: it is judged as evidence (`refusals:context_length`,
+  `auditor.comparisons.refusals`), not as an outage. Every other error counts.
 - Severity: `critical` for a deviant finding whose diagnoses include a kind that changes the
   model served (a `Kind` marked critical), `warning` for other deviant and unavailable
   findings, else `info`.
@@ -93,10 +96,16 @@ def judge(
     errors: int,
     policy: VerdictPolicy,
     bands: Mapping[str, Band] | None = None,
+    context_refusals: int = 0,
 ) -> Judgement:
-    """The verdict of one provider from its comparisons and its request counts."""
+    """The verdict of one provider from its comparisons and its request counts.
+    `context_refusals`: those of the `errors` that refused as too long a prompt the
+    reference answered (`auditor.comparisons.refusals.refused_where_answered`), which do not
+    count against its availability."""
+    if not 0 <= context_refusals <= errors:
+        raise ValueError(f"need 0 <= context_refusals <= errors, got {context_refusals}")
     tests = [with_band(c.result, bands or {}) for c in comparisons]
-    answered = requests - errors
+    answered = requests - (errors - context_refusals)
     if requests == 0 or answered < policy.min_answered_fraction * requests:
         return Judgement("unavailable", [], tests)
     survivors = rejected(comparisons, policy.level)

@@ -246,7 +246,8 @@ def start_round(
             models=[m.name for m in selection.models],
             budget=config.budget.model_dump(mode="json"),
             judging={
-                "noise_tolerance": {m.name: config.noise_tolerance(m) for m in selection.models}
+                "noise_tolerance": {m.name: config.noise_tolerance(m) for m in selection.models},
+                "context_window": {m.name: m.profile.context_window for m in selection.models},
             },
         )
     )

@@ -10,7 +10,7 @@ from auditor_fleet.demo import EXPECTED
 from helpers.recorded import recorded_rounds
 
 #: Faults whose judging is not built yet: each must fail here until it is (strict xfail).
-PENDING = {"context_limit": "context-length refusals are judged with the context ladder"}
+PENDING: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

@@ -276,4 +276,5 @@ def test_stored_as_any_error_and_read_back(sqlite_url: str) -> None:
     )
     (observation,) = load_observations(store, "r")
     assert observation.error_class == ErrorClass.CONTEXT_LENGTH_EXCEEDED
+    assert observation.error_message == sample.error_message  # the stated counts, for judging
     assert store.provider_totals("r")[0]["errors_by_class"] == {"context_length_exceeded": 1}
