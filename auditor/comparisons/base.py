@@ -44,6 +44,7 @@ class Scope(StrEnum):
     TRUSTED = "trusted"  # against the providers marked trusted
     LOGPROBS = "logprobs"  # answers that came with logprobs
     TOOLS = "tools"  # probes that offer tools
+    LADDER = "ladder"  # context-ladder probes (`auditor.comparisons.ladder`)
 
 
 PROBE_SCOPES: dict[Scope, Callable[[Observation], bool]] = {

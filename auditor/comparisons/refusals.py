@@ -66,7 +66,7 @@ def refused_where_answered(
     return [o for o in provider if refused_as_too_long(o) and o.probe_hash in answered]
 
 
-def _fits(o: Observation, prompt_tokens: int | None, window: int | None) -> bool:
+def fits_window(o: Observation, prompt_tokens: int | None, window: int | None) -> bool:
     """The declared window holds the request: the reference's count of its prompt and the
     answer it asks room for (unknown counts: held, the reference answered it)."""
     if window is None or prompt_tokens is None:
@@ -87,7 +87,7 @@ def context_refusals(
         for o in provider
         if o.probe_hash in answered and (o.ok or refused_as_too_long(o))
     ]
-    counted = [(o, n) for o, n in judged if o.ok or _fits(o, n, window)]
+    counted = [(o, n) for o, n in judged if o.ok or fits_window(o, n, window)]
     refused = [(o, n) for o, n in counted if not o.ok]
     if not refused:
         return []

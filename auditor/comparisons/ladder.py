@@ -1,0 +1,351 @@
+"""The provider's effective context window, read from its answers to a context ladder.
+
+A context ladder (`auditor.probes.ladder`, cases whose metadata says generator
+`context_ladder`) asks the same long-context tasks at growing fractions of the model's window.
+Each rung becomes one `auditor.stats.ladder.RungResult`:
+
+- `length`: the reference's count of the rung's prompts (the median over its cases of the
+  reference's `prompt_tokens`; the case's `target_tokens` where the reference counted none);
+- provider and reference passed/tried: the `expect_pass` scores of their answered requests;
+- `refused`: the provider's refusals as too long (`context_length_exceeded`) of prompts the
+  reference answered and the model's declared window holds (the reference's count of the
+  prompt plus the request's `max_tokens`; no declared window: every one), as
+  `refusals:context_length` counts them. A refusal of a longer request is the provider's
+  right, and one of a prompt the reference refused too says nothing of the provider: both
+  are counted with `errors`, the other errors, which say nothing about length;
+- `billed_short`: provider answers billed more than `PROMPT_TOKEN_TOLERANCE` prompt tokens
+  below the reference's count of the same probe (the host dropped part of the prompt); an
+  answer without usage is not.
+
+`auditor.stats.ladder.effective_window` reads them (its docstring defines a rung's match,
+the effective window and its confirmed lower bound): where the window breaks at level
+`ALPHA / k`, k the rungs it can judge (Bonferroni across the rungs), its lower bound at
+`ALPHA` (that needs no correction, `ladder_window`). Each rung is tested on its own and the
+first failure stops the window, so without the correction an honest provider would break
+somewhere on about 23% of six-rung ladders (simulated in `auditor.stats.ladder`;
+1 - 0.95^6 = 26% bounds it); with it, on at most 5%.
+
+Emitted, only for a provider with ladder answers:
+
+- `ladder:effective_window` (a figure): the effective window in prompt tokens (0 below the
+  ladder); n the rungs judged; the note: the window in words, the length the model declares,
+  and every rung's verdict (`TestResult` has no structured field: the rungs are in the note).
+  `not_available` when no rung could be judged.
+- `ladder:lower_bound` (a figure): how far the match is confirmed (0: at no rung).
+- `ladder:breaks` (a test): the smallest per-rung p-value (the one-sided Boschloo test of a
+  lower pass rate) times k, capped at 1; a rung refused or billed short counts as p 0 (direct
+  evidence). It rejects at `ALPHA` exactly when some rung fails. Effect: the effective window
+  over the top rung judged, minus 1 (-1 below the ladder, negative whenever it breaks);
+  statistic: the length where it breaks (None when it does not).
+
+Rule `context_truncation.ladder_breaks` reads the test: its summary says where the window
+breaks and why.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from auditor.comparisons.base import (
+    Comparator,
+    Comparison,
+    ComparisonInput,
+    Scope,
+    comparators,
+    figure,
+)
+from auditor.comparisons.metrics import PROMPT_TOKEN_TOLERANCE, ScoreMetric
+from auditor.comparisons.observation import Observation
+from auditor.comparisons.refusals import (
+    answered_by_reference,
+    fits_window,
+    refused_as_too_long,
+)
+from auditor.comparisons.rules import Readings, Rejection, Rule, register
+from auditor.records import TestResult
+from auditor.stats.ladder import EffectiveWindow, RungResult, RungVerdict, effective_window
+
+GENERATOR = "context_ladder"
+#: The ladder-wide level (the verdict's, `auditor.judging.verdict.ALPHA`): each of the k rungs
+#: judged is tested at ALPHA / k.
+ALPHA = 0.05
+
+#: What each task of the ladder asks, in words ("fails retrieval at 2,048 tokens").
+TASK_WORDS = {
+    "needle": "retrieval",
+    "multikey": "retrieval",
+    "variable_tracking": "variable tracking",
+    "aggregation": "aggregation",
+}
+
+
+class LadderMetric(StrEnum):
+    EFFECTIVE_WINDOW = "effective_window"  # the longest rung answered like the reference
+    LOWER_BOUND = "effective_window_lower_bound"  # how far that is confirmed
+    BREAKS = "ladder_breaks"  # some rung fails
+
+
+def is_ladder(o: Observation) -> bool:
+    return (o.case.get("metadata") or {}).get("generator") == GENERATOR
+
+
+def _target(o: Observation) -> int | None:
+    """A ladder case's rung, by the length it was built for (None: not a ladder case)."""
+    target = (o.case.get("metadata") or {}).get("target_tokens")
+    return int(target) if is_ladder(o) and target is not None else None
+
+
+def _task(o: Observation) -> str | None:
+    return (o.case.get("metadata") or {}).get("task")
+
+
+@dataclass
+class Rung:
+    """One rung's observations, both sides, and what it makes of them."""
+
+    provider: list[Observation] = field(default_factory=list)
+    reference: list[Observation] = field(default_factory=list)
+
+    def tasks(self) -> set[str]:
+        return {t for o in self.provider if (t := _task(o)) is not None}
+
+    def result(
+        self, length: int, answered: dict[str, int | None], window: int | None
+    ) -> RungResult:
+        """The rung's `RungResult` (module docstring); `answered`: the probes the reference
+        answered, with its count of their prompt (`answered_by_reference`)."""
+        counts = {h: n for h, n in answered.items() if n is not None}
+        counted = [
+            o
+            for o in self.provider
+            if refused_as_too_long(o)
+            and o.probe_hash in answered
+            and fits_window(o, answered[o.probe_hash], window)
+        ]
+        billed_short = sum(
+            o.ok
+            and o.prompt_tokens is not None
+            and o.probe_hash in counts
+            and counts[o.probe_hash] - o.prompt_tokens > PROMPT_TOKEN_TOLERANCE
+            for o in self.provider
+        )
+        return RungResult(
+            length,
+            *_passed_tried(self.provider),
+            *_passed_tried(self.reference),
+            refused=len(counted),
+            errors=sum(not o.ok for o in self.provider) - len(counted),
+            billed_short=billed_short,
+        )
+
+    def failing_tasks(self) -> set[str]:
+        """The tasks where the provider passed less often than the reference (all of them
+        when none did)."""
+        tasks = self.tasks()
+        worse = set()
+        for task in tasks:
+            p_passed, p_tried = _passed_tried(o for o in self.provider if _task(o) == task)
+            r_passed, r_tried = _passed_tried(o for o in self.reference if _task(o) == task)
+            if p_tried and r_tried and p_passed * r_tried < r_passed * p_tried:
+                worse.add(task)
+        return worse or tasks
+
+
+def _passed_tried(obs: Iterable[Observation]) -> tuple[int, int]:
+    """Answers scored against `expect` (errors are not), and how many of them passed."""
+    scored = [v for o in obs if o.ok and (v := o.scores.get(ScoreMetric.EXPECT_PASS)) is not None]
+    return sum(v >= 0.5 for v in scored), len(scored)
+
+
+def ladder_rungs(reference: list[Observation], provider: list[Observation]) -> dict[int, Rung]:
+    """The provider's ladder cases by rung length, shortest first, with the reference's
+    answers to the same rungs; empty when the provider answered no ladder case.
+
+    A rung's length is the reference's count of its prompts: the median over its cases (the
+    target the cases were built for where the reference counted none). Rungs of two ladders
+    that come out at the same length are one rung."""
+    by_target: dict[int, Rung] = defaultdict(Rung)
+    for o in provider:
+        if (target := _target(o)) is not None:
+            by_target[target].provider.append(o)
+    for o in reference:
+        if (target := _target(o)) is not None and target in by_target:
+            by_target[target].reference.append(o)
+    counts = answered_by_reference(reference)
+    by_length: dict[int, Rung] = defaultdict(Rung)
+    for target, rung in by_target.items():
+        probes = {o.probe_hash for o in (*rung.provider, *rung.reference)}
+        known = [n for h in probes if (n := counts.get(h)) is not None]
+        length = round(statistics.median(known)) if known else target
+        merged = by_length[max(length, 1)]  # a rung has a length (a count of 0: a broken one)
+        merged.provider += rung.provider
+        merged.reference += rung.reference
+    return dict(sorted(by_length.items()))
+
+
+def judged_rungs(rungs: Iterable[RungResult]) -> int:
+    """k: the rungs something can be said about (not unknown, `auditor.stats.ladder`)."""
+    return sum(
+        bool(r.refused or r.billed_short or (r.provider_tried and r.reference_tried)) for r in rungs
+    )
+
+
+def ladder_window(
+    reference: list[Observation], provider: list[Observation], window: int | None = None
+) -> tuple[EffectiveWindow, int, dict[int, Rung]] | None:
+    """The provider's effective window, k, and its rungs by length; None without ladder
+    answers. `window`: the context window the model declares (a refusal of a request it
+    cannot hold is not counted).
+
+    Where it breaks is tested at `ALPHA / k` (Bonferroni across the rungs); its lower bound,
+    and which rungs confirm, at `ALPHA`: an intersection-union claim needs no correction
+    (`auditor.stats.ladder`), and at `ALPHA / k` a rung of 12 answers all right on both sides
+    would confirm nothing. Every rung confirmed at `ALPHA` matches at `ALPHA / k`, so the
+    bound never passes the window."""
+    rungs = ladder_rungs(reference, provider)
+    if not rungs:
+        return None
+    answered = answered_by_reference(reference)
+    results = [rung.result(length, answered, window) for length, rung in rungs.items()]
+    k = judged_rungs(results)
+    found = effective_window(results, alpha=ALPHA / max(k, 1))
+    confirming = effective_window(results, alpha=ALPHA)
+    verdicts = tuple(
+        replace(v, lower=c.lower, confirmed=c.confirmed)
+        for v, c in zip(found.rungs, confirming.rungs, strict=True)
+    )
+    return replace(found, lower_bound=confirming.lower_bound, rungs=verdicts), k, rungs
+
+
+def rung_p(verdict: RungVerdict) -> float | None:
+    """A rung's p-value in `ladder:breaks`: a refusal or an answer billed short is direct
+    evidence (0); None for a rung nothing can be said about."""
+    if verdict.status == "unknown":
+        return None
+    if verdict.reason in ("refused", "billed_short"):
+        return 0.0
+    return verdict.p_value
+
+
+def _in_words(tasks: set[str]) -> str:
+    """ "retrieval", "aggregation and retrieval": what the tasks ask."""
+    words = sorted({TASK_WORDS.get(t, t.replace("_", " ")) for t in tasks})
+    if not words:
+        return "the tasks"
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+_VERDICT_WORDS = {
+    "match": "match",
+    "unknown": "unknown",
+    "refused": "refused",
+    "billed_short": "billed short",
+    "pass_rate": "fails",
+}
+
+
+def _rung_text(v: RungVerdict) -> str:
+    """One rung's verdict: "1,410 refused (8)", "356 match, 6/8 against 7/8 p 0.500"."""
+    r = v.result
+    text = f"{v.length:,} {_VERDICT_WORDS[v.reason or v.status]}"
+    if v.reason == "refused":
+        text += f" ({r.refused})"
+    elif v.reason == "billed_short":
+        text += f" ({r.billed_short})"
+    if r.provider_tried and r.reference_tried:
+        text += (
+            f", {r.provider_passed}/{r.provider_tried} against "
+            f"{r.reference_passed}/{r.reference_tried} p {v.p_value or 0.0:.3f}"
+        )
+    if r.errors:
+        text += f", {r.errors} errors"
+    return text + (" confirmed" if v.confirmed else "")
+
+
+def ladder_comparisons(
+    reference: list[Observation], provider: list[Observation], window: int | None = None
+) -> list[Comparison]:
+    """`ladder:effective_window`, `ladder:lower_bound` and `ladder:breaks` (module
+    docstring); nothing for a provider that answered no ladder case."""
+    judged = ladder_window(reference, provider, window)
+    if judged is None:
+        return []
+    found, k, rungs = judged
+    if k == 0:
+        result = TestResult(
+            name="ladder:effective_window",
+            statistic=None,
+            p_value=None,
+            effect=None,
+            n=0,
+            status="not_available",
+            note=found.summary(),
+        )
+        return [Comparison(result, LadderMetric.EFFECTIVE_WINDOW, Scope.LADDER)]
+    broken = rungs.get(found.break_at) if found.break_at is not None else None
+    summary = found.summary(task=_in_words(broken.failing_tasks() if broken else set()))
+    top = max(v.length for v in found.rungs if v.status != "unknown")
+    effect = (found.length or 0) / top - 1.0
+    p_values = [p for v in found.rungs if (p := rung_p(v)) is not None]
+    declared = f"; declared {window:,}" if window is not None else ""
+    lower = found.lower_bound
+    confirmed = f"confirmed to {lower:,}" if lower else "not confirmed at any rung"
+    rung_notes = "; ".join(_rung_text(v) for v in found.rungs)
+    return [
+        Comparison(
+            figure(
+                "ladder:effective_window",
+                found.length or 0,
+                effect,
+                k,
+                # the summary says the lower bound ("confirmed to 992")
+                note=f"{summary}{declared}; rungs (tokens, verdict, provider passed/tried "
+                f"against the reference's): {rung_notes}",
+            ),
+            LadderMetric.EFFECTIVE_WINDOW,
+            Scope.LADDER,
+        ),
+        Comparison(
+            figure("ladder:lower_bound", lower or 0, None, k, note=confirmed),
+            LadderMetric.LOWER_BOUND,
+            Scope.LADDER,
+        ),
+        Comparison(
+            TestResult(
+                name="ladder:breaks",
+                statistic=found.break_at,
+                p_value=min(1.0, min(p_values) * k),
+                effect=effect,
+                n=k,
+                note=summary,
+            ),
+            LadderMetric.BREAKS,
+            Scope.LADDER,
+        ),
+    ]
+
+
+@comparators.register("ladder")
+class LadderComparator(Comparator):
+    def compare(self, data: ComparisonInput) -> list[Comparison]:
+        return ladder_comparisons(data.reference, data.provider, data.context_window)
+
+
+def _breaks(rejection: Rejection, readings: Readings) -> str:
+    return rejection.comparison.result.note or "answers unlike the reference on the ladder"
+
+
+register(
+    Rule(
+        name="context_truncation.ladder_breaks",
+        metric=LadderMetric.BREAKS,
+        direction="down",
+        kind="context_truncation",
+        weight=0.9,
+        summary=_breaks,
+    ),
+)
