@@ -165,10 +165,6 @@ def draw_fleet(
     """The fleet of start `seed` and, per member name, what was planted (kept apart); its
     members listen from `base_port` up (recorders running side by side use their own)."""
     rng = random.Random(seed)
-    low, high = RANGES["noise"]
-
-    def noise() -> float:
-        return round(math.exp(rng.uniform(math.log(low), math.log(high))), 4)
 
     def span(key: str) -> float:
         a, b = RANGES[key]
@@ -211,8 +207,17 @@ def draw_fleet(
                 }
             fields["sampler"] = sampler
         drawn.append((fault, fields))
+    return fleet_of(drawn, rng, seed, base_port)
+
+
+def fleet_of(
+    drawn: list[tuple[str, dict[str, Any]]], rng: random.Random, seed: int, base_port: int
+) -> tuple[FleetSpec, dict[str, dict[str, Any]]]:
+    """The drawn members, each given its own noise from `RANGES`, shuffled and named
+    neutrally (p01, p02...) from `base_port` up; and per name, what was planted."""
+    low, high = RANGES["noise"]
     for _, fields in drawn:
-        fields["noise"] = noise()
+        fields["noise"] = round(math.exp(rng.uniform(math.log(low), math.log(high))), 4)
     rng.shuffle(drawn)
     members, planted = [], {}
     for i, (fault, fields) in enumerate(drawn):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import random
 import shutil
 import sys
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from auditor_fleet import FleetMember, FleetSpec, fleet_down, fleet_up
+from auditor_fleet import FleetSpec, fleet_down, fleet_up
 from auditor_fleet.demo import build_weights
 
 from auditor.probes import load_suite
@@ -51,18 +50,7 @@ def tuning_fleet(seed: int, base_port: int) -> tuple[FleetSpec, dict[str, dict[s
         )
     drawn += [("variant_mix", {"strength": share}) for share in VARIANT_SHARES]
     drawn += [("quantized_mix", {"strength": s, "qtype": "Q2_K"}) for s in QUANTIZED_SHARES]
-    low, high = detection.RANGES["noise"]
-    for _, fields in drawn:
-        fields["noise"] = round(math.exp(rng.uniform(math.log(low), math.log(high))), 4)
-    rng.shuffle(drawn)
-    members, planted = [], {}
-    for i, (fault, fields) in enumerate(drawn):
-        name = f"p{i + 1:02d}"
-        members.append(
-            FleetMember(name=name, port=base_port + i, fault=fault, backend="llama", **fields)
-        )
-        planted[name] = {"fault": fault, **fields}
-    return FleetSpec(members=members, seed=seed), planted
+    return detection.fleet_of(drawn, rng, seed, base_port)
 
 
 async def record(seed: int, work: Path, base_port: int) -> None:
