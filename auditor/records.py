@@ -265,6 +265,38 @@ class Evidence(Strict):
     note: str
 
 
+class LadderRung(Strict):
+    """One rung of a provider's context ladder (`auditor.stats.ladder` defines the verdict)."""
+
+    length: int  # prompt tokens, as the reference's tokenizer counts the rung's prompts
+    status: Literal["match", "fail", "unknown"]
+    reason: Literal["refused", "billed_short", "pass_rate"] | None = None  # why it fails
+    provider_passed: int
+    provider_tried: int  # answers scored (errors excluded)
+    reference_passed: int
+    reference_tried: int
+    refused: int = 0  # refused as too long, though the reference answered and the window holds
+    errors: int = 0  # other errors, which say nothing about length
+    billed_short: int = 0  # answers billed fewer prompt tokens than the reference counts
+    p_value: float | None = None  # one-sided Boschloo test of a lower pass rate
+    confirmed: bool = False  # non-inferiority shown at this rung
+
+
+class ContextWindow(Strict):
+    """A provider's effective context window, read from its context ladder answers, and what
+    the ladder cost."""
+
+    declared: int | None  # the window the model's profile declares (None: not declared)
+    effective: int | None  # the longest rung answered like the reference (None: none)
+    lower_bound: int | None  # how far that is confirmed
+    breaks_at: int | None  # the first failing rung (None: none fails)
+    reason: Literal["refused", "billed_short", "pass_rate"] | None = None
+    summary: str
+    rungs: list[LadderRung] = Field(default_factory=list)  # shortest first
+    requests: int = 0  # ladder requests the provider was sent
+    tokens: int = 0  # tokens it billed for them (prompt and completion)
+
+
 class Finding(Strict):
     """One provider's assessment in one round (the report JSON contract)."""
 
@@ -281,6 +313,8 @@ class Finding(Strict):
     tokens: int
     cost: float | None = None
     errors_by_class: dict[str, int] = Field(default_factory=dict)
+    # From a context ladder (`auditor.comparisons.ladder`); None: the round asked none.
+    context_window: ContextWindow | None = None
 
 
 class IncidentInfo(Strict):

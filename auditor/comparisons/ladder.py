@@ -266,6 +266,12 @@ def _rung_text(v: RungVerdict) -> str:
     return text + (" confirmed" if v.confirmed else "")
 
 
+def window_summary(found: EffectiveWindow, rungs: dict[int, Rung]) -> str:
+    """The effective window in one sentence, naming what fails where it breaks."""
+    broken = rungs.get(found.break_at) if found.break_at is not None else None
+    return found.summary(task=_in_words(broken.failing_tasks() if broken else set()))
+
+
 def ladder_comparisons(
     reference: list[Observation], provider: list[Observation], window: int | None = None
 ) -> list[Comparison]:
@@ -275,6 +281,7 @@ def ladder_comparisons(
     if judged is None:
         return []
     found, k, rungs = judged
+    summary = window_summary(found, rungs)
     if k == 0:
         result = TestResult(
             name="ladder:effective_window",
@@ -283,11 +290,9 @@ def ladder_comparisons(
             effect=None,
             n=0,
             status="not_available",
-            note=found.summary(),
+            note=summary,
         )
         return [Comparison(result, LadderMetric.EFFECTIVE_WINDOW, Scope.LADDER)]
-    broken = rungs.get(found.break_at) if found.break_at is not None else None
-    summary = found.summary(task=_in_words(broken.failing_tasks() if broken else set()))
     top = max(v.length for v in found.rungs if v.status != "unknown")
     effect = (found.length or 0) / top - 1.0
     p_values = [p for v in found.rungs if (p := rung_p(v)) is not None]

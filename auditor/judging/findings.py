@@ -17,6 +17,7 @@ from sqlmodel import col
 from auditor.comparisons import DEFAULT_NOISE_TOLERANCE, Comparison, compare
 from auditor.comparisons.observation import Observation
 from auditor.comparisons.refusals import refused_where_answered
+from auditor.judging.context_window import context_window as effective_context_window
 from auditor.judging.diagnose import diagnose
 from auditor.judging.evidence import pick_evidence
 from auditor.judging.verdict import (
@@ -159,6 +160,7 @@ def assess(
         tokens=provider.tokens,
         cost=provider.cost,
         errors_by_class=provider.errors_by_class,
+        context_window=effective_context_window(reference, observations, context_window),
     )
 
 

@@ -177,7 +177,26 @@ def print_table(report: Report, console: Console) -> None:
     console.print(table)
     if report.spend_by_verdict:
         console.print("spent: " + _spend_text(report), highlight=False)
+    for line in _window_lines(report):
+        console.print(line, highlight=False, markup=False)
     _print_evidence(report, console)
+
+
+def _window_lines(report: Report) -> list[str]:
+    """Each provider's effective context window, where the round ran a ladder: "p03: 1,488
+    of 8,192 tokens (confirmed to 992); ladder 72 requests, 103,115 tokens. <summary>"."""
+    lines = []
+    for f in report.findings:
+        if (w := f.context_window) is None:
+            continue
+        effective = "below the ladder" if w.effective is None else f"{w.effective:,}"
+        declared = f" of {w.declared:,}" if w.declared else ""
+        bound = f" (confirmed to {w.lower_bound:,})" if w.lower_bound else ""
+        lines.append(
+            f"{f.provider} context window: {effective}{declared} tokens{bound}; ladder "
+            f"{w.requests} requests, {w.tokens:,} tokens. {w.summary[0].upper()}{w.summary[1:]}"
+        )
+    return lines
 
 
 def _spend_text(report: Report) -> str:
@@ -232,6 +251,8 @@ def to_markdown(report: Report) -> str:
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in _rows(report)]
     if report.spend_by_verdict:
         lines.append(f"\nSpent: {_spend_text(report)}.")
+    if windows := _window_lines(report):
+        lines += ["\n## Effective context windows\n", *(f"- {w}" for w in windows)]
     for f in report.findings:
         if moved := _moved(f):
             lines += [

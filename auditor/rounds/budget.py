@@ -93,6 +93,20 @@ class Plan:
         """One plan of several (each endpoint in one of them)."""
         return cls({k: v for p in plans for k, v in p._streams.items()})
 
+    @classmethod
+    def chain(cls, plans: Iterable[Plan]) -> Plan:
+        """One plan of several that may share endpoints: each endpoint's requests of the
+        first plan, then of the next."""
+        by_key: dict[EndpointKey, list[tuple[int, Requests]]] = defaultdict(list)
+        for p in plans:
+            for k, v in p._streams.items():
+                by_key[k].append(v)
+
+        def chained(streams: list[tuple[int, Requests]]) -> Requests:
+            return lambda: (r for _, requests in streams for r in requests())
+
+        return cls({k: (sum(n for n, _ in v), chained(v)) for k, v in by_key.items()})
+
     def endpoints(self) -> list[EndpointKey]:
         return list(self._streams)
 

@@ -14,6 +14,7 @@ import structlog
 from auditor import __version__
 from auditor.config import AuditorConfig, ModelConfig, ProviderConfig
 from auditor.errors import UsageError
+from auditor.judging.context_window import stored_rungs
 from auditor.judging.findings import build_findings
 from auditor.judging.verdict import ALPHA, combined_p
 from auditor.probes import Suite
@@ -30,10 +31,12 @@ from auditor.rounds.budget import (
     SequentialPolicy,
     SpendMeter,
 )
+from auditor.rounds.climb import LadderClimb, is_ladder_case, rungs_of
 from auditor.rounds.limits import ProviderLimits
 from auditor.rounds.runner import Endpoint, RoundOutcome, RoundProgress, RoundRunner
 from auditor.scorers.reference_likelihood import score_round
 from auditor.secrets import Redactor
+from auditor.stats.ladder import RungStatus
 from auditor.storage.repository import Store
 from auditor.storage.tables import RoundRow
 
@@ -133,13 +136,22 @@ async def run_round_async(
     by_hash = {c.content_hash: c for model_cases in cases.values() for c in model_cases}
     store.upsert_probe_cases(list(by_hash.values()))
     endpoints = register_endpoints(config, store, selection, with_reference)
-    plan = Plan.union(
-        Plan.samples([e.key for e in endpoints.endpoints if e.model == model], model_cases)
-        for model, model_cases in cases.items()
-    )
-    round_id = start_round(config, store, selection, endpoints, len(plan))
+
+    def plan_of(of_model: dict[str, list[ProbeCase]]) -> Plan:
+        return Plan.union(
+            Plan.samples([e.key for e in endpoints.endpoints if e.model == model], model_cases)
+            for model, model_cases in of_model.items()
+        )
+
+    # The context ladder is climbed rung by rung (`auditor.rounds.climb`); the rest goes
+    # through the budget policy. Planned: every request, as if every provider climbed.
+    others = {m: [c for c in cs if not is_ladder_case(c)] for m, cs in cases.items()}
+    round_id = start_round(config, store, selection, endpoints, len(plan_of(cases)))
     scoring = LikelihoodScoring(store, round_id, endpoints.references, progress)
-    policy = budget_policy(config, plan, cases, endpoints, scoring, score_likelihood)
+    policy = budget_policy(config, plan_of(others), others, endpoints, scoring, score_likelihood)
+    ladders = {m: rungs for m, cs in cases.items() if (rungs := rungs_of(cs))}
+    if ladders:
+        policy = ladder_climb(policy, ladders, endpoints, selection, store, round_id)
     runner = RoundRunner(
         store,
         round_id,
@@ -316,6 +328,29 @@ def budget_policy(
     )
 
 
+def ladder_climb(
+    inner: BudgetPolicy,
+    ladders: dict[str, list[list[ProbeCase]]],
+    endpoints: RoundEndpoints,
+    selection: RoundSelection,
+    store: Store,
+    round_id: str,
+) -> LadderClimb:
+    """`inner` with the ladder climbed rung by rung, each rung judged from what is stored."""
+    windows = {m.name: m.profile.context_window for m in selection.models}
+
+    async def rungs() -> dict[EndpointKey, list[RungStatus]]:
+        return await asyncio.to_thread(stored_rungs, store, round_id, windows)
+
+    return LadderClimb(
+        inner,
+        ladders,
+        providers=[e.key for e in endpoints.endpoints if e.name != REFERENCE],
+        references={m: REFERENCE for m in endpoints.references},
+        rungs=rungs,
+    )
+
+
 def evidence_of(finding: Finding) -> Evidence:
     """What the sequential policy reads of a finding (nothing for an unavailable provider)."""
     if finding.verdict == "unavailable":
@@ -354,6 +389,10 @@ async def _stop_when_set(stop: asyncio.Event, runner: RoundRunner) -> None:
 
 
 def log_sequential_decisions(round_id: str, policy: BudgetPolicy) -> None:
+    if isinstance(policy, LadderClimb):
+        for (model, name), sent in policy.stopped.items():
+            log.info("ladder.stopped", round_id=round_id, model=model, provider=name, rungs=sent)
+        policy = policy.inner
     if isinstance(policy, SequentialPolicy):
         for (model, name), look in policy.state.items():
             log.info(

@@ -588,4 +588,5 @@ def _finding_from_row(row: FindingRow) -> Finding:
         tokens=row.tokens,
         cost=row.cost,
         errors_by_class=row.errors_by_class or {},
+        context_window=row.context_window,
     )

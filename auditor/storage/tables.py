@@ -176,6 +176,7 @@ class FindingRow(SQLModel, table=True):
     tokens: int = 0
     cost: float | None = None
     errors_by_class: dict[str, int] | None = _json()
+    context_window: dict[str, Any] | None = _json()  # `Finding.context_window`, from a ladder
     detector: str
     detector_params: dict[str, Any] | None = _json()
     created_at: datetime = _ts()

@@ -50,6 +50,7 @@ from auditor.web.formatting import (
     outside_band,
     verdict_class,
 )
+from auditor.web.ladder_chart import ladder_chart
 from auditor.web.views import Cell, ProviderHistory, TestPoint
 
 log = structlog.get_logger(__name__)
@@ -256,6 +257,9 @@ async def provider_page(request: Request) -> Response:
             "tests": tests,
             "charts": chart_data(history, [name for name, _ in tests[:CHARTED_TESTS]]),
             "latest": history.points[-1] if history.points else None,
+            "ladder": ladder_chart(history.context_window.window)
+            if history.context_window
+            else None,
         },
     )
 

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from auditor.records import Diagnosis, Finding, IncidentInfo
+from auditor.records import ContextWindow, Diagnosis, Finding, IncidentInfo
 from auditor.report.render import RoundInfo
 
 T = TypeVar("T")
@@ -83,6 +83,7 @@ class ProviderPoint(BaseModel):
     tokens: int
     cost: float | None
     latency_ms_mean: float | None
+    effective_window: int | None = None  # prompt tokens, where the round ran a context ladder
 
 
 class ProviderInfo(BaseModel):
@@ -95,11 +96,22 @@ class ProviderInfo(BaseModel):
     trusted: bool
 
 
+class LadderReading(BaseModel):
+    """A provider's latest effective context window: the finding and round it comes from."""
+
+    round_id: str
+    at: datetime
+    finding_id: int
+    window: ContextWindow  # as `Finding.context_window` in the report JSON contract
+
+
 class ProviderHistory(BaseModel):
     provider: ProviderInfo
     points: list[ProviderPoint]  # oldest first
     tests: dict[str, list[TestPoint]]  # test name -> its points, oldest first
     incidents: list[IncidentInfo]  # newest first
+    # The latest of the rounds shown that ran a context ladder (None: none did).
+    context_window: LadderReading | None = None
 
 
 class EvidencePair(BaseModel):

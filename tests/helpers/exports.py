@@ -22,6 +22,7 @@ from sqlalchemy import update
 from auditor.records import (
     CompletionRequest,
     CompletionResponse,
+    ContextWindow,
     Diagnosis,
     ErrorClass,
     Evidence,
@@ -287,6 +288,17 @@ def _add_findings(facts: Facts, rid: str, suite: str, start: datetime, nan: bool
                 tokens=100 + i,
                 cost=0.5 if name == "acme" else None,
                 errors_by_class={"server_error": 1},
+                context_window=ContextWindow(
+                    declared=8192,
+                    effective=992 + i,
+                    lower_bound=None if deviant else 496,
+                    breaks_at=1488 if deviant else None,
+                    summary="s",
+                    requests=24,
+                    tokens=30_000,
+                )
+                if name == "acme"
+                else None,
             )
         )
     facts.store.save_findings(rid, found, "test-detector", {"alpha": 0.05})
@@ -313,6 +325,10 @@ def _add_findings(facts: Facts, rid: str, suite: str, start: datetime, nan: bool
                 "tokens": f.tokens,
                 "cost": f.cost,
                 "errors_by_class": f.errors_by_class,
+                "effective_window": f.context_window.effective if f.context_window else None,
+                "effective_window_lower_bound": f.context_window.lower_bound
+                if f.context_window
+                else None,
                 "evidence": [e.model_dump() for e in f.evidence],
                 "detector": "test-detector",
                 "detector_params": {"alpha": 0.05},

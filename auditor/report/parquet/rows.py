@@ -359,6 +359,7 @@ def finding_batches(
         }
         diagnoses = [d for d in row["diagnoses"] or [] if isinstance(d, dict)]
         top = diagnoses[0] if diagnoses else {}
+        window = row["context_window"] if isinstance(row["context_window"], dict) else {}
         _append(
             tables["findings"],
             {
@@ -373,6 +374,8 @@ def finding_batches(
                 "tokens": row["tokens"],
                 "cost": _finite(row["cost"]),
                 "errors_by_class": _dumps(row["errors_by_class"]),
+                "effective_window": window.get("effective"),
+                "effective_window_lower_bound": window.get("lower_bound"),
                 "evidence": _dumps(row["evidence"]),
                 "detector": row["detector"],
                 "detector_params": _dumps(row["detector_params"]),

@@ -101,6 +101,8 @@ FINDING_FIELDS = [
     pa.field("tokens", pa.int64()),
     pa.field("cost", pa.float64()),
     pa.field("errors_by_class", pa.string()),
+    pa.field("effective_window", pa.int64()),
+    pa.field("effective_window_lower_bound", pa.int64()),
     pa.field("evidence", pa.string()),
     pa.field("detector", pa.string()),
     pa.field("detector_params", pa.string()),

@@ -11,12 +11,18 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from auditor.alerts.incidents import info
-from auditor.records import as_utc
+from auditor.records import ContextWindow, as_utc
 from auditor.storage.repository import Store
 from auditor.storage.tables import IncidentRow
 from auditor.web.queries.common import INCIDENTS_SHOWN, F, P, S
 from auditor.web.queries.paging import MAX_ID, _limit
-from auditor.web.views import ProviderHistory, ProviderInfo, ProviderPoint, TestPoint
+from auditor.web.views import (
+    LadderReading,
+    ProviderHistory,
+    ProviderInfo,
+    ProviderPoint,
+    TestPoint,
+)
 
 
 def public_url(url: str | None) -> str | None:
@@ -111,6 +117,7 @@ def provider_history(store: Store, provider_id: int, limit: int = 200) -> Provid
                 F.c.tokens,
                 F.c.cost,
                 F.c.tests,
+                F.c.context_window,
             )
             .where(F.c.model == p.model, F.c.provider == p.name)
             .order_by(F.c.round_started_at.desc(), F.c.id.desc())
@@ -141,9 +148,13 @@ def provider_history(store: Store, provider_id: int, limit: int = 200) -> Provid
             .all()
         )
     points, tests = [], defaultdict(list)
+    ladder: LadderReading | None = None
     for f in found:
         at = as_utc(f.started_at)
         mean = latency.get(f.round_id)
+        window = ContextWindow.model_validate(f.context_window) if f.context_window else None
+        if window is not None:
+            ladder = LadderReading(round_id=f.round_id, at=at, finding_id=f.id, window=window)
         points.append(
             ProviderPoint(
                 round_id=f.round_id,
@@ -157,6 +168,7 @@ def provider_history(store: Store, provider_id: int, limit: int = 200) -> Provid
                 tokens=f.tokens,
                 cost=f.cost,
                 latency_ms_mean=float(mean) if mean is not None else None,
+                effective_window=window.effective if window else None,
             )
         )
         for name, point in _test_points(f.round_id, at, f.tests):
@@ -166,4 +178,5 @@ def provider_history(store: Store, provider_id: int, limit: int = 200) -> Provid
         points=points,
         tests=dict(sorted(tests.items())),
         incidents=[info(r) for r in incident_rows],
+        context_window=ladder,
     )
