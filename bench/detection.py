@@ -75,7 +75,7 @@ from auditor.probes import load_suite
 from auditor.records import Finding
 from auditor.rounds.run import evidence_of, run_round_async, select
 from auditor.stats import clopper_pearson, sequential_decision
-from auditor.storage.db import ensure_schema, make_engine
+from auditor.storage.db import make_engine, upgrade
 from auditor.storage.observations import load_observations
 from auditor.storage.repository import Store
 
@@ -322,7 +322,7 @@ async def record_start(
     db = target if target.exists() else scratch / "start.db"
     database = f"sqlite:///{db}"
     engine = make_engine(database)
-    ensure_schema(engine)
+    upgrade(engine)  # a start recorded at an older schema is brought to head
     store = Store(engine)
     build_weights(spec, lambda line: print(line, flush=True))
     t0 = time.monotonic()
@@ -451,7 +451,7 @@ def judge_start(db: Path, tolerance: float, looks: int = LOOKS) -> dict[str, Out
     """Each provider's outcome: the sequential policy replayed (a `--replay` start), or the
     live round's findings recomputed by today's detector from the samples it gathered."""
     engine = make_engine(f"sqlite:///{db}")
-    ensure_schema(engine)
+    upgrade(engine)  # a start recorded at an older schema is brought to head
     store = Store(engine)
     rounds = {r.suite: r for r in store.rounds(limit=10)}
     if "demo" in rounds:

@@ -48,7 +48,7 @@ import numpy as np
 
 from auditor.comparisons.observation import Observation
 from auditor.stats import clopper_pearson
-from auditor.storage.db import ensure_schema, make_engine
+from auditor.storage.db import make_engine, upgrade
 from auditor.storage.observations import load_observations
 from auditor.storage.repository import Store
 
@@ -222,7 +222,7 @@ def peer_round(db: Path) -> tuple[str, dict[str, dict[str, list[Observation]]]] 
     """The start's `peer` round id and its answers per endpoint and probe, or None."""
     engine = make_engine(f"sqlite:///{db}")
     try:
-        ensure_schema(engine)
+        upgrade(engine)  # a start recorded at an older schema is brought to head
         store = Store(engine)
         rounds = {r.suite: r for r in store.rounds(limit=10)}
         if "peer" not in rounds:

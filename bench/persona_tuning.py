@@ -29,7 +29,7 @@ from auditor_fleet.demo import build_weights
 
 from auditor.probes import load_suite
 from auditor.rounds.run import run_round_async, select
-from auditor.storage.db import ensure_schema, make_engine
+from auditor.storage.db import make_engine, upgrade
 from auditor.storage.repository import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,7 +65,7 @@ async def record(seed: int, work: Path, base_port: int) -> None:
     shutil.copy(detection.ROOT / "probes" / "demo.yaml", probes_dir / "demo.yaml")
     database = f"sqlite:///{scratch / 'start.db'}"
     engine = make_engine(database)
-    ensure_schema(engine)
+    upgrade(engine)
     store = Store(engine)
     build_weights(spec, lambda line: print(line, flush=True))
     started = time.monotonic()

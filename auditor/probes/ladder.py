@@ -98,6 +98,9 @@ class LadderParams(BaseModel):
     hops: int = Field(default=3, ge=1, le=16)
     words: int = Field(default=3, ge=1, le=10)
     seed: int = 0
+    # Independent instances of each task at each rung (other planted facts, other filler):
+    # a rung's answers are then separate draws, not repeats of one prompt.
+    instances: int = Field(default=1, ge=1, le=64)
     min_tokens: int = Field(default=64, ge=1)
 
     @field_validator("fractions")
@@ -205,8 +208,10 @@ class ContextLadderGenerator(ProbeGenerator):
         ladder = rungs(p)
         out: list[dict[str, Any]] = []
         for task in p.tasks:
-            stream = _FillerStream(f"ladder:{p.seed}:{task}:filler")
-            cases = [c for rung in ladder if (c := _case(p, task, rung, stream)) is not None]
+            cases = []
+            for instance in range(p.instances):
+                stream = _FillerStream(f"ladder:{_tag(p, instance)}:{task}:filler")
+                cases += [c for rung in ladder if (c := _case(p, task, rung, stream, instance))]
             if not cases:
                 key = _SIZE_KEY[task]
                 size = f"with {key} {getattr(p, key)} " if key != "fractions" else ""
@@ -219,9 +224,16 @@ class ContextLadderGenerator(ProbeGenerator):
         return out
 
 
-def _case(p: LadderParams, task: Task, rung: Rung, stream: _FillerStream) -> dict[str, Any] | None:
+def _tag(p: LadderParams, instance: int) -> str:
+    """What seeds an instance's draws: the first instance is the seed's own ladder."""
+    return str(p.seed) if instance == 0 else f"{p.seed}.{instance}"
+
+
+def _case(
+    p: LadderParams, task: Task, rung: Rung, stream: _FillerStream, instance: int = 0
+) -> dict[str, Any] | None:
     # A string seed is hashed with SHA-512 by `random`, so it is stable across runs.
-    rng = random.Random(f"ladder:{p.seed}:{task}:{rung.fraction!r}")
+    rng = random.Random(f"ladder:{_tag(p, instance)}:{task}:{rung.fraction!r}")
     target_chars = rung.tokens * CHARS_PER_TOKEN
     answer: int | list[str]
     if task == "aggregation":
@@ -241,11 +253,12 @@ def _case(p: LadderParams, task: Task, rung: Rung, stream: _FillerStream) -> dic
         if fixed > target_chars:
             return None
         units = _plant(stream.take(target_chars - fixed), planted.lines)
-        paragraphs = random.Random(f"ladder:{p.seed}:{task}:paragraphs")
+        paragraphs = random.Random(f"ladder:{_tag(p, instance)}:{task}:paragraphs")
         prompt = planted.intro + filler.join_units(units, paragraphs) + suffix
         answer, regex, extra = planted.answer, rf"\b{planted.answer}\b", planted.metadata
+    several = p.instances > 1  # one instance: ids and metadata as before instances existed
     return {
-        "id": f"{task}.len{rung.tokens}",
+        "id": f"{task}.len{rung.tokens}" + (f".i{instance}" if several else ""),
         "prompt": prompt,
         "expect": {"regex": regex},
         "signals": ["long_context"],
@@ -256,6 +269,7 @@ def _case(p: LadderParams, task: Task, rung: Rung, stream: _FillerStream) -> dic
             "fraction": rung.fraction,
             "window": p.window,
             "target_tokens": rung.tokens,
+            **({"instance": instance} if several else {}),
             "prompt_chars": len(prompt),
             "answer": answer,
             **extra,

@@ -29,9 +29,11 @@ their sources, in tests/providers/wire_examples/context_length/):
   size. try increasing the context size or enable context shift" (400), "input is larger
   than the max context size. skipping" and "Input prompt is too big compared to KV size"
   (500);
-- llama-cpp-python's server (`"code": "context_length_exceeded"`, OpenAI's wording) and its
+- llama-cpp-python's server (`"code": "context_length_exceeded"`, OpenAI's wording), its
   library's own "Requested tokens (N) exceed context window of M" (the auditor's reference
-  engine, the fleet's model members);
+  engine, the fleet's model members), and the HTTP 500 its server answers when a prompt that
+  passed its check runs past n_ctx while evaluated: "could not broadcast input array from
+  shape (N,) into shape (M,)" (its buffers hold n_ctx tokens; no count stated);
 - OpenAI (`"code": "context_length_exceeded"`; "your messages resulted in N tokens") and
   OpenRouter ("This endpoint's maximum context length is M tokens. However, you requested
   about T tokens (X of text input, Y of tool input, K in the output)").
@@ -63,6 +65,9 @@ _ANCHORS = tuple(
         r"is larger than the max context size(?: \((?P<limit>\d+) tokens\))?",  # llama.cpp
         r"input prompt is too big compared to kv size",  # llama.cpp, before ctx_shift
         r"exceed context window of (?P<limit>\d+)",  # llama-cpp-python's library
+        # llama-cpp-python's Llama.eval: prompt and answer past n_ctx overflow its numpy
+        # buffers (HTTP 500 from its server; abetlen/llama-cpp-python#657)
+        r"could not broadcast input array from shape \(\d+,\) into shape \(\d+,\)",
     )
 )
 

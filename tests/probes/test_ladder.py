@@ -92,6 +92,26 @@ def test_deterministic_by_seed() -> None:
     assert all(a["prompt"] != b["prompt"] for a, b in zip(first, other, strict=True))
 
 
+def test_instances_are_independent_draws_and_the_first_is_the_seeds_own() -> None:
+    params = {"window": 2048, "tasks": ["needle", "multikey"], "seed": 3}
+    single = ladder(params)
+    several = ladder({**params, "instances": 3})
+    assert len(several) == 3 * len(single)
+    by_id = {c["id"]: c for c in several}
+    for case in single:
+        first = by_id[f"{case['id']}.i0"]
+        assert first["prompt"] == case["prompt"] and first["metadata"]["instance"] == 0
+        others = [by_id[f"{case['id']}.i{i}"] for i in (1, 2)]
+        answers = {str(c["metadata"]["answer"]) for c in (first, *others)}
+        assert len(answers) == 3, "each instance plants its own answer"
+        assert len({c["prompt"] for c in (first, *others)}) == 3
+        for other in others:  # the same rung: the same target, a similar length
+            assert other["metadata"]["target_tokens"] == case["metadata"]["target_tokens"]
+            assert abs(len(other["prompt"]) - len(case["prompt"])) < 0.1 * len(case["prompt"]) + 100
+            assert matches(other, str(other["metadata"]["answer"]))
+    assert "instance" not in single[0]["metadata"], "one instance: metadata as before"
+
+
 @pytest.mark.parametrize("task", ["needle", "multikey", "variable_tracking"])
 def test_a_shorter_rungs_filler_is_the_start_of_a_longer_rungs(task: str) -> None:
     planted = re.compile(r"(The secret code|The special magic number|VAR )[^.]*\.")
@@ -219,6 +239,7 @@ def write_suite(tmp_path: Path, params: dict[str, Any]) -> Path:
         ({"fallback_window": 128}, "fractions", 7, "no rung reaches min_tokens (64)"),
         ({"window": 2048, "fallback_window": 4096}, "fallback_window", 8, "leaves out window"),
         ({"window": 2048, "keys": 65}, "keys", 8, "less than or equal to 64"),
+        ({"window": 2048, "instances": 0}, "instances", 8, "greater than or equal to 1"),
         ({"window": 2048, "hop": 2}, "hop", 8, "unknown key"),
         ({"window": 900, "tasks": ["multikey"], "keys": 64}, "keys", 9, "with keys 64 does not"),
         (
@@ -282,17 +303,20 @@ def test_the_shipped_ladder_suite_takes_each_models_window() -> None:
     suite = load_suite("ladder", Path(__file__).resolve().parents[2] / "probes")
     assert suite.cases == [] and [e.id for e in suite.per_model] == ["ladder"]
     cases, skipped = suite.cases_for("smollm2-135m-instruct", ModelProfile(context_window=8192))
-    assert skipped == [] and len(cases) == 24  # 4 tasks x 6 rungs
-    assert {c.metadata["task"] for c in cases} == set(TASKS)
+    assert skipped == [] and len(cases) == 72  # 2 tasks x 6 instances x 6 rungs
+    assert {c.metadata["task"] for c in cases} == {"needle", "multikey"}
+    assert {c.metadata["instance"] for c in cases} == set(range(6))
     for case in cases:
         assert case.params.wire() == {"temperature": 0, "max_tokens": 32}
         assert case.params.max_tokens is not None and case.params.max_tokens <= ANSWER_ALLOWANCE
-        assert case.samples == 3 and case.signals == ["long_context"]
+        assert case.samples == 1 and case.signals == ["long_context"]
         assert case.metadata["window"] == 8192
-    # About 2.6 windows of prompt per task and sample: 258,000 tokens a round at 8,192.
+    per_rung = Counter(c.metadata["target_tokens"] for c in cases)
+    assert len(per_rung) == 6 and set(per_rung.values()) == {12}, "12 draws a rung"
+    # About 2.6 windows of prompt per task and instance: 258,000 tokens a round at 8,192.
     tokens = sum(c.metadata["target_tokens"] * c.samples for c in cases)
     assert 250_000 < tokens < 262_000
-    # The same 24 cases at any window from 1,720 tokens up (the README says so).
-    assert len(suite.cases_for("m", ModelProfile(context_window=1720)).cases) == 24
-    assert len(suite.cases_for("m", ModelProfile(context_window=1712)).cases) < 24
+    # The same 72 cases at any window from 1,200 tokens up (probes/README.md says so).
+    assert len(suite.cases_for("m", ModelProfile(context_window=1200)).cases) == 72
+    assert len(suite.cases_for("m", ModelProfile(context_window=1192)).cases) < 72
     assert suite.cases_for("m", ModelProfile()).skipped[0][0] == "ladder"

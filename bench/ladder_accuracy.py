@@ -1,0 +1,266 @@
+"""The context ladder's accuracy on fleets whose context faults are drawn at random per start.
+
+Each fleet start (a seed) draws, from `RANGES`, members of the packaged model serving a
+`FLEET_N_CTX`-token context: `HONEST` honest members, `CUTS` members that silently keep only
+the last N tokens of the prompt (`truncate_context`; usage billed as sent or as kept, drawn),
+and one that refuses prompts above N tokens with vLLM's 400 (`context_limit`); every N and
+every member's numeric noise drawn at random, members named neutrally and shuffled, none
+trusted. The shipped `ladder` suite runs against them at a declared window of `WINDOW`
+tokens, climbing as `auditor run` does (a provider failing two rungs in a row is sent no
+higher rung). The detector is told nothing of the fleet: the planted N are written beside
+each database (`ladder-<seed>.json`), never into it.
+
+Per member, the *truth* is the top rung whose every prompt (the reference's token count of
+each case of the rung) fits under N: an honest member's is the top rung; and the *error* is
+the reported effective window's rung minus the truth's (the rung below the first: "below
+the ladder"). `judge` writes `bench/results/ladder_accuracy.json`: per kind, how often the
+window is exact and within one rung of the truth, the mean absolute error in rungs, what the
+ladder cost each member (requests and tokens) and each start (seconds).
+
+    .venv/bin/python bench/ladder_accuracy.py record --seeds 200-219 [--base-port 8801]
+    .venv/bin/python bench/ladder_accuracy.py judge --seeds 200-219
+
+`record` skips recorded starts and archives each in `bench/recorded/ladder-<seed>.*`, so the
+bench spans sessions; `judge` re-judges every recorded start with today's detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import lzma
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from auditor_fleet import fleet_down, fleet_up
+from auditor_fleet.spec import DEFAULT_MODEL, base_url
+
+from auditor.config import AuditorConfig
+from auditor.judging.findings import build_findings
+from auditor.probes import load_suite
+from auditor.rounds.run import run_round_async, select
+from auditor.storage.db import ensure_schema, make_engine, upgrade
+from auditor.storage.observations import load_observations, round_endpoints
+from auditor.storage.repository import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from detection import fleet_of, parse_seeds  # noqa: E402  (bench/detection.py)
+from overhead import machine  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "ladder_accuracy.json"
+RECORDED = ROOT / "bench" / "recorded"
+DEFAULT_WORK = Path.home() / ".cache" / "auditor" / "bench" / "ladder"
+BASE_PORT = 8801
+WINDOW = 2048  # the declared window: the ladder's top rung is just under it
+FLEET_N_CTX = WINDOW + 256  # the members' own context: room for the template and the answer
+HONEST, CUTS = 2, 2
+RANGES: dict[str, Any] = {
+    "noise": (0.01, 0.12),  # logit std, log-uniform (`detection.fleet_of`)
+    "truncate_context.tokens": (150, 1900),  # tokens kept, uniform
+    "context_limit.tokens": (150, 1900),  # tokens accepted, uniform
+    "usage_as_sent": [False, True],  # a cut member bills the prompt as sent, or as kept
+}
+
+
+def draw(seed: int, base_port: int) -> tuple[Any, dict[str, dict[str, Any]]]:
+    rng = random.Random(seed)
+    drawn: list[tuple[str, dict[str, Any]]] = [("honest", {}) for _ in range(HONEST)]
+    for _ in range(CUTS):
+        a, b = RANGES["truncate_context.tokens"]
+        cut = {"strength": rng.randint(a, b), "usage_as_sent": rng.choice(RANGES["usage_as_sent"])}
+        drawn.append(("truncate_context", cut))
+    a, b = RANGES["context_limit.tokens"]
+    drawn.append(("context_limit", {"strength": rng.randint(a, b)}))
+    spec, planted = fleet_of(drawn, rng, seed, base_port)
+    return spec.model_copy(update={"n_ctx": FLEET_N_CTX}), planted
+
+
+def config(spec: Any, database: str, probes_dir: Path) -> AuditorConfig:
+    providers = [
+        {"name": m.name, "base_url": base_url(spec.host, m.port), "model": DEFAULT_MODEL,
+         "max_concurrency": 1, "requests_per_second": 20, "timeout_s": 600}
+        for m in spec.members
+    ]  # fmt: skip
+    return AuditorConfig.model_validate(
+        {
+            "database": database,
+            "reference": {"engine": "llama_cpp", "model_path": "packaged",
+                          "n_ctx": FLEET_N_CTX, "n_threads": 1},
+            "suites": ["ladder"],
+            "probes_dir": str(probes_dir),
+            "models": [{"name": DEFAULT_MODEL, "profile": {"context_window": WINDOW},
+                        "providers": providers}],
+        }
+    )  # fmt: skip
+
+
+def archive(seed: int, work: Path) -> None:
+    RECORDED.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        copy = Path(tmp) / "start.db"
+        with sqlite3.connect(work / f"ladder-{seed}.db") as conn:
+            conn.execute("VACUUM INTO ?", (str(copy),))
+        packed = RECORDED / f"ladder-{seed}.db.xz"
+        with copy.open("rb") as src, lzma.open(packed.with_suffix(".part"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        packed.with_suffix(".part").replace(packed)
+    shutil.copy(work / f"ladder-{seed}.json", RECORDED / f"ladder-{seed}.json")
+
+
+def restore(seed: int, work: Path) -> bool:
+    db, packed = work / f"ladder-{seed}.db", RECORDED / f"ladder-{seed}.db.xz"
+    if db.exists():
+        return True
+    if not packed.exists():
+        return False
+    work.mkdir(parents=True, exist_ok=True)
+    with lzma.open(packed, "rb") as src, db.with_suffix(".part").open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    shutil.copy(RECORDED / f"ladder-{seed}.json", work / f"ladder-{seed}.json")
+    db.with_suffix(".part").replace(db)
+    return True
+
+
+async def record(seed: int, work: Path, base_port: int) -> None:
+    if restore(seed, work):
+        print(f"start {seed}: recorded already", flush=True)
+        return
+    spec, planted = draw(seed, base_port)
+    scratch = Path(tempfile.mkdtemp(prefix=f"ladder-{seed}-", dir=work))
+    probes = scratch / "probes"
+    probes.mkdir()
+    shutil.copy(ROOT / "probes" / "ladder.yaml", probes / "ladder.yaml")
+    db = scratch / "start.db"
+    database = f"sqlite:///{db}"
+    store = Store(make_engine(database))
+    ensure_schema(store.engine)
+    started = time.monotonic()
+    fleet_up(spec, scratch / "fleet", wait_s=300)
+    try:
+        cfg = config(spec, database, probes)
+        selection = select(cfg, load_suite("ladder", probes), None, None)
+        result = await run_round_async(cfg, store, selection, score_likelihood=False)
+    finally:
+        fleet_down(scratch / "fleet")
+    store.engine.dispose()
+    if result.outcome.status != "complete":
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise SystemExit(f"start {seed}: {result.outcome.status}, nothing kept")
+    seconds = round(time.monotonic() - started, 1)
+    meta = {"seed": seed, "round_id": result.round_id, "planted": planted, "seconds": seconds,
+            "window": WINDOW, "fleet_n_ctx": FLEET_N_CTX, "ranges": RANGES}  # fmt: skip
+    shutil.move(db, work / f"ladder-{seed}.db")
+    (work / f"ladder-{seed}.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(scratch, ignore_errors=True)
+    archive(seed, work)
+    print(f"start {seed}: {seconds} s", flush=True)
+
+
+def rung_of(length: int | None, lengths: list[int]) -> int:
+    """The index of a reported window among the rungs (-1: below the ladder)."""
+    return -1 if length is None else lengths.index(length)
+
+
+def judge_start(seed: int, work: Path) -> list[dict[str, Any]]:
+    meta = json.loads((work / f"ladder-{seed}.json").read_text())
+    store = Store(make_engine(f"sqlite:///{work / f'ladder-{seed}.db'}"))
+    upgrade(store.engine)  # a start recorded at an older schema is brought to head
+    round_id = meta["round_id"]
+    findings = {f.provider: f for f in build_findings(store, round_id)[0]}
+    reference = next(e for e in round_endpoints(store, round_id) if e.kind == "reference")
+    longest: dict[int, int] = {}  # rung target -> the longest prompt of its cases
+    for o in load_observations(store, round_id, [reference.provider_id]):
+        target = o.case["metadata"]["target_tokens"]
+        longest[target] = max(longest.get(target, 0), o.prompt_tokens or 0)
+    store.engine.dispose()
+    rows = []
+    for name, planted in meta["planted"].items():
+        window = findings[name].context_window
+        assert window is not None, f"start {seed}: {name} has no ladder"
+        lengths = [r.length for r in window.rungs]
+        fits = [t for t in sorted(longest) if planted["fault"] == "honest"
+                or longest[t] <= planted["strength"]]  # fmt: skip
+        truth = len(fits) - 1
+        got = rung_of(window.effective, lengths)  # a stopped climb's rungs are the lowest
+        rows.append(
+            {"seed": seed, "provider": name, "fault": planted["fault"],
+             "planted": planted.get("strength"), "usage_as_sent": planted.get("usage_as_sent"),
+             "noise": planted["noise"], "truth_rung": truth, "reported_rung": got,
+             "error": got - truth, "effective": window.effective, "reason": window.reason,
+             "verdict": findings[name].verdict, "requests": window.requests,
+             "tokens": window.tokens}
+        )  # fmt: skip
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for kind in sorted({r["fault"] for r in rows}):
+        of = [r for r in rows if r["fault"] == kind]
+        errors = [r["error"] for r in of]
+        out[kind] = {
+            "members": len(of),
+            "exact": round(sum(e == 0 for e in errors) / len(of), 3),
+            "within_one_rung": round(sum(abs(e) <= 1 for e in errors) / len(of), 3),
+            "mean_abs_error_rungs": round(statistics.fmean(abs(e) for e in errors), 3),
+            "errors": dict(sorted((str(e), errors.count(e)) for e in set(errors))),
+            "deviant": round(sum(r["verdict"] == "deviant" for r in of) / len(of), 3),
+            "requests_mean": round(statistics.fmean(r["requests"] for r in of), 1),
+            "tokens_mean": round(statistics.fmean(r["tokens"] for r in of)),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record")
+    rec.add_argument("--seeds", required=True)
+    rec.add_argument("--base-port", type=int, default=BASE_PORT)
+    rec.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    jud = sub.add_parser("judge")
+    jud.add_argument("--seeds", required=True)
+    jud.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.command == "record":
+        for seed in parse_seeds(args.seeds):
+            asyncio.run(record(seed, args.work, args.base_port))
+        return
+    seeds = [s for s in parse_seeds(args.seeds) if restore(s, args.work)]
+    rows = [row for s in seeds for row in judge_start(s, args.work)]
+    seconds = [json.loads((args.work / f"ladder-{s}.json").read_text())["seconds"] for s in seeds]
+    result = {
+        "benchmark": "ladder_accuracy",
+        "machine": machine(),
+        "settings": {
+            "window": WINDOW,
+            "fleet_n_ctx": FLEET_N_CTX,
+            "honest": HONEST,
+            "cuts": CUTS,
+            "limits": 1,
+            "ranges": RANGES,
+            "suite": "probes/ladder.yaml (3 samples, climbing)",
+        },
+        "starts": seeds,
+        "start_seconds": {"median": statistics.median(seconds), "max": max(seconds)}
+        if seconds
+        else None,
+        "by_fault": summarise(rows) if rows else {},
+        "members": rows,
+    }
+    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["by_fault"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
