@@ -361,34 +361,35 @@ async def record_start(
         keep_outcomes(start_outcomes(seed, meta, judge_start(target, DEFAULT_NOISE_TOLERANCE)))
 
 
-def archive(seed: int, work: Path) -> None:
-    """Keep start `seed` in `RECORDED`: its database (vacuumed, xz-compressed) and its meta."""
+def archive(seed: int, work: Path, kind: str = "start") -> None:
+    """Keep start `seed` in `RECORDED`: its database (vacuumed, xz-compressed) and its meta,
+    `<kind>-<seed>.db.xz` and `<kind>-<seed>.json` (the ladder bench's kind is `ladder`)."""
     RECORDED.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         copy = Path(tmp) / "start.db"
-        with sqlite3.connect(work / f"start-{seed}.db") as conn:
+        with sqlite3.connect(work / f"{kind}-{seed}.db") as conn:
             conn.execute("VACUUM INTO ?", (str(copy),))
-        packed = RECORDED / f"start-{seed}.db.xz"
+        packed = RECORDED / f"{kind}-{seed}.db.xz"
         with copy.open("rb") as src, lzma.open(packed.with_suffix(".part"), "wb") as dst:
             shutil.copyfileobj(src, dst)
         packed.with_suffix(".part").replace(packed)
-    shutil.copy(work / f"start-{seed}.json", RECORDED / f"start-{seed}.json")
+    shutil.copy(work / f"{kind}-{seed}.json", RECORDED / f"{kind}-{seed}.json")
 
 
-def restore(seed: int, work: Path) -> bool:
+def restore(seed: int, work: Path, kind: str = "start") -> bool:
     """Bring start `seed` from `RECORDED` into `work` unless it is there already; whether
     the start is (now) under `work`."""
-    db, meta = work / f"start-{seed}.db", work / f"start-{seed}.json"
+    db, meta = work / f"{kind}-{seed}.db", work / f"{kind}-{seed}.json"
     if db.exists():
         return True
-    packed = RECORDED / f"start-{seed}.db.xz"
+    packed = RECORDED / f"{kind}-{seed}.db.xz"
     if not packed.exists():
         return False
     work.mkdir(parents=True, exist_ok=True)
     part = db.with_suffix(".part")
     with lzma.open(packed, "rb") as src, part.open("wb") as dst:
         shutil.copyfileobj(src, dst)
-    shutil.copy(RECORDED / f"start-{seed}.json", meta)
+    shutil.copy(RECORDED / f"{kind}-{seed}.json", meta)
     part.replace(db)
     return True
 

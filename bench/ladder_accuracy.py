@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import lzma
 import random
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -53,11 +51,11 @@ from auditor.storage.repository import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from detection import fleet_of, parse_seeds  # noqa: E402  (bench/detection.py)
+from detection import archive, fleet_of, parse_seeds, restore  # noqa: E402  (bench/detection.py)
 from overhead import machine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ladder_accuracy.json"
-RECORDED = ROOT / "bench" / "recorded"
+KIND = "ladder"  # its starts are bench/recorded/ladder-<seed>.* (`detection.archive`)
 DEFAULT_WORK = Path.home() / ".cache" / "auditor" / "bench" / "ladder"
 BASE_PORT = 8801
 WINDOW = 2048  # the declared window: the ladder's top rung is just under it
@@ -103,35 +101,8 @@ def config(spec: Any, database: str, probes_dir: Path) -> AuditorConfig:
     )  # fmt: skip
 
 
-def archive(seed: int, work: Path) -> None:
-    RECORDED.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work) as tmp:
-        copy = Path(tmp) / "start.db"
-        with sqlite3.connect(work / f"ladder-{seed}.db") as conn:
-            conn.execute("VACUUM INTO ?", (str(copy),))
-        packed = RECORDED / f"ladder-{seed}.db.xz"
-        with copy.open("rb") as src, lzma.open(packed.with_suffix(".part"), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        packed.with_suffix(".part").replace(packed)
-    shutil.copy(work / f"ladder-{seed}.json", RECORDED / f"ladder-{seed}.json")
-
-
-def restore(seed: int, work: Path) -> bool:
-    db, packed = work / f"ladder-{seed}.db", RECORDED / f"ladder-{seed}.db.xz"
-    if db.exists():
-        return True
-    if not packed.exists():
-        return False
-    work.mkdir(parents=True, exist_ok=True)
-    with lzma.open(packed, "rb") as src, db.with_suffix(".part").open("wb") as dst:
-        shutil.copyfileobj(src, dst)
-    shutil.copy(RECORDED / f"ladder-{seed}.json", work / f"ladder-{seed}.json")
-    db.with_suffix(".part").replace(db)
-    return True
-
-
 async def record(seed: int, work: Path, base_port: int) -> None:
-    if restore(seed, work):
+    if restore(seed, work, KIND):
         print(f"start {seed}: recorded already", flush=True)
         return
     spec, planted = draw(seed, base_port)
@@ -161,7 +132,7 @@ async def record(seed: int, work: Path, base_port: int) -> None:
     shutil.move(db, work / f"ladder-{seed}.db")
     (work / f"ladder-{seed}.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(scratch, ignore_errors=True)
-    archive(seed, work)
+    archive(seed, work, KIND)
     print(f"start {seed}: {seconds} s", flush=True)
 
 
@@ -236,7 +207,7 @@ def main() -> None:
         for seed in parse_seeds(args.seeds):
             asyncio.run(record(seed, args.work, args.base_port))
         return
-    seeds = [s for s in parse_seeds(args.seeds) if restore(s, args.work)]
+    seeds = [s for s in parse_seeds(args.seeds) if restore(s, args.work, KIND)]
     rows = [row for s in seeds for row in judge_start(s, args.work)]
     seconds = [json.loads((args.work / f"ladder-{s}.json").read_text())["seconds"] for s in seeds]
     result = {
