@@ -92,6 +92,62 @@ class RetryPolicy(Section):
     max_total_s: float = Field(default=120.0, gt=0)
 
 
+_DOTTED = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+
+
+class ReasoningRequest(Section):
+    """How a provider is asked for a reasoning effort level: the request field it goes in
+    and, where it is not the level's own name, the value each level sends."""
+
+    parameter: str = Field(
+        default="reasoning_effort",
+        pattern=_DOTTED,
+        description="The request field the level goes in, dotted for a nested one: "
+        "reasoning_effort (the OpenAI API; vLLM and SGLang for gpt-oss), reasoning.effort "
+        "(OpenRouter), chat_template_kwargs.enable_thinking (a thinking switch: Qwen3, "
+        "DeepSeek V3.1, GLM on vLLM, SGLang or llama.cpp's server).",
+    )
+    values: Annotated[dict[str, Any], AfterValidator(_plain_json)] = Field(
+        default_factory=dict,
+        description="What a level sends when not its own name; a thinking switch: "
+        "{'off': false, 'on': true}.",
+    )
+
+    def body_fields(self, level: str) -> dict[str, Any]:
+        """The request fields that ask for `level`, nested as `parameter` says."""
+        *outer, last = self.parameter.split(".")
+        fields: dict[str, Any] = {last: self.values.get(level, level)}
+        for name in reversed(outer):
+            fields = {name: fields}
+        return fields
+
+
+class ReasoningProfile(ReasoningRequest):
+    """Whether and how the model reasons (its presence says it does)."""
+
+    levels: list[str] = Field(
+        default_factory=lambda: ["low", "medium", "high"],
+        min_length=1,
+        description="The effort levels a probe may ask for, lowest first. A probe naming a "
+        "level the model lacks is not sent it.",
+    )
+    budget: int = Field(
+        default=1024,
+        gt=0,
+        description="Output tokens the model may spend reasoning: added to every probe's "
+        "max_tokens, which budgets the answer alone (reasoning spends max_tokens first).",
+    )
+
+    @model_validator(mode="after")
+    def _values_name_levels(self) -> ReasoningProfile:
+        unknown = sorted(set(self.values) - set(self.levels))
+        if unknown:
+            raise ValueError(f"values names levels not in levels: {', '.join(unknown)}")
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError("levels must be unique")
+        return self
+
+
 class ProviderConfig(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     base_url: HttpUrlText
@@ -112,6 +168,11 @@ class ProviderConfig(Section):
     price: Price | None = None
     trusted: bool = False
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    reasoning: ReasoningRequest | None = Field(
+        default=None,
+        description="How this provider takes a reasoning effort level, where it differs from "
+        "the model profile's (a router: reasoning.effort). Fallback: the profile's reasoning.",
+    )
 
     @model_validator(mode="after")
     def _tokens_burst_needs_a_rate(self) -> ProviderConfig:
@@ -196,8 +257,14 @@ class ModelProfile(Section):
     max_output: int | None = Field(
         default=None,
         gt=0,
-        description="The most tokens the model card says one answer may hold. Not read yet: "
-        "the probe generators keep the lengths written in the probe file.",
+        description="The most tokens the model card says one answer may hold: no probe asks "
+        "for more (max_tokens is cut to it). Fallback: the lengths the probe file writes.",
+    )
+    reasoning: ReasoningProfile | None = Field(
+        default=None,
+        description="Whether and how the model reasons: its effort levels, the request field "
+        "they go in, and the tokens it may spend reasoning. Fallback: it does not reason; "
+        "probes asking for an effort level are not sent it, and max_tokens is as written.",
     )
 
 
@@ -231,6 +298,13 @@ class ModelConfig(Section):
         if "reference" in names:
             raise ValueError("'reference' is reserved for the reference engine")
         return self
+
+    def reasoning_request(self, provider: ProviderConfig) -> ReasoningRequest | None:
+        """How `provider` is asked for an effort level (its own way, else the profile's);
+        None: the model does not reason."""
+        if self.profile.reasoning is None:
+            return None
+        return provider.reasoning or self.profile.reasoning
 
 
 class Sequential(Section):

@@ -96,6 +96,9 @@ class Expect(Strict):
         raise AssertionError("unreachable")
 
 
+_ADDED_CASE_FIELDS = ("reasoning_effort",)
+
+
 class ProbeCase(Strict):
     """One probe after expansion: what is sent, how often, and what it should produce."""
 
@@ -110,11 +113,34 @@ class ProbeCase(Strict):
     group: str | None = None
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # The reasoning effort level asked for, one of the model profile's levels (sent the way
+    # each provider takes it); None: none asked, and a model that reasons uses its default.
+    reasoning_effort: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+$")
 
     @property
     def content_hash(self) -> str:
-        """Hash of everything that changes what is sent or how it is judged."""
-        return content_hash(self.model_dump(mode="json", exclude={"description"}))
+        """Hash of everything that changes what is sent or how it is judged. Fields added
+        since the first release count only when set, so that older cases keep their hash
+        (and their reference cache, and their history)."""
+        data = self.model_dump(mode="json", exclude={"description"})
+        for added in _ADDED_CASE_FIELDS:
+            if data.get(added) is None:
+                data.pop(added, None)
+        return content_hash(data)
+
+    def with_output_budget(self, reasoning: int | None, cap: int | None) -> ProbeCase:
+        """The case as sent to a model that may spend `reasoning` tokens reasoning before its
+        answer (added to max_tokens, which budgets the answer) and whose answers hold at
+        most `cap` tokens (max_tokens cut to it)."""
+        tokens = self.params.max_tokens
+        if tokens is None:
+            return self
+        sent = min(tokens + (reasoning or 0), cap or tokens + (reasoning or 0))
+        if sent == tokens:
+            return self
+        return self.model_copy(
+            update={"params": self.params.model_copy(update={"max_tokens": sent})}
+        )
 
     def with_sampler(self, sampler: RequestParams) -> ProbeCase:
         """The case as sent to a model whose profile recommends `sampler`: a sampled case
@@ -137,6 +163,7 @@ class CompletionRequest(Strict):
     messages: list[Message]
     params: RequestParams
     stream: bool = False
+    reasoning_effort: str | None = None  # the level asked for (`ProbeCase.reasoning_effort`)
 
     @classmethod
     def from_case(cls, case: ProbeCase, sample_index: int) -> CompletionRequest:
@@ -146,6 +173,7 @@ class CompletionRequest(Strict):
             sample_index=sample_index,
             messages=case.messages,
             params=case.params,
+            reasoning_effort=case.reasoning_effort,
         )
 
 
@@ -153,6 +181,9 @@ class Usage(Strict):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    # `usage.completion_tokens_details.reasoning_tokens`: of the completion tokens, those
+    # spent reasoning (None: not reported)
+    reasoning_tokens: int | None = None
 
     @property
     def spent(self) -> int:
@@ -195,6 +226,11 @@ class CompletionResponse(Strict):
     error_class: ErrorClass | None = None
     error_message: str | None = None
     text: str | None = None
+    # The reasoning returned beside the answer, and the field it came in (`reasoning` or
+    # `reasoning_content`, in the message or the streamed deltas). Reasoning left inside
+    # `text` (`<think>...</think>`) stays there: it is a leak to score, never stripped.
+    reasoning: str | None = None
+    reasoning_source: str | None = None
     finish_reason: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     usage: Usage = Field(default_factory=Usage)
@@ -233,6 +269,7 @@ DiagnosisKind = Literal[
     "quantization",
     "model_variant",
     "tool_calling",
+    "reasoning",
     "other",
 ]
 

@@ -8,6 +8,7 @@ from helpers.cli import ROOT
 from sqlalchemy import text
 
 from auditor.records import CompletionRequest, CompletionResponse, Message, ProbeCase, Usage
+from auditor.scorers.reasoning import ReasoningScorer
 from auditor.storage.db import ensure_schema, make_engine
 from auditor.storage.repository import Store
 from auditor.storage.tables import RoundRow
@@ -19,7 +20,7 @@ CASE = ProbeCase(
 
 def readme_queries() -> list[str]:
     blocks = re.findall(r"```sql\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    assert len(blocks) >= 2
+    assert len(blocks) >= 3
     return blocks
 
 
@@ -34,20 +35,20 @@ def test_readme_queries(db_url: str) -> None:
     for name, pid in ids.items():
         for k in range(2):
             ok = not (name == "bolt" and k == 1)
-            store.add_sample(
-                "r1",
-                pid,
-                CompletionRequest.from_case(CASE, k),
-                CompletionResponse(
-                    ok=ok,
-                    text=f"{name} says Paris" if ok else None,
-                    usage=Usage(total_tokens=10 if ok else None),
-                    latency_s=0.1,
-                ),
-                [],
-                None,
+            # acme returns its reasoning apart; bolt leaves it in the answer
+            thought = "<think>France.</think>" if name == "bolt" else ""
+            response = CompletionResponse(
+                ok=ok,
+                text=f"{thought}{name} says Paris" if ok else None,
+                reasoning="France's capital." if name == "acme" else None,
+                usage=Usage(total_tokens=10 if ok else None),
+                latency_s=0.1,
             )
-    summary, history = readme_queries()
+            scores = ReasoningScorer().score(CASE, response)
+            store.add_sample(
+                "r1", pid, CompletionRequest.from_case(CASE, k), response, scores, None
+            )
+    summary, history, reasoning = readme_queries()
     if engine.dialect.name == "sqlite":
         summary = summary.replace(
             "CURRENT_TIMESTAMP - INTERVAL '7 days'", "datetime('now', '-7 days')"
@@ -59,3 +60,10 @@ def test_readme_queries(db_url: str) -> None:
         answers = conn.execute(text(history)).all()
         assert len(answers) == 6
         assert answers[0].provider == "reference"
+        flagged = {
+            (r.provider, r.metric): (r.answers, float(r.flagged))
+            for r in conn.execute(text(reasoning))
+        }
+        assert flagged[("acme", "reasoning_returned")] == (2, 2.0)
+        assert flagged[("bolt", "reasoning_leak")] == (1, 1.0)  # its error is not scored
+        assert flagged[("reference", "answer_missing")] == (2, 0.0)

@@ -38,6 +38,10 @@ class Observation:
     # Why it failed, as stored; a context-length refusal's starts with the counts the provider
     # stated (`auditor.providers.context_length.ContextOverflow.from_error_message`).
     error_message: str | None = None
+    # The reasoning returned beside the answer (not what leaked into `text`), and the
+    # completion tokens the provider says it spent reasoning.
+    reasoning: str | None = None
+    reasoning_tokens: int | None = None
 
     @property
     def key(self) -> tuple[str, int]:

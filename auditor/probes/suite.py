@@ -81,6 +81,7 @@ class CaseEntry(_Strict):
     group: str | None = None
     tags: list[str] | None = None
     metadata: dict[str, Any] | None = None
+    reasoning_effort: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+$")
     generator: GeneratorSpec | None = None
 
 

@@ -58,6 +58,18 @@ class _Progress:
         return wire.failure(error_class, message, status_code=self.status, raw_response=raw)
 
 
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over`'s fields, objects merged field by field (so that a provider's own
+    `chat_template_kwargs` keep the thinking switch sent beside them); `over` wins."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def _header_safe(value: str) -> bool:
     """A value HTTP can carry in a header (the client refuses others, or the server does)."""
     return value.isascii() and value.isprintable()
@@ -126,13 +138,16 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         await self._client.aclose()
 
     def request_body(self, request: CompletionRequest) -> dict[str, Any]:
-        """The JSON body sent, also recorded as `raw_request`. Provider params win."""
+        """The JSON body sent, also recorded as `raw_request`: the probe's params, its
+        reasoning effort as this provider takes it, then the provider's params (which win)."""
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": [m.model_dump(exclude_none=True) for m in request.messages],
             **request.params.wire(),
-            **self.config.params,
         }
+        if request.reasoning_effort is not None and self.config.reasoning is not None:
+            body = merged(body, self.config.reasoning.body_fields(request.reasoning_effort))
+        body = merged(body, self.config.params)
         if request.stream or self.config.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auditor.config import EndpointReference, LlamaCppReference, ProviderConfig
+from auditor.config import EndpointReference, LlamaCppReference, ProviderConfig, ReasoningRequest
 from auditor.providers.base import ProviderAdapter, adapters
 from auditor.providers.continuation import (
     ChatTemplate,
@@ -33,7 +33,11 @@ class ReferenceEndpoint:
     scorer_note: str | None = None
 
 
-def build_reference(config: LlamaCppReference | EndpointReference) -> ReferenceEndpoint:
+def build_reference(
+    config: LlamaCppReference | EndpointReference, reasoning: ReasoningRequest | None = None
+) -> ReferenceEndpoint:
+    """The reference engine; an endpoint is asked for effort levels as `reasoning` says (the
+    model profile's way)."""
     if isinstance(config, EndpointReference):
         provider = ProviderConfig(
             name="reference",
@@ -44,6 +48,7 @@ def build_reference(config: LlamaCppReference | EndpointReference) -> ReferenceE
             max_concurrency=config.max_concurrency,
             requests_per_second=1000,
             burst=config.max_concurrency,
+            reasoning=reasoning,
         )
         scorer, note = _endpoint_scorer(config)
         return ReferenceEndpoint(

@@ -239,14 +239,45 @@ def parse_usage(raw: Any) -> Usage:
     if not isinstance(raw, dict):
         raise WireError(ErrorClass.PROTOCOL_ERROR, "usage is not an object")
     fields = ("prompt_tokens", "completion_tokens", "total_tokens")
+    details = raw.get("completion_tokens_details")
+    if details is not None and not isinstance(details, dict):
+        raise WireError(
+            ErrorClass.PROTOCOL_ERROR, "usage.completion_tokens_details is not an object"
+        )
     try:
-        usage = Usage.model_validate({k: raw.get(k) for k in fields})
+        usage = Usage.model_validate(
+            {**{k: raw.get(k) for k in fields},
+             "reasoning_tokens": (details or {}).get("reasoning_tokens")}
+        )  # fmt: skip
     except ValidationError as exc:
         raise WireError(ErrorClass.PROTOCOL_ERROR, f"off-spec usage: {_describe(exc)}") from exc
     for name, count in usage.model_dump().items():
         if count is not None and not 0 <= count <= MAX_TOKEN_COUNT:
             raise WireError(ErrorClass.PROTOCOL_ERROR, f"off-spec usage: {name} out of range")
     return usage
+
+
+#: Where servers put the reasoning of a message or a delta, in the order they are read: vLLM
+#: 0.11+ and OpenRouter send `reasoning`; vLLM before 0.11, SGLang, llama.cpp's server and
+#: DeepSeek's API send `reasoning_content` (tests/providers/wire_examples/reasoning/).
+REASONING_FIELDS = ("reasoning", "reasoning_content")
+
+
+def reasoning_of(message: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The reasoning text of a message or delta and the field it came in (None, None: none).
+    A reasoning field that is neither a string nor null is off-spec."""
+    found: tuple[str | None, str | None] = (None, None)
+    for name in REASONING_FIELDS:
+        value = message.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise WireError(
+                ErrorClass.PROTOCOL_ERROR, f"off-spec reasoning: {name} is not a string"
+            )
+        if found[0] is None or (value and not found[0]):
+            found = (value, name)
+    return found
 
 
 def parse_completion(body: bytes, status: int = 200) -> CompletionResponse:
@@ -276,15 +307,18 @@ def parse_completion(body: bytes, status: int = 200) -> CompletionResponse:
         if not payload["choices"]:
             raise WireError(ErrorClass.PROTOCOL_ERROR, "off-spec completion: choices is empty")
         usage = parse_usage(payload.get("usage"))
+        choice = payload["choices"][0]
+        message = choice["message"]
+        reasoning, reasoning_source = reasoning_of(message)
     except WireError as exc:
         return failure(exc.error_class, exc.message, status_code=status, raw_response=payload)
-    choice = payload["choices"][0]
-    message = choice["message"]
     logprobs = choice.get("logprobs") or {}
     return CompletionResponse(
         ok=True,
         status_code=status,
         text=message.get("content"),
+        reasoning=reasoning,
+        reasoning_source=reasoning_source,
         finish_reason=choice.get("finish_reason"),
         tool_calls=message.get("tool_calls"),
         usage=usage,
@@ -329,6 +363,8 @@ class StreamAssembler:
         self._valid = 0
         self._text: list[str] = []
         self._saw_content = False
+        self._reasoning: list[str] = []
+        self._reasoning_source: str | None = None
         self._calls: dict[int, dict[str, Any]] = {}
         self._finish_reason: str | None = None
         self._usage = Usage()
@@ -374,6 +410,11 @@ class StreamAssembler:
             if choice.get("index") != 0:
                 continue
             delta = choice.get("delta") or {}
+            reasoning, source = reasoning_of(delta)
+            if reasoning is not None:
+                self._reasoning.append(reasoning)
+                self._reasoning_source = self._reasoning_source or source
+                self.has_output = self.has_output or bool(reasoning)
             content = delta.get("content")
             if content is not None:
                 self._text.append(content)
@@ -426,6 +467,8 @@ class StreamAssembler:
             ok=True,
             status_code=status,
             text="".join(self._text) if self._saw_content else None,
+            reasoning="".join(self._reasoning) if self._reasoning_source else None,
+            reasoning_source=self._reasoning_source,
             finish_reason=self._finish_reason,
             tool_calls=[self._calls[i] for i in sorted(self._calls)] or None,
             usage=self._usage,

@@ -18,6 +18,7 @@ from auditor.judging.context_window import stored_rungs
 from auditor.judging.findings import build_findings
 from auditor.judging.verdict import ALPHA, combined_p
 from auditor.probes import Suite
+from auditor.probes.suite import ModelCases
 from auditor.providers.base import ProviderAdapter, adapters
 from auditor.providers.cache import CachedReference
 from auditor.providers.reference import ReferenceEndpoint, ReferenceUnavailable, build_reference
@@ -86,9 +87,17 @@ def select(
             log.warning(
                 "suite.case_skipped", suite=suite.name, case=case_id, model=name, reason=reason
             )
-    models = [m for m in models if expanded[m.name].cases]
-    cases = {m.name: sent_as(expanded[m.name].cases, m) for m in models}
-    return RoundSelection(suite, models, cases)
+    sent = {m.name: sent_as(expanded[m.name].cases, m) for m in models}
+    for name, (_, skipped) in sent.items():
+        for case_id, reason in skipped:
+            log.warning(
+                "suite.case_skipped", suite=suite.name, case=case_id, model=name, reason=reason
+            )
+    models = [m for m in models if sent[m.name].cases]
+    if not models:
+        case_id, reason = next(s.skipped[0] for s in sent.values() if s.skipped)
+        raise UsageError(f"suite {suite.name!r} has nothing to send (case {case_id!r}: {reason})")
+    return RoundSelection(suite, models, {m.name: sent[m.name].cases for m in models})
 
 
 def make_adapter(config: ProviderConfig) -> ProviderAdapter:
@@ -180,12 +189,32 @@ async def run_round_async(
     return RoundResult(round_id, outcome, note)
 
 
-def sent_as(cases: list[ProbeCase], model: ModelConfig) -> list[ProbeCase]:
-    """Cases as `model` is sent them: sampled ones take the sampler its profile recommends
-    (so their hash, what is sent, differs by model)."""
-    sampler = model.profile.sampler
-    params = sampler.as_params() if sampler else None
-    return [c.with_sampler(params) for c in cases] if params else cases
+def sent_as(cases: list[ProbeCase], model: ModelConfig) -> ModelCases:
+    """Cases as `model` is sent them (so their hash, what is sent, differs by model), as its
+    profile says: sampled ones take the sampler it recommends; max_tokens, the answer's
+    budget, gains the tokens a reasoning model may spend reasoning, and is cut to the
+    profile's max_output. A case asking for an effort level the model lacks (or any level,
+    of a model that does not reason) is skipped, with the reason."""
+    profile = model.profile
+    sampler = profile.sampler.as_params() if profile.sampler else None
+    reasoning = profile.reasoning
+    out: list[ProbeCase] = []
+    skipped: list[tuple[str, str]] = []
+    for case in cases:
+        level = case.reasoning_effort
+        if level is not None and (reasoning is None or level not in reasoning.levels):
+            why = "does not reason" if reasoning is None else f"has no level {level!r}"
+            skipped.append((case.id, f"it asks for reasoning effort {level!r}; the model {why}"))
+            continue
+        if level is not None and reasoning is not None:
+            rank = {**case.metadata, "effort_rank": reasoning.levels.index(level)}
+            case = case.model_copy(update={"metadata": rank})
+        if sampler:
+            case = case.with_sampler(sampler)
+        out.append(
+            case.with_output_budget(reasoning.budget if reasoning else None, profile.max_output)
+        )
+    return ModelCases(out, skipped)
 
 
 def register_endpoints(
@@ -207,14 +236,19 @@ def register_endpoints(
             )
             out.endpoints.append(
                 Endpoint(
-                    model.name, p.name, make_adapter(p), ProviderLimits(p), provider_id, p.price
+                    model.name,
+                    p.name,
+                    make_adapter(p.model_copy(update={"reasoning": model.reasoning_request(p)})),
+                    ProviderLimits(p),
+                    provider_id,
+                    p.price,
                 )
             )
         ref_config = config.reference_for(model) if with_reference else None
         if ref_config is None:
             continue
         try:
-            reference = build_reference(ref_config)
+            reference = build_reference(ref_config, model.profile.reasoning)
         except ReferenceUnavailable as exc:
             out.reference_note = f"reference not used: {exc}"
             log.warning("reference.unavailable", model=model.name, reason=str(exc))

@@ -41,6 +41,8 @@ _SAMPLE_COLUMNS = cast(
         SampleRow.logprobs_json,
         SampleRow.tool_calls_json,
         SampleRow.served_model,
+        SampleRow.reasoning_text,
+        SampleRow.reasoning_tokens,
     ),
 )
 
@@ -145,6 +147,8 @@ def load_observations(
             served_model=sample.served_model,
             requested_model=provider.model_id,
             trace=traces.get(sample.id or 0),
+            reasoning=sample.reasoning_text,
+            reasoning_tokens=sample.reasoning_tokens,
         )
         for sample, provider in rows
         if sample.probe_hash in cases

@@ -114,6 +114,11 @@ class SampleRow(SQLModel, table=True):
     error_class: str | None = None
     error_message: str | None = None
     output_text: str | None = None
+    # the reasoning returned beside the answer, the field it came in (reasoning |
+    # reasoning_content) and usage.completion_tokens_details.reasoning_tokens
+    reasoning_text: str | None = None
+    reasoning_source: str | None = None
+    reasoning_tokens: int | None = None
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None

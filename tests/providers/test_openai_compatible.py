@@ -140,6 +140,7 @@ async def test_happy_path_records_answer_usage_and_identity(
         "prompt_tokens": 12,
         "completion_tokens": 2,
         "total_tokens": 14,
+        "reasoning_tokens": None,
     }
     assert result.status_code == 200 and result.attempts == 1
     assert result.latency_s is not None and result.latency_s >= 0 and result.ttft_s is None

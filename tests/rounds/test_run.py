@@ -179,3 +179,103 @@ async def test_a_round_sends_and_stores_each_models_own_ladder(
         prompts[("large", "ladder.needle.len4064")],
     )
     assert 3.5 * len(small) < len(large)
+
+
+REASONING_SUITE = """
+suite: think
+defaults:
+  params: {temperature: 0, max_tokens: 16}
+cases:
+  - {id: plain, prompt: "Capital of France?"}
+  - {id: sum.low, prompt: "What is 17 + 25?", reasoning_effort: low}
+  - {id: sum.high, prompt: "What is 17 + 25?", reasoning_effort: high}
+  - {id: sum.max, prompt: "What is 17 + 25?", reasoning_effort: max}
+"""
+
+
+@pytest.fixture
+def reasoning_suite(tmp_path: Path) -> Suite:
+    path = tmp_path / "think.yaml"
+    path.write_text(textwrap.dedent(REASONING_SUITE).lstrip(), encoding="utf-8")
+    [loaded] = load_suite_file(path)
+    return loaded
+
+
+def test_a_reasoning_model_is_sent_its_levels_with_the_budget_added(
+    reasoning_suite: Suite,
+) -> None:
+    profiles = {
+        "thinker": {"reasoning": {"levels": ["low", "high"], "budget": 500}, "max_output": 400},
+        "plain": {},
+    }
+    with structlog.testing.capture_logs() as logs:
+        selection = select(config(**profiles), reasoning_suite, None, None)
+    thinker = {c.id: c for c in selection.cases["thinker"]}
+    assert sorted(thinker) == ["plain", "sum.high", "sum.low"]
+    assert {c.params.max_tokens for c in thinker.values()} == {400}  # 16 + 500, cut to 400
+    assert thinker["sum.low"].metadata["effort_rank"] == 0
+    assert thinker["sum.high"].metadata["effort_rank"] == 1
+    assert [c.id for c in selection.cases["plain"]] == ["plain"]
+    assert selection.cases["plain"][0].params.max_tokens == 16
+    skipped = {(e["model"], e["case"]): e["reason"] for e in logs}
+    assert skipped[("thinker", "sum.max")] == (
+        "it asks for reasoning effort 'max'; the model has no level 'max'"
+    )
+    assert skipped[("plain", "sum.low")] == (
+        "it asks for reasoning effort 'low'; the model does not reason"
+    )
+
+
+def test_cases_without_an_effort_keep_their_hash(reasoning_suite: Suite) -> None:
+    plain = reasoning_suite.case("plain")
+    data = plain.model_dump(mode="json", exclude={"description", "reasoning_effort"})
+    from auditor.records import content_hash
+
+    assert plain.content_hash == content_hash(data)
+    assert (
+        reasoning_suite.case("sum.low").content_hash
+        != reasoning_suite.case("sum.high").content_hash
+    )
+
+
+@pytest.mark.slow  # a whole round: its writer process, a real HTTP provider
+async def test_each_provider_is_sent_the_effort_its_own_way(
+    tmp_path: Path, reasoning_suite: Suite
+) -> None:
+    db = tmp_path / "r.db"
+    with RecordingProvider() as server:
+        provider = {"base_url": server.base_url, "model": "m", "requests_per_second": 500}
+        cfg = AuditorConfig.model_validate(
+            {
+                "database": f"sqlite:///{db}",
+                "models": [
+                    {
+                        "name": "thinker",
+                        "profile": {"reasoning": {"levels": ["low", "high"]}},
+                        "providers": [
+                            {"name": "direct", **provider},
+                            {"name": "router", **provider,
+                             "reasoning": {"parameter": "reasoning.effort"}},
+                        ],
+                    }
+                ],
+            }
+        )  # fmt: skip
+        store = Store(make_engine(cfg.database))
+        ensure_schema(store.engine)
+        selection = select(cfg, reasoning_suite, None, None)
+        result = await run_round_async(
+            cfg, store, selection, with_reference=False, score_likelihood=False
+        )
+        assert result.outcome.status == "complete"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT p.name, s.probe_id, s.request_json FROM samples s "
+            "JOIN providers p ON p.id = s.provider_id"
+        ).fetchall()
+    sent = {(name, probe): json.loads(body) for name, probe, body in rows}
+    assert sent[("direct", "sum.high")]["reasoning_effort"] == "high"
+    assert sent[("router", "sum.low")]["reasoning"] == {"effort": "low"}
+    assert "reasoning_effort" not in sent[("router", "sum.low")]
+    assert "reasoning_effort" not in sent[("direct", "plain")]
+    assert sent[("direct", "plain")]["max_tokens"] == 16 + 1024  # the default budget
