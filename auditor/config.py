@@ -24,6 +24,7 @@ from auditor.operations.settings import (
     ServerConfig,
     parsable_url,
 )
+from auditor.providers.reasoning_emulation import EmulatedReasoning
 from auditor.records import RequestParams
 from auditor.yamlfile import field_path, line_of, read_yaml, validate
 
@@ -194,6 +195,13 @@ class ProviderConfig(Section):
 class LlamaCppReference(Section):
     engine: Literal["llama_cpp"]
     model_path: str = "packaged"
+    emulate_reasoning: EmulatedReasoning | None = Field(
+        default=None,
+        description="Run the weights as the demo's emulated reasoning model (a thinking pass "
+        "whose budget follows the effort level, then the answer; "
+        "auditor.providers.reasoning_emulation), its reasoning returned apart. For a model "
+        "that does not reason; null: answer directly.",
+    )
     n_ctx: int = Field(default=4096, ge=256)
     n_threads: int | None = Field(default=None, ge=1)
     # Threads for scoring the round's answers, which happens once every endpoint is done

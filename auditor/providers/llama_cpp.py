@@ -24,8 +24,16 @@ from auditor.providers.continuation import (
     TokenScore,
     cut_masses,
 )
+from auditor.providers.reasoning_emulation import Pass, reason_then_answer
 from auditor.providers.tool_prompt import needs_rendering, offers_tools, tool_answer, with_tools
-from auditor.records import CompletionRequest, CompletionResponse, ErrorClass, Usage, utcnow
+from auditor.records import (
+    CompletionRequest,
+    CompletionResponse,
+    ErrorClass,
+    RequestParams,
+    Usage,
+    utcnow,
+)
 
 PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -82,6 +90,9 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
             self.model_id = self.path.stem
         self.config = config
         self.digest = file_digest(self.path)
+        if config.emulate_reasoning is not None:  # other answers: not the plain weights' cache
+            settings = config.emulate_reasoning.model_dump_json().encode()
+            self.digest += "+emulated-reasoning:" + hashlib.sha256(settings).hexdigest()[:12]
         self._llama = Llama
         try:
             self.llm = self._load(logits_all=False)
@@ -230,23 +241,9 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
                 # enough to change a seeded sample, never a greedy answer (0 of the 40 core
                 # prompts, bench/reference.py), so only sampled requests start afresh.
                 llm.reset()
-            result = llm.create_chat_completion(
-                messages=messages,
-                temperature=1.0 if p.temperature is None else p.temperature,
-                top_p=1.0 if p.top_p is None else p.top_p,
-                # The request's sampler (the model profile's recommended one); where it says
-                # nothing, plain temperature/top-p sampling, as the reference distribution is
-                # defined: llama.cpp's own top-k and min-p defaults would truncate it.
-                top_k=p.top_k or 0,
-                min_p=p.min_p or 0.0,
-                repeat_penalty=p.repetition_penalty or 1.0,
-                max_tokens=p.max_tokens or 256,
-                seed=p.seed,
-                stop=p.stop,
-                logprobs=bool(p.logprobs),
-                # llama.cpp returns no logprobs at all without top_logprobs; 1 is the minimum.
-                top_logprobs=max(p.top_logprobs or 1, 1) if p.logprobs else None,
-            )
+            if self.config.emulate_reasoning is not None:
+                return self._reason_then_answer(llm, request, messages, body, started, t0)
+            result = self._generate(llm, messages, p, p.max_tokens or 256)
         except (ValueError, RuntimeError) as exc:
             error_class, message = ErrorClass.CLIENT_ERROR, f"reference engine: {exc}"
             # "Requested tokens (N) exceed context window of M": a prompt too long for n_ctx
@@ -261,7 +258,101 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
                 latency_s=time.monotonic() - t0,
                 started_at=started,
             )
-        result = json.loads(json.dumps(result, default=float))  # numpy floats -> plain JSON
+        return self._answer(request, result, body, started, t0)
+
+    def _generate(
+        self, llm: Any, messages: list[dict[str, Any]], p: RequestParams, max_tokens: int
+    ) -> dict[str, Any]:
+        result = llm.create_chat_completion(
+            messages=messages,
+            temperature=1.0 if p.temperature is None else p.temperature,
+            top_p=1.0 if p.top_p is None else p.top_p,
+            # The request's sampler (the model profile's recommended one); where it says
+            # nothing, plain temperature/top-p sampling, as the reference distribution is
+            # defined: llama.cpp's own top-k and min-p defaults would truncate it.
+            top_k=p.top_k or 0,
+            min_p=p.min_p or 0.0,
+            repeat_penalty=p.repetition_penalty or 1.0,
+            max_tokens=max_tokens,
+            seed=p.seed,
+            stop=p.stop,
+            logprobs=bool(p.logprobs),
+            # llama.cpp returns no logprobs at all without top_logprobs; 1 is the minimum.
+            top_logprobs=max(p.top_logprobs or 1, 1) if p.logprobs else None,
+        )
+        return dict(json.loads(json.dumps(result, default=float)))  # numpy floats -> JSON
+
+    def _reason_then_answer(
+        self,
+        llm: Any,
+        request: CompletionRequest,
+        messages: list[dict[str, Any]],
+        body: dict[str, Any],
+        started: Any,
+        t0: float,
+    ) -> CompletionResponse:
+        """The emulated reasoning model (`auditor.providers.reasoning_emulation`): its
+        reasoning returned apart, as a server's reasoning parser returns it."""
+        emulation = self.config.emulate_reasoning
+        assert emulation is not None
+        p = request.params
+        passes: list[dict[str, Any]] = []
+
+        def generate(turns: list[dict[str, Any]], max_tokens: int) -> Pass:
+            if p.temperature != 0:
+                llm.reset()
+            result = self._generate(llm, turns, p, max_tokens)
+            passes.append(result)
+            usage = result.get("usage") or {}
+            choice = result["choices"][0]
+            return Pass(
+                text=choice["message"].get("content") or "",
+                finish_reason=choice.get("finish_reason"),
+                prompt_tokens=usage.get("prompt_tokens") or 0,
+                completion_tokens=usage.get("completion_tokens") or 0,
+            )
+
+        def count(turns: list[dict[str, Any]]) -> int:
+            return len(llm.tokenize(self.chat_prompt(turns).encode(), add_bos=False, special=True))
+
+        reasoned = reason_then_answer(
+            messages,
+            p.max_tokens or 256,
+            emulation.budget(request.reasoning_effort),
+            generate,
+            count,
+        )
+        result = {
+            **passes[-1],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reasoned.answer},
+                    "finish_reason": reasoned.finish_reason,
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": reasoned.prompt_tokens,
+                "completion_tokens": reasoned.completion_tokens,
+                "total_tokens": reasoned.prompt_tokens + reasoned.completion_tokens,
+                "completion_tokens_details": {"reasoning_tokens": reasoned.reasoning_tokens},
+            },
+        }
+        answer = self._answer(request, result, body, started, t0)
+        return answer.model_copy(
+            update={"reasoning": reasoned.reasoning, "reasoning_source": "reasoning"}
+        )
+
+    def _answer(
+        self,
+        request: CompletionRequest,
+        result: dict[str, Any],
+        body: dict[str, Any],
+        started: Any,
+        t0: float,
+    ) -> CompletionResponse:
+        p = request.params
         choice = result["choices"][0]
         usage = result.get("usage") or {}
         logprobs = (choice.get("logprobs") or {}).get("content")
@@ -275,7 +366,10 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
             finish_reason=finish,
             tool_calls=calls,
             usage=Usage(
-                **{k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+                **{k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+                reasoning_tokens=(usage.get("completion_tokens_details") or {}).get(
+                    "reasoning_tokens"
+                ),
             ),
             logprobs=list(logprobs) if logprobs else None,
             served_model=self.model_id,
