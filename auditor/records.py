@@ -231,6 +231,9 @@ class CompletionResponse(Strict):
     # `text` (`<think>...</think>`) stays there: it is a leak to score, never stripped.
     reasoning: str | None = None
     reasoning_source: str | None = None
+    # The upstream host that served the answer, as a router names it (OpenRouter's top-level
+    # `provider`); None: not a router, or it did not say.
+    upstream: str | None = None
     finish_reason: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     usage: Usage = Field(default_factory=Usage)
@@ -334,6 +337,32 @@ class ContextWindow(Strict):
     tokens: int = 0  # tokens it billed for them (prompt and completion)
 
 
+class UpstreamShare(Strict):
+    """The requests a router served from one upstream host, in one provider's round."""
+
+    upstream: str
+    answers: int  # answers it served
+    errors: int = 0  # errors it returned (as the router named it in the error's body)
+    off_pin: int = 0  # answers it served though the request pinned other upstreams
+
+
+CapabilityStatus = Literal["honoured", "rejected", "ignored", "unknown"]
+
+
+class Capability(Strict):
+    """How one provider treated one request parameter the round probed for it."""
+
+    parameter: str  # e.g. response_format.json_schema, stop, seed, n, logprobs
+    status: CapabilityStatus
+    # against_reference: the reference honours it and is the bar; own_behaviour: judged from
+    # the provider's answers alone (the same seed twice, a stop string in the answer)
+    judged: Literal["against_reference", "own_behaviour"]
+    reference: CapabilityStatus | None = None  # the reference's own, where it was asked too
+    answers: int = 0  # the provider's answers judged
+    honoured: int = 0  # of which honoured the parameter
+    note: str = ""  # what decided: a rejection's message, the answers that ignored it
+
+
 class Finding(Strict):
     """One provider's assessment in one round (the report JSON contract)."""
 
@@ -352,6 +381,10 @@ class Finding(Strict):
     errors_by_class: dict[str, int] = Field(default_factory=dict)
     # From a context ladder (`auditor.comparisons.ladder`); None: the round asked none.
     context_window: ContextWindow | None = None
+    # Behind a router: the answers of each upstream that served some (None: none named).
+    upstreams: list[UpstreamShare] | None = None
+    # Each request parameter the round probed (`auditor.judging.capabilities`); None: none.
+    capabilities: list[Capability] | None = None
 
 
 class IncidentInfo(Strict):

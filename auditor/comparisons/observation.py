@@ -42,6 +42,7 @@ class Observation:
     # completion tokens the provider says it spent reasoning.
     reasoning: str | None = None
     reasoning_tokens: int | None = None
+    upstream: str | None = None  # the upstream host a router says served it
 
     @property
     def key(self) -> tuple[str, int]:

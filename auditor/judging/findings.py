@@ -20,6 +20,7 @@ from auditor.comparisons.refusals import refused_where_answered
 from auditor.judging.context_window import context_window as effective_context_window
 from auditor.judging.diagnose import diagnose
 from auditor.judging.evidence import pick_evidence
+from auditor.judging.upstreams import upstream_shares
 from auditor.judging.verdict import (
     ALPHA,
     DETECTOR,
@@ -161,6 +162,7 @@ def assess(
         cost=provider.cost,
         errors_by_class=provider.errors_by_class,
         context_window=effective_context_window(reference, observations, context_window),
+        upstreams=upstream_shares(observations),
     )
 
 

@@ -199,7 +199,17 @@ def http_error(status: int, body: bytes) -> CompletionResponse:
     error_class = status_error_class(status)
     if status not in _STATUS_FIRST:
         error_class, message = error_class_of(error_class, message, payload)
-    return failure(error_class, message, status_code=status, raw_response=payload)
+    answer = failure(error_class, message, status_code=status, raw_response=payload)
+    return answer.model_copy(update={"upstream": error_upstream(payload)})
+
+
+def error_upstream(payload: dict[str, Any]) -> str | None:
+    """The upstream a router names in an error body (OpenRouter: `error.metadata.
+    provider_name`, null when the router itself refused)."""
+    error = payload.get("error")
+    metadata = error.get("metadata") if isinstance(error, dict) else None
+    name = metadata.get("provider_name") if isinstance(metadata, dict) else None
+    return name.strip() if isinstance(name, str) and name.strip() else None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -280,6 +290,14 @@ def reasoning_of(message: dict[str, Any]) -> tuple[str | None, str | None]:
     return found
 
 
+def upstream_of(payload: dict[str, Any]) -> str | None:
+    """The upstream a router says served the answer: OpenRouter's top-level `provider`
+    (tests/providers/wire_examples/reasoning/openrouter_*.json). Anything but a non-blank
+    string says nothing."""
+    value = payload.get("provider")
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
 def parse_completion(body: bytes, status: int = 200) -> CompletionResponse:
     """A 2xx non-stream body -> an answer, an api_error, or a protocol_error."""
     try:
@@ -319,6 +337,7 @@ def parse_completion(body: bytes, status: int = 200) -> CompletionResponse:
         text=message.get("content"),
         reasoning=reasoning,
         reasoning_source=reasoning_source,
+        upstream=upstream_of(payload),
         finish_reason=choice.get("finish_reason"),
         tool_calls=message.get("tool_calls"),
         usage=usage,
@@ -370,6 +389,7 @@ class StreamAssembler:
         self._usage = Usage()
         self._logprobs: list[dict[str, Any]] = []
         self._model: str | None = None
+        self._upstream: str | None = None
 
     def feed_line(self, line: bytes) -> None:
         if self.done:
@@ -404,6 +424,7 @@ class StreamAssembler:
     def _absorb(self, chunk: dict[str, Any]) -> None:
         self._valid += 1
         self._model = self._model or chunk.get("model") or None
+        self._upstream = self._upstream or upstream_of(chunk)
         if chunk.get("usage") is not None:
             self._usage = parse_usage(chunk["usage"])
         for choice in chunk["choices"]:
@@ -469,6 +490,7 @@ class StreamAssembler:
             text="".join(self._text) if self._saw_content else None,
             reasoning="".join(self._reasoning) if self._reasoning_source else None,
             reasoning_source=self._reasoning_source,
+            upstream=self._upstream,
             finish_reason=self._finish_reason,
             tool_calls=[self._calls[i] for i in sorted(self._calls)] or None,
             usage=self._usage,

@@ -177,7 +177,7 @@ def print_table(report: Report, console: Console) -> None:
     console.print(table)
     if report.spend_by_verdict:
         console.print("spent: " + _spend_text(report), highlight=False)
-    for line in _window_lines(report):
+    for line in _window_lines(report) + _upstream_lines(report):
         console.print(line, highlight=False, markup=False)
     _print_evidence(report, console)
 
@@ -196,6 +196,23 @@ def _window_lines(report: Report) -> list[str]:
             f"{f.provider} context window: {effective}{declared} tokens{bound}; ladder "
             f"{w.requests} requests, {w.tokens:,} tokens. {w.summary[0].upper()}{w.summary[1:]}"
         )
+    return lines
+
+
+def _upstream_lines(report: Report) -> list[str]:
+    """Behind a router, what each upstream served: "router upstreams: Primary 14 answers;
+    Fallback-Host 6 answers (6 off the pinned upstream), 1 error"."""
+    lines = []
+    for f in report.findings:
+        if not f.upstreams:
+            continue
+        parts = []
+        for u in f.upstreams:
+            text = f"{u.upstream} {u.answers} answer{'s' * (u.answers != 1)}"
+            text += f" ({u.off_pin} off the pinned upstream)" if u.off_pin else ""
+            text += f", {u.errors} error{'s' * (u.errors != 1)}" if u.errors else ""
+            parts.append(text)
+        lines.append(f"{f.provider} upstreams: " + "; ".join(parts))
     return lines
 
 
@@ -253,6 +270,8 @@ def to_markdown(report: Report) -> str:
         lines.append(f"\nSpent: {_spend_text(report)}.")
     if windows := _window_lines(report):
         lines += ["\n## Effective context windows\n", *(f"- {w}" for w in windows)]
+    if upstreams := _upstream_lines(report):
+        lines += ["\n## Upstreams behind routers\n", *(f"- {u}" for u in upstreams)]
     for f in report.findings:
         if moved := _moved(f):
             lines += [

@@ -43,6 +43,7 @@ _SAMPLE_COLUMNS = cast(
         SampleRow.served_model,
         SampleRow.reasoning_text,
         SampleRow.reasoning_tokens,
+        SampleRow.upstream,
     ),
 )
 
@@ -149,6 +150,7 @@ def load_observations(
             trace=traces.get(sample.id or 0),
             reasoning=sample.reasoning_text,
             reasoning_tokens=sample.reasoning_tokens,
+            upstream=sample.upstream,
         )
         for sample, provider in rows
         if sample.probe_hash in cases

@@ -100,6 +100,7 @@ def sample_values(
         "reasoning_text": response.reasoning,
         "reasoning_source": response.reasoning_source,
         "reasoning_tokens": usage.reasoning_tokens,
+        "upstream": response.upstream,
         "finish_reason": response.finish_reason,
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
@@ -592,4 +593,6 @@ def _finding_from_row(row: FindingRow) -> Finding:
         cost=row.cost,
         errors_by_class=row.errors_by_class or {},
         context_window=row.context_window,
+        upstreams=row.upstreams,
+        capabilities=row.capabilities,
     )

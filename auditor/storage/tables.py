@@ -119,6 +119,7 @@ class SampleRow(SQLModel, table=True):
     reasoning_text: str | None = None
     reasoning_source: str | None = None
     reasoning_tokens: int | None = None
+    upstream: str | None = None  # the upstream host a router says served it
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -182,6 +183,8 @@ class FindingRow(SQLModel, table=True):
     cost: float | None = None
     errors_by_class: dict[str, int] | None = _json()
     context_window: dict[str, Any] | None = _json()  # `Finding.context_window`, from a ladder
+    upstreams: list[dict[str, Any]] | None = _json()  # `Finding.upstreams`, behind a router
+    capabilities: list[dict[str, Any]] | None = _json()  # `Finding.capabilities`
     detector: str
     detector_params: dict[str, Any] | None = _json()
     created_at: datetime = _ts()

@@ -59,6 +59,7 @@ def test_each_example_is_read_as_its_server_means_it(example: dict[str, Any]) ->
     assert answer.reasoning_source == want["reasoning_source"]
     assert answer.usage.reasoning_tokens == want["reasoning_tokens"]
     assert answer.finish_reason == want["finish_reason"]
+    assert answer.upstream == want["upstream"]  # a router's top-level `provider`
 
 
 def test_reasoning_left_in_the_content_is_kept_there_not_stripped() -> None:

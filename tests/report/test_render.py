@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from helpers.records import finding
 
-from auditor.records import Evidence, TestResult
+from auditor.records import Evidence, TestResult, UpstreamShare
 from auditor.report.render import (
     Report,
     RoundInfo,
@@ -106,3 +106,19 @@ def test_spend_is_summed_per_verdict() -> None:
         to_markdown(report)
     )
     assert json.loads(to_json(report))["spend_by_verdict"]["deviant"]["requests"] == 56
+
+
+def test_a_router_finding_is_broken_down_by_upstream() -> None:
+    shares = [
+        UpstreamShare(upstream="Primary", answers=14),
+        UpstreamShare(upstream="Fallback-Host", answers=6, errors=1, off_pin=6),
+    ]
+    report = Report(version="x", round=info(), findings=[finding(upstreams=shares), finding()])
+    md = to_markdown(report)
+    assert "## Upstreams behind routers" in md
+    assert (
+        "- acme upstreams: Primary 14 answers; Fallback-Host 6 answers (6 off the pinned "
+        "upstream), 1 error"
+    ) in md
+    assert md.count("upstreams:") == 1  # the provider that is no router has no line
+    assert json.loads(to_json(report))["findings"][0]["upstreams"][1]["off_pin"] == 6

@@ -143,6 +143,8 @@ _SAMPLE_COLUMNS = (
     S.attempts,
     S.cached,
     S.served_model,
+    S.reasoning_text,
+    S.upstream,
     cast(S.request_json, Text),
     cast(S.response_json, Text),
     cast(S.tool_calls_json, Text),
@@ -231,16 +233,19 @@ def _sample_batch(
         (sid, round_id, provider_id, probe_id, probe_hash, sample_index, ok, status_code,
          error_class, error_message, output_text, finish_reason, prompt_tokens,
          completion_tokens, total_tokens, cost, latency_ms, ttft_ms, attempts, cached,
-         served_model, request_text, response_text, tool_calls_text, headers_text,
-         started_at, created_at) = row  # fmt: skip
+         served_model, reasoning_text, upstream_name, request_text, response_text,
+         tool_calls_text, headers_text, started_at, created_at) = row  # fmt: skip
         r, e = rounds[round_id], endpoints[provider_id]
         body = _loads(_json_text(request_text))
         if not isinstance(body, dict):
             body = {}
         headers_text = _json_text(headers_text)
-        reasoning, upstream = _response_extras(
-            _json_text(response_text), _loads(headers_text) if headers_text else None
-        )
+        # Stored apart since schema 0009; read from the body for samples stored before.
+        reasoning, upstream = reasoning_text, upstream_name
+        if reasoning is None and upstream is None:
+            reasoning, upstream = _response_extras(
+                _json_text(response_text), _loads(headers_text) if headers_text else None
+            )
         add["day"](r.day)
         add["model"](e.model)
         add["round_id"](round_id)
