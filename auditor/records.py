@@ -64,6 +64,9 @@ class RequestParams(Strict):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    n: int | None = Field(default=None, ge=1, le=16)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -97,6 +100,7 @@ class Expect(Strict):
 
 
 _ADDED_CASE_FIELDS = ("reasoning_effort",)
+_ADDED_PARAMS = ("n", "presence_penalty", "frequency_penalty")
 
 
 class ProbeCase(Strict):
@@ -126,6 +130,9 @@ class ProbeCase(Strict):
         for added in _ADDED_CASE_FIELDS:
             if data.get(added) is None:
                 data.pop(added, None)
+        for added in _ADDED_PARAMS:
+            if data["params"].get(added) is None:
+                data["params"].pop(added, None)
         return content_hash(data)
 
     def with_output_budget(self, reasoning: int | None, cap: int | None) -> ProbeCase:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from auditor.comparisons import DEFAULT_NOISE_TOLERANCE, Comparison, compare
+from auditor.comparisons.capabilities import capability_table
 from auditor.comparisons.observation import Observation
 from auditor.comparisons.refusals import refused_where_answered
 from auditor.judging.context_window import context_window as effective_context_window
@@ -163,6 +164,7 @@ def assess(
         errors_by_class=provider.errors_by_class,
         context_window=effective_context_window(reference, observations, context_window),
         upstreams=upstream_shares(observations),
+        capabilities=capability_table(reference, observations),
     )
 
 

@@ -70,6 +70,25 @@ def file_digest(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def grammar_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The request's `response_format` as llama-cpp-python constrains it with a grammar:
+    `{"type": "json_object"}` as is, OpenAI's `{"type": "json_schema", "json_schema":
+    {"schema": ...}}` as `{"type": "json_object", "schema": ...}`; `text` or anything else:
+    no constraint."""
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return {
+            "type": "json_object",
+            **({"schema": s} if (s := response_format.get("schema")) else {}),
+        }
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        return {"type": "json_object", **({"schema": schema} if schema else {})}
+    return None
+
+
 class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
     """Runs the official weights in process. One decode at a time (one model, few cores)."""
 
@@ -244,6 +263,13 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
             if self.config.emulate_reasoning is not None:
                 return self._reason_then_answer(llm, request, messages, body, started, t0)
             result = self._generate(llm, messages, p, p.max_tokens or 256)
+            for index in range(1, p.n or 1):  # `n` answers: as many calls, each sampled anew
+                llm.reset()
+                more = self._generate(llm, messages, p, p.max_tokens or 256)
+                result["choices"].append({**more["choices"][0], "index": index})
+                usage = result["usage"]
+                usage["completion_tokens"] += more["usage"]["completion_tokens"]
+                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         except (ValueError, RuntimeError) as exc:
             error_class, message = ErrorClass.CLIENT_ERROR, f"reference engine: {exc}"
             # "Requested tokens (N) exceed context window of M": a prompt too long for n_ctx
@@ -273,6 +299,9 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
             top_k=p.top_k or 0,
             min_p=p.min_p or 0.0,
             repeat_penalty=p.repetition_penalty or 1.0,
+            presence_penalty=p.presence_penalty or 0.0,
+            frequency_penalty=p.frequency_penalty or 0.0,
+            response_format=grammar_format(p.response_format),
             max_tokens=max_tokens,
             seed=p.seed,
             stop=p.stop,

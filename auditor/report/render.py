@@ -177,7 +177,7 @@ def print_table(report: Report, console: Console) -> None:
     console.print(table)
     if report.spend_by_verdict:
         console.print("spent: " + _spend_text(report), highlight=False)
-    for line in _window_lines(report) + _upstream_lines(report):
+    for line in _window_lines(report) + _upstream_lines(report) + _capability_lines(report):
         console.print(line, highlight=False, markup=False)
     _print_evidence(report, console)
 
@@ -213,6 +213,21 @@ def _upstream_lines(report: Report) -> list[str]:
             text += f", {u.errors} error{'s' * (u.errors != 1)}" if u.errors else ""
             parts.append(text)
         lines.append(f"{f.provider} upstreams: " + "; ".join(parts))
+    return lines
+
+
+def _capability_lines(report: Report) -> list[str]:
+    """Each provider's capability table, where the round probed request parameters:
+    "bolt parameters: seed ignored (3 of 3 seeded requests repeated show it ignored); stop
+    honoured; n rejected (HTTP 400: ...)"."""
+    lines = []
+    for f in report.findings:
+        if not f.capabilities:
+            continue
+        parts = [
+            f"{c.parameter} {c.status}" + (f" ({c.note})" if c.note else "") for c in f.capabilities
+        ]
+        lines.append(f"{f.provider} parameters: " + "; ".join(parts))
     return lines
 
 
@@ -272,6 +287,8 @@ def to_markdown(report: Report) -> str:
         lines += ["\n## Effective context windows\n", *(f"- {w}" for w in windows)]
     if upstreams := _upstream_lines(report):
         lines += ["\n## Upstreams behind routers\n", *(f"- {u}" for u in upstreams)]
+    if capabilities := _capability_lines(report):
+        lines += ["\n## Request parameters\n", *(f"- {c}" for c in capabilities)]
     for f in report.findings:
         if moved := _moved(f):
             lines += [

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from helpers.records import finding
 
-from auditor.records import Evidence, TestResult, UpstreamShare
+from auditor.records import Capability, Evidence, TestResult, UpstreamShare
 from auditor.report.render import (
     Report,
     RoundInfo,
@@ -122,3 +122,20 @@ def test_a_router_finding_is_broken_down_by_upstream() -> None:
     ) in md
     assert md.count("upstreams:") == 1  # the provider that is no router has no line
     assert json.loads(to_json(report))["findings"][0]["upstreams"][1]["off_pin"] == 6
+
+
+def test_the_capability_table_is_in_the_reports() -> None:
+    table = [
+        Capability(parameter="seed", status="ignored", judged="own_behaviour", answers=3,
+                   note="3 of 3 seeded requests repeated show it ignored"),
+        Capability(parameter="stop", status="honoured", judged="against_reference",
+                   reference="honoured", answers=3, honoured=3),
+    ]  # fmt: skip
+    report = Report(version="x", round=info(), findings=[finding(capabilities=table)])
+    md = to_markdown(report)
+    assert "## Request parameters" in md
+    assert (
+        "- acme parameters: seed ignored (3 of 3 seeded requests repeated show it ignored); "
+        "stop honoured"
+    ) in md
+    assert json.loads(to_json(report))["findings"][0]["capabilities"][0]["status"] == "ignored"
