@@ -99,7 +99,7 @@ class Expect(Strict):
         raise AssertionError("unreachable")
 
 
-_ADDED_CASE_FIELDS = ("reasoning_effort",)
+_ADDED_CASE_FIELDS = ("reasoning_effort", "stream")
 _ADDED_PARAMS = ("n", "presence_penalty", "frequency_penalty")
 
 
@@ -120,6 +120,9 @@ class ProbeCase(Strict):
     # The reasoning effort level asked for, one of the model profile's levels (sent the way
     # each provider takes it); None: none asked, and a model that reasons uses its default.
     reasoning_effort: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+$")
+    # Sent streamed whatever the provider's own `stream` (the streaming-parity twins, the
+    # `stream_twins` generator); None: as the provider is configured.
+    stream: bool | None = None
 
     @property
     def content_hash(self) -> str:
@@ -181,6 +184,7 @@ class CompletionRequest(Strict):
             messages=case.messages,
             params=case.params,
             reasoning_effort=case.reasoning_effort,
+            stream=bool(case.stream),
         )
 
 

@@ -48,6 +48,9 @@ class ProbeGenerator(ABC):
     #: Params a case may leave out, each then filled per model from a field of the model's
     #: profile: param name -> `ModelProfile` field (e.g. `{"window": "context_window"}`).
     profile_params: ClassVar[Mapping[str, str]] = {}
+    #: Whether the generator writes each case's messages (the case then has no prompt or
+    #: messages of its own), or keeps the ones its case has.
+    writes_messages: ClassVar[bool] = True
 
     @abstractmethod
     def generate(self, template: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -124,6 +127,29 @@ class NeedleGenerator(ProbeGenerator):
                 "needle_offset": haystack.index(needle) / max(len(haystack), 1),
             },
         }
+
+
+class StreamTwinsParams(_Params):
+    plain: int = Field(default=2, ge=2, le=20)
+    streamed: int = Field(default=1, ge=1, le=20)
+
+
+@generators.register("stream_twins")
+class StreamTwinsGenerator(ProbeGenerator):
+    """A case sent plain (`plain` samples, at least two: how much the provider's own repeats
+    differ) and streamed (`streamed` samples, `stream: true`), both marked with
+    `metadata.stream_pair` (the template's id): what streaming parity compares
+    (`auditor.comparisons.streaming`)."""
+
+    writes_messages = False
+
+    def generate(self, template: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+        p = StreamTwinsParams.model_validate(params)
+        pair = {"stream_pair": str(template["id"])}
+        return [
+            {"id": "plain", "samples": p.plain, "stream": False, "metadata": pair},
+            {"id": "stream", "samples": p.streamed, "stream": True, "metadata": pair},
+        ]
 
 
 class PerturbedArithmeticParams(_Params):

@@ -82,6 +82,7 @@ class CaseEntry(_Strict):
     tags: list[str] | None = None
     metadata: dict[str, Any] | None = None
     reasoning_effort: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+$")
+    stream: bool | None = None
     generator: GeneratorSpec | None = None
 
 
@@ -459,7 +460,7 @@ def _shape_problem(entry: CaseEntry) -> tuple[Loc, str] | None:
     Returns the location (relative to the case) and message of the first problem.
     """
     given = entry.model_fields_set
-    if entry.generator is not None:
+    if entry.generator is not None and _writes_messages(entry.generator.name):
         for key in ("messages", "prompt"):
             if key in given:
                 return (key,), f"a case with a generator has no {key}; the generator writes it"
@@ -474,6 +475,15 @@ def _shape_problem(entry: CaseEntry) -> tuple[Loc, str] | None:
     if entry.expect is not None:
         return _expect_problem(entry.expect)
     return None
+
+
+def _writes_messages(generator: str) -> bool:
+    """Whether the generator writes its cases' messages (an unknown one is reported where
+    it is looked up)."""
+    try:
+        return generators.get(generator).writes_messages
+    except KeyError:
+        return True
 
 
 def _expect_problem(expect: Expect) -> tuple[Loc, str] | None:

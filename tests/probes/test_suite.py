@@ -214,9 +214,8 @@ def test_unknown_suite_and_missing_directory(tmp_path: Path) -> None:
     write(tmp_path / "b.yaml", "suite: beta\ncases:\n  - {id: a, prompt: hi}\n")
     with pytest.raises(UsageError) as err:
         load_suite("gamma", tmp_path)
-    known = (
-        "alpha, beta, core, deep, demo, ladder, params, tools"  # the shipped suites join the directory's
-    )
+    # the shipped suites join the directory's
+    known = "alpha, beta, core, deep, demo, ladder, params, tools"
     assert f"unknown suite 'gamma' in {tmp_path.as_posix()}/ (known: {known})" == str(err.value)
     with pytest.raises(ProbeFileError, match="not found"):
         load_suites(tmp_path / "nope")
