@@ -278,8 +278,9 @@ def create_api(store: Store) -> FastAPI:
         summary="One finding",
     )
     def get_finding(finding_id: Annotated[int, _id("Finding id.")]) -> FindingDetail:
-        """A finding with its tests, diagnoses and evidence, its round, and the provider's id
-        (for `/providers/{id}`)."""
+        """A finding with its tests, diagnoses and evidence, its context window, upstreams
+        and capability table where it has them, its round, and the provider's id (for
+        `/providers/{id}`)."""
         return _found(queries.finding(store, finding_id), "finding", finding_id)
 
     @api.get(
@@ -312,7 +313,11 @@ def create_api(store: Store) -> FastAPI:
     ) -> ProviderHistory:
         """The provider's last `limit` assessed rounds, oldest first: verdict, requests,
         errors, tokens, cost and mean latency per round; each test's statistic, p-value and
-        honest band over time; its incidents."""
+        honest band over time; its incidents. Of those rounds, the latest that ran a context
+        ladder gives `context_window`, the latest that probed request parameters gives
+        `capabilities` (its capability table) and the latest where a router named upstreams
+        gives `upstreams` (the answers, errors and answers off the pin of each), each with
+        its round and finding (null: none did)."""
         return _found(
             queries.provider_history(store, provider_id, limit=limit), "provider", provider_id
         )
@@ -336,7 +341,10 @@ def create_api(store: Store) -> FastAPI:
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> Page[SampleView]:
-        """Samples without their raw payloads (see `/samples/{id}`). Filtered on `ok` or
+        """Samples without their raw payloads (see `/samples/{id}`), each with the reasoning
+        returned beside its answer (`reasoning_text`, the field it came in,
+        `reasoning_source`, and `reasoning_tokens`) and the upstream a router named
+        (`upstream`). Filtered on `ok` or
         `error_class` outside a round, a page reads a bounded stretch of samples (no index
         serves those filters) and may come back short, even empty, with a `next_cursor`:
         follow it to the end."""

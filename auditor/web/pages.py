@@ -270,17 +270,24 @@ async def finding_page(request: Request) -> Response:
     detail = await _query(request, queries.finding, finding_id)
     if detail is None:
         raise _not_found("finding")
-    evidence = [(e, word_diff(e.reference, e.provider)) for e in detail.finding.evidence]
+    f = detail.finding
+    samples = await _query(
+        request, queries.evidence_samples, detail.round.id, f.model, f.provider, f.evidence
+    )
+    evidence = [
+        (e, word_diff(e.reference, e.provider), sampled)
+        for e, sampled in zip(f.evidence, samples, strict=True)
+    ]
     return render(
         request,
         "finding.html",
         {
             "active": "",
             "detail": detail,
-            "f": detail.finding,
-            "tests": detail.finding.tests,
+            "f": f,
+            "tests": f.tests,
             "evidence": evidence,
-            "outside": {t.name: _test_outside(t) for t in detail.finding.tests},
+            "outside": {t.name: _test_outside(t) for t in f.tests},
         },
     )
 

@@ -12,7 +12,14 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from auditor.records import ContextWindow, Diagnosis, Finding, IncidentInfo
+from auditor.records import (
+    Capability,
+    ContextWindow,
+    Diagnosis,
+    Finding,
+    IncidentInfo,
+    UpstreamShare,
+)
 from auditor.report.render import RoundInfo
 
 T = TypeVar("T")
@@ -105,6 +112,26 @@ class LadderReading(BaseModel):
     window: ContextWindow  # as `Finding.context_window` in the report JSON contract
 
 
+class CapabilityReading(BaseModel):
+    """A provider's latest capability table: the request parameters a round probed, each
+    honoured, rejected, ignored or unknown, and the finding and round it comes from."""
+
+    round_id: str
+    at: datetime
+    finding_id: int
+    capabilities: list[Capability]  # as `Finding.capabilities` in the report JSON contract
+
+
+class UpstreamReading(BaseModel):
+    """Behind a router: what each upstream host served in the provider's latest round that
+    named one, and the finding and round it comes from."""
+
+    round_id: str
+    at: datetime
+    finding_id: int
+    upstreams: list[UpstreamShare]  # as `Finding.upstreams` in the report JSON contract
+
+
 class ProviderHistory(BaseModel):
     provider: ProviderInfo
     points: list[ProviderPoint]  # oldest first
@@ -112,6 +139,10 @@ class ProviderHistory(BaseModel):
     incidents: list[IncidentInfo]  # newest first
     # The latest of the rounds shown that ran a context ladder (None: none did).
     context_window: LadderReading | None = None
+    # The latest of the rounds shown that probed request parameters (None: none did).
+    capabilities: CapabilityReading | None = None
+    # The latest of the rounds shown where a router named upstreams (None: none did).
+    upstreams: UpstreamReading | None = None
 
 
 class EvidencePair(BaseModel):
@@ -180,6 +211,13 @@ class SampleView(BaseModel):
     total_tokens: int | None
     latency_ms: float | None
     created_at: datetime
+    # The reasoning returned beside the answer (never what leaked into `output_text`), the
+    # field it came in (`reasoning` or `reasoning_content`) and the completion tokens spent
+    # reasoning (`usage.completion_tokens_details.reasoning_tokens`); None: none.
+    reasoning_text: str | None = None
+    reasoning_source: str | None = None
+    reasoning_tokens: int | None = None
+    upstream: str | None = None  # the upstream host a router says served it
 
 
 class SampleDetail(SampleView):
@@ -196,6 +234,14 @@ class SampleDetail(SampleView):
     served_model: str | None = None
     tool_calls_json: list[dict[str, object]] | None = None
     started_at: datetime | None = None
+
+
+class EvidenceSamples(BaseModel):
+    """The stored samples behind one evidence pair of a finding (None: not found in the
+    finding's round, as for a reference answer from an earlier round)."""
+
+    reference: SampleView | None = None
+    provider: SampleView | None = None
 
 
 class Page(BaseModel, Generic[T]):

@@ -210,8 +210,10 @@ def test_a_click_reaches_the_side_by_side_evidence(
         row = rows.nth(i)
         reference = row.get_by_test_id("evidence-reference")
         provider = row.get_by_test_id("evidence-provider")
-        assert words(reference.inner_text()) == words(evidence["reference"] or "(empty)")
-        assert words(provider.inner_text()) == words(evidence["provider"] or "(empty)")
+        # the answers (a sample's reasoning and upstream, when it has them, come below)
+        answers = reference.locator("pre").first, provider.locator("pre").first
+        assert words(answers[0].inner_text()) == words(evidence["reference"] or "(empty)")
+        assert words(answers[1].inner_text()) == words(evidence["provider"] or "(empty)")
         # side by side: one line, the reference's answer left of the provider's
         ref_box, prov_box = reference.bounding_box(), provider.bounding_box()
         assert ref_box is not None and prov_box is not None

@@ -17,7 +17,7 @@ from auditor.web.queries._findings import finding, findings
 from auditor.web.queries._overview import incidents, overview
 from auditor.web.queries._providers import provider_history, providers, public_url
 from auditor.web.queries._rounds import round_detail, rounds
-from auditor.web.queries._samples import sample, samples
+from auditor.web.queries._samples import evidence_samples, sample, samples
 from auditor.web.queries.common import INCIDENTS_SHOWN
 from auditor.web.queries.paging import MAX_ID, MAX_LIMIT, BadCursor
 
@@ -26,6 +26,7 @@ __all__ = [
     "MAX_ID",
     "MAX_LIMIT",
     "BadCursor",
+    "evidence_samples",
     "finding",
     "findings",
     "incidents",

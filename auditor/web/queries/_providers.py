@@ -11,17 +11,19 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from auditor.alerts.incidents import info
-from auditor.records import ContextWindow, as_utc
+from auditor.records import Capability, ContextWindow, UpstreamShare, as_utc
 from auditor.storage.repository import Store
 from auditor.storage.tables import IncidentRow
 from auditor.web.queries.common import INCIDENTS_SHOWN, F, P, S
 from auditor.web.queries.paging import MAX_ID, _limit
 from auditor.web.views import (
+    CapabilityReading,
     LadderReading,
     ProviderHistory,
     ProviderInfo,
     ProviderPoint,
     TestPoint,
+    UpstreamReading,
 )
 
 
@@ -92,7 +94,8 @@ def _test_points(
 
 
 def provider_history(store: Store, provider_id: int, limit: int = 200) -> ProviderHistory | None:
-    """The provider's last `limit` rounds, oldest first."""
+    """The provider's last `limit` rounds, oldest first, and the latest context ladder,
+    capability table and upstream breakdown among them."""
     limit = _limit(limit)
     if not 0 < provider_id <= MAX_ID:
         return None
@@ -118,6 +121,8 @@ def provider_history(store: Store, provider_id: int, limit: int = 200) -> Provid
                 F.c.cost,
                 F.c.tests,
                 F.c.context_window,
+                F.c.upstreams,
+                F.c.capabilities,
             )
             .where(F.c.model == p.model, F.c.provider == p.name)
             .order_by(F.c.round_started_at.desc(), F.c.id.desc())
@@ -149,12 +154,28 @@ def provider_history(store: Store, provider_id: int, limit: int = 200) -> Provid
         )
     points, tests = [], defaultdict(list)
     ladder: LadderReading | None = None
+    capabilities: CapabilityReading | None = None
+    upstreams: UpstreamReading | None = None
     for f in found:
         at = as_utc(f.started_at)
         mean = latency.get(f.round_id)
         window = ContextWindow.model_validate(f.context_window) if f.context_window else None
         if window is not None:
             ladder = LadderReading(round_id=f.round_id, at=at, finding_id=f.id, window=window)
+        if f.capabilities:
+            capabilities = CapabilityReading(
+                round_id=f.round_id,
+                at=at,
+                finding_id=f.id,
+                capabilities=[Capability.model_validate(c) for c in f.capabilities],
+            )
+        if f.upstreams:
+            upstreams = UpstreamReading(
+                round_id=f.round_id,
+                at=at,
+                finding_id=f.id,
+                upstreams=[UpstreamShare.model_validate(u) for u in f.upstreams],
+            )
         points.append(
             ProviderPoint(
                 round_id=f.round_id,
@@ -179,4 +200,6 @@ def provider_history(store: Store, provider_id: int, limit: int = 200) -> Provid
         tests=dict(sorted(tests.items())),
         incidents=[info(r) for r in incident_rows],
         context_window=ladder,
+        capabilities=capabilities,
+        upstreams=upstreams,
     )

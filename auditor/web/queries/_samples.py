@@ -6,11 +6,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select, union_all
 
-from auditor.records import as_utc
+from auditor.records import Evidence, as_utc
 from auditor.storage.repository import Store
 from auditor.web.queries.common import P, S, _at
 from auditor.web.queries.paging import MAX_ID, _decode_cursor, _encode_cursor, _limit, _storable
-from auditor.web.views import Page, SampleDetail, SampleView
+from auditor.web.views import EvidenceSamples, Page, SampleDetail, SampleView
 
 SCAN_WINDOW = 100_000  # ids a page of samples filtered on ok or error_class reads at most
 
@@ -30,6 +30,10 @@ _SAMPLE_VIEW_COLUMNS = (
     S.c.total_tokens,
     S.c.latency_ms,
     S.c.created_at,
+    S.c.reasoning_text,
+    S.c.reasoning_source,
+    S.c.reasoning_tokens,
+    S.c.upstream,
 )
 
 
@@ -178,3 +182,52 @@ def sample(store: Store, sample_id: int) -> SampleDetail | None:
             "request_json": r.request_json or {},
         }
     )
+
+
+def evidence_samples(
+    store: Store, round_id: str, model: str, provider: str, evidence: list[Evidence]
+) -> list[EvidenceSamples]:
+    """The stored samples behind each evidence pair of a finding, in the pair's order: the
+    provider's and the reference's answer to the pair's probe in the finding's round (its
+    first sample, the one evidence is picked from) whose text the pair quotes (it keeps the
+    answer's start). A side none matches (a refusal, a reference answer from another round)
+    has None. Reads the round's first samples of those probes, of the provider and the
+    model's references only."""
+    if not evidence or not _storable(round_id, model, provider):
+        return [EvidenceSamples() for _ in evidence]
+    with store.session() as s:
+        endpoints = s.execute(select(P.c.id, P.c.name, P.c.kind).where(P.c.model == model)).all()
+        own = {e.id for e in endpoints if e.name == provider and e.kind != "reference"}
+        references = {e.id for e in endpoints if e.kind == "reference" and e.name != provider}
+        rows = s.execute(
+            select(*_SAMPLE_VIEW_COLUMNS, S.c.provider_id)
+            .join(P, P.c.id == S.c.provider_id)
+            .where(
+                S.c.round_id == round_id,
+                S.c.provider_id.in_(sorted(own | references)),
+                S.c.probe_id.in_(sorted({e.probe for e in evidence})),
+                S.c.sample_index == 0,
+                S.c.ok.is_(True),
+            )
+            .order_by(S.c.id)
+        ).all()
+
+    def quoted(endpoints: set[int], probe: str, text: str) -> SampleView | None:
+        return next(
+            (
+                _sample_view(r)
+                for r in rows
+                if r.provider_id in endpoints
+                and r.probe_id == probe
+                and (r.output_text or "").startswith(text)
+            ),
+            None,
+        )
+
+    return [
+        EvidenceSamples(
+            reference=quoted(references, e.probe, e.reference),
+            provider=quoted(own, e.probe, e.provider),
+        )
+        for e in evidence
+    ]
