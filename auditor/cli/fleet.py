@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -105,6 +106,14 @@ def fleet_status_cmd(state_dir: StateDirOpt = FLEET_STATE) -> None:
         print_line(f"{m.name}\t{m.fault}\t{m.base_url}\t{state}")
 
 
+class Flavour(StrEnum):
+    """Which demo: the fleet of model faults on the demo suite, or the reasoning fleet
+    (an emulated reasoning model, request parameters, streamed tool calls, a router)."""
+
+    standard = "standard"
+    reasoning = "reasoning"
+
+
 @app.command()
 def demo(
     config_path: ConfigOpt = DEFAULT_CONFIG,
@@ -116,6 +125,14 @@ def demo(
     ] = None,
     base_port: Annotated[int, typer.Option(min=1024, max=65000)] = 8101,
     echo: Annotated[bool, typer.Option("--echo", help="The model-free fleet.")] = False,
+    flavour: Annotated[
+        Flavour,
+        typer.Option(
+            help="standard: the demo fleet on the demo suite; reasoning: an emulated "
+            "reasoning model, request parameters, streamed tool calls and a router, each "
+            "model on its own suite (demo-reasoning-providers.yaml)."
+        ),
+    ] = Flavour.standard,
 ) -> None:
     """Start the local fleet, run one round of the demo suite against it and the reference,
     and print each provider's planted fault beside the auditor's verdict.
@@ -135,18 +152,34 @@ def demo(
         pick_members,
     )
     from auditor_fleet.demo import (
+        REASONING_ROUNDS,
         build_weights,
         planted,
         print_demo_table,
         provider_times,
         providers_yaml,
+        reasoning_fleet,
+        reasoning_providers_yaml,
         spec_from_state,
     )
 
-    fleet = echo_fleet(base_port) if echo else default_fleet(base_port)
+    reasoning = flavour == Flavour.reasoning
+    if reasoning and echo:
+        raise UsageError("--echo: the reasoning flavour needs the model; drop --echo")
+    if reasoning:
+        fleet = reasoning_fleet(base_port=base_port)
+        rounds: tuple[tuple[str | None, str], ...] = REASONING_ROUNDS
+    else:
+        fleet = echo_fleet(base_port) if echo else default_fleet(base_port)
+        rounds = ((None, "demo"),)
     if faults:
         fleet = pick_members(fleet, [f for f in faults.split(",") if f.strip()])
-    if config_path == DEFAULT_CONFIG and not config_path.exists():
+    if reasoning and config_path == DEFAULT_CONFIG:
+        config_path = Path("demo-reasoning-providers.yaml")
+        if not config_path.exists():
+            config_path.write_text(reasoning_providers_yaml(fleet), encoding="utf-8")
+            err.print(f"wrote {config_path} for the reasoning fleet", highlight=False)
+    elif config_path == DEFAULT_CONFIG and not config_path.exists():
         config_path = Path("demo-providers.yaml")
         config_path.write_text(providers_yaml(fleet), encoding="utf-8")
         err.print(f"wrote {config_path} for the demo fleet", highlight=False)
@@ -177,20 +210,30 @@ def demo(
         assert status is not None
         err.print(f"using the fleet already running (pid {status.pid})", highlight=False)
     t0 = time.monotonic()
+    store = open_store(config.database)
+    findings, round_ids = [], []
+    audited = {m.name for m in config.models}
     try:
-        findings = run_rounds(config, config_path, "demo", None, None, progress, True)
+        for model, suite in rounds:
+            if model is not None and model not in audited:
+                continue
+            findings += run_rounds(config, config_path, suite, model, None, progress, True)
+            if (row := store.last_round()) is not None:
+                round_ids.append(row.id)
     finally:
         if started:
             fleet_down(state_dir)
     elapsed = time.monotonic() - t0
-    store = open_store(config.database)
-    row = store.last_round()
+    seconds: dict[tuple[str, str], float] = {}
+    for round_id in round_ids:
+        seconds |= provider_times(store, round_id)
+    title = "round" + "s" * (len(round_ids) != 1) + " " + ", ".join(round_ids or ["?"])
     print_demo_table(
         findings,
         members,
-        provider_times(store, row.id) if row else {},
+        seconds,
         out,
-        f"planted faults and findings (round {row.id if row else '?'}, {elapsed:.0f} s)",
+        f"planted faults and findings ({title}, {elapsed:.0f} s)",
     )
     out.print(
         f"results: {config.database} (try `auditor report`, `auditor export`, or "

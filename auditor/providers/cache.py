@@ -31,6 +31,8 @@ def cache_key(
     }
     if params.get("seed") is None and params.get("temperature", 1.0) != 0:
         identity["sample_index"] = request.sample_index
+    if request.reasoning_effort is not None:  # only where set: older keys stay valid
+        identity["reasoning_effort"] = request.reasoning_effort
     return content_hash(identity), identity
 
 

@@ -123,6 +123,14 @@ class ContinuationScorer(ABC):
         """`sampler`: the request's sampling parameters (temperature, top_p, top_k, min_p),
         for `TokenScore.cut_mass`; None for a greedy answer."""
 
+    def context_of(
+        self, messages: list[dict[str, Any]], reasoning: str | None
+    ) -> list[dict[str, Any]]:
+        """The messages an answer is scored after: those it answered, and, for an engine
+        that knows where a reasoning model's reasoning goes, the reasoning it answered
+        after. By default the messages alone."""
+        return messages
+
     async def aclose(self) -> None:
         return None
 

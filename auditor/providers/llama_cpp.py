@@ -24,7 +24,7 @@ from auditor.providers.continuation import (
     TokenScore,
     cut_masses,
 )
-from auditor.providers.reasoning_emulation import Pass, reason_then_answer
+from auditor.providers.reasoning_emulation import Pass, answering_messages, reason_then_answer
 from auditor.providers.tool_prompt import needs_rendering, offers_tools, tool_answer, with_tools
 from auditor.records import (
     CompletionRequest,
@@ -68,6 +68,16 @@ def file_digest(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return "sha256:" + h.hexdigest()
+
+
+def choice_params(params: RequestParams, index: int) -> RequestParams:
+    """The request for choice `index` of `n`: past the first, a seeded request's choices each
+    take a seed of their own derived from the request's (blake2b of "<seed>/<index>", 4
+    bytes), as the demo fleet's members derive it, so that they differ and each repeats."""
+    if index == 0 or params.seed is None:
+        return params
+    digest = hashlib.blake2b(f"{params.seed}/{index}".encode(), digest_size=4).digest()
+    return params.model_copy(update={"seed": int.from_bytes(digest, "big")})
 
 
 def grammar_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -153,6 +163,15 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
         if self._threads.get(id(llm)) != n:
             llm._ctx.set_n_threads(n, n)
             self._threads[id(llm)] = n
+
+    def context_of(
+        self, messages: list[dict[str, Any]], reasoning: str | None
+    ) -> list[dict[str, Any]]:
+        """The emulated reasoning model answers after its reasoning, as its answer pass
+        sees it (`answering_messages`); otherwise the messages alone."""
+        if self.config.emulate_reasoning is None or not reasoning:
+            return messages
+        return answering_messages(messages, reasoning.strip())
 
     def chat_prompt(self, messages: list[dict[str, Any]]) -> str:
         """The prompt text the GGUF's own chat template makes of `messages`."""
@@ -265,7 +284,7 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
             result = self._generate(llm, messages, p, p.max_tokens or 256)
             for index in range(1, p.n or 1):  # `n` answers: as many calls, each sampled anew
                 llm.reset()
-                more = self._generate(llm, messages, p, p.max_tokens or 256)
+                more = self._generate(llm, messages, choice_params(p, index), p.max_tokens or 256)
                 result["choices"].append({**more["choices"][0], "index": index})
                 usage = result["usage"]
                 usage["completion_tokens"] += more["usage"]["completion_tokens"]
@@ -328,9 +347,11 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
         passes: list[dict[str, Any]] = []
 
         def generate(turns: list[dict[str, Any]], max_tokens: int) -> Pass:
-            if p.temperature != 0:
-                llm.reset()
-            result = self._generate(llm, turns, p, max_tokens)
+            # Each pass afresh (no prefix of the other pass reused), and the answer format
+            # constrains the answer alone, as the fleet's members run it.
+            llm.reset()
+            params = p if passes else p.model_copy(update={"response_format": None})
+            result = self._generate(llm, turns, params, max_tokens)
             passes.append(result)
             usage = result.get("usage") or {}
             choice = result["choices"][0]

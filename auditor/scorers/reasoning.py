@@ -42,6 +42,23 @@ THINK_BLOCK = re.compile(
 )
 
 
+_LEADING_BLOCK = re.compile(
+    r"^\s*(?:<think>(?P<a>.*?)</think>|<seed:think>(?P<b>.*?)</seed:think>"
+    r"|\[THINK\](?P<c>.*?)\[/THINK\]|◁think▷(?P<d>.*?)◁/think▷)\s*",
+    re.DOTALL | re.IGNORECASE,
+)
+
+
+def leaked_reasoning(text: str) -> tuple[str, str] | None:
+    """(the reasoning, the answer after it) of an answer that opens with a closed reasoning
+    block; None for any other answer."""
+    found = _LEADING_BLOCK.match(text)
+    if found is None:
+        return None
+    inside = next(g for g in found.groups() if g is not None)
+    return inside.strip(), text[found.end() :]
+
+
 def leaked_markers(text: str) -> list[str]:
     """The reasoning markers found in an answer's text, in order."""
     found = [m.group(0) for m in THINK_MARKERS.finditer(text)]

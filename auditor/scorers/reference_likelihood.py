@@ -43,6 +43,7 @@ from auditor.providers.continuation import (
 )
 from auditor.records import ScoreRecord
 from auditor.rounds.runner import RoundProgress
+from auditor.scorers.reasoning import leaked_reasoning
 from auditor.storage.repository import Store
 
 log = structlog.get_logger(__name__)
@@ -136,15 +137,23 @@ async def score_round(
         progress.planned(key, len(todo))
     params = {"top_k": TOP_K, "max_tokens": MAX_TOKENS, "reference": reference_digest}
     scored = skipped = 0
-    done: dict[tuple[str, str], list[ScoreRecord]] = {}
+    done: dict[tuple[str, str, str | None], list[ScoreRecord]] = {}
     for answer in todo:
-        records = done.get((answer.probe_hash, answer.text))
+        records = done.get((answer.probe_hash, answer.text, answer.reasoning))
         if records is None:
             try:
                 sampled = (answer.params.get("temperature") or 0) > 0
                 sampler = answer.params if sampled else None
-                tokens = await scorer.score_continuation(
-                    answer.messages, answer.text, TOP_K, MAX_TOKENS, sampler
+                # A reasoning model answers after its reasoning: returned apart, or left in
+                # the answer (then the answer after it is what is scored).
+                reasoning, text = answer.reasoning, answer.text
+                if reasoning is None and (leak := leaked_reasoning(text)) is not None:
+                    reasoning, text = leak
+                context = scorer.context_of(answer.messages, reasoning)
+                tokens = (
+                    await scorer.score_continuation(context, text, TOP_K, MAX_TOKENS, sampler)
+                    if text
+                    else []
                 )
             except ScoringUnavailable as exc:
                 log.warning("likelihood.unavailable", round_id=round_id, reason=str(exc))
@@ -154,7 +163,7 @@ async def score_round(
                 log.info("likelihood.skipped", sample_id=answer.sample_id, reason=str(exc))
                 tokens = []
             records = likelihood_scores(tokens, params) if tokens else []
-            done[(answer.probe_hash, answer.text)] = records
+            done[(answer.probe_hash, answer.text, answer.reasoning)] = records
         if records:
             store.add_scores(answer.sample_id, records)
             scored += 1

@@ -48,6 +48,7 @@ class AnswerText:
     messages: list[dict[str, Any]]
     text: str
     params: dict[str, Any] = field(default_factory=dict)  # the request's (its sampler)
+    reasoning: str | None = None  # the reasoning it answered after, returned apart
 
 
 def _prompt_messages(case: dict[str, Any]) -> list[dict[str, Any]]:
@@ -458,6 +459,7 @@ class Store:
                     col(SampleRow.probe_hash),
                     col(SampleRow.output_text),
                     col(ProbeCaseRow.case),
+                    col(SampleRow.reasoning_text),
                 )
                 .join(ProviderRow, col(SampleRow.provider_id) == ProviderRow.id)
                 .join(ProbeCaseRow, col(SampleRow.probe_hash) == ProbeCaseRow.hash)
@@ -478,8 +480,9 @@ class Store:
                 _prompt_messages(case),
                 text,
                 dict(case.get("params") or {}),
+                reasoning,
             )
-            for sample_id, probe_hash, text, case in rows
+            for sample_id, probe_hash, text, case, reasoning in rows
             if text
         ]
 

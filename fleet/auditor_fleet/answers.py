@@ -9,7 +9,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 from auditor_fleet.backends import ChatRequest, Generation, TextCompletion, split_tokens
@@ -31,33 +31,56 @@ class Rendered(Protocol):
 
 
 class ChatAnswer:
-    """A generation rendered as an OpenAI chat.completion, or as its stream of chunks.
+    """Generations rendered as an OpenAI chat.completion, or as its stream of chunks.
 
-    `gen` may be set late: a live stream (`live_events`) starts before the generation ends.
-    `billed_prompt_tokens`, when set, is the usage's prompt_tokens instead of the
+    `gen` (choice 0) may be set late: a live stream (`live_events`) starts before the
+    generation ends; `gens` are all the choices of a request with `n` > 1, each with its
+    `index`. `billed_prompt_tokens`, when set, is the usage's prompt_tokens instead of the
     generation's (a `usage_as_sent` member's bill), in the body and the stream's usage chunk.
+
+    A reasoning member's reasoning (`Generation.reasoning`) goes in `reasoning_field` beside
+    the content (null when the answer is empty, as vLLM's reasoning parser leaves it); in a
+    stream, `{reasoning_field: piece}` deltas come before the content's. A router's
+    `upstream` is a top-level `provider` in the body and in every chunk, as OpenRouter
+    sends it, with OpenRouter's `gen-` ids. Tool calls stream as OpenAI streams them: a
+    first delta with the call's id, type, name and empty arguments, then the arguments in
+    pieces; `streamed_arguments` is what the pieces spell out (a `stream_tools_differ`
+    member's differ from the arguments answered whole).
     """
 
     def __init__(
-        self, chat: ChatRequest, generation: Generation | None, model: str, fingerprint: str
+        self,
+        chat: ChatRequest,
+        generation: Generation | None,
+        model: str,
+        fingerprint: str,
+        *,
+        reasoning_field: str | None = None,
+        upstream: str | None = None,
     ):
         self.chat = chat
-        self._gen = generation
+        self.gens: list[Generation] = [] if generation is None else [generation]
         self.model = model
         self.fingerprint = fingerprint
-        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.reasoning_field = reasoning_field
+        self.upstream = upstream
+        if upstream is None:
+            self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        else:
+            self.id = f"gen-{int(time.time())}-{uuid.uuid4().hex[:20]}"
         self.created = int(time.time())
         self.include_usage = bool((chat.stream_options or {}).get("include_usage"))
         self.billed_prompt_tokens: int | None = None
+        self.streamed_arguments: Callable[[str], str] = str
 
     @property
     def gen(self) -> Generation:
-        assert self._gen is not None, "the generation is not done yet"
-        return self._gen
+        assert self.gens, "the generation is not done yet"
+        return self.gens[0]
 
     @gen.setter
     def gen(self, generation: Generation) -> None:
-        self._gen = generation
+        self.gens = [generation]
 
     @property
     def stream(self) -> bool:
@@ -66,14 +89,28 @@ class ChatAnswer:
     def usage(self) -> dict[str, int]:
         g = self.gen
         prompt = g.prompt_tokens if self.billed_prompt_tokens is None else self.billed_prompt_tokens
+        completion = sum(gen.completion_tokens for gen in self.gens)
         return {
             "prompt_tokens": prompt,
-            "completion_tokens": g.completion_tokens,
-            "total_tokens": prompt + g.completion_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
         }
 
-    def _logprob_entries(self) -> list[dict[str, Any]] | None:
-        if not self.chat.logprobs or self.gen.logprobs is None:
+    def _head(self, kind: str) -> dict[str, Any]:
+        """The top-level fields every body and chunk starts with."""
+        head: dict[str, Any] = {"id": self.id}
+        if self.upstream is not None:
+            head["provider"] = self.upstream
+        return {
+            **head,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.fingerprint,
+        }
+
+    def _logprob_entries(self, gen: Generation) -> list[dict[str, Any]] | None:
+        if not self.chat.logprobs or gen.logprobs is None:
             return None
         return [
             {
@@ -85,46 +122,49 @@ class ChatAnswer:
                     for a in t.top_logprobs
                 ],
             }
-            for t in self.gen.logprobs
+            for t in gen.logprobs
         ]
 
     def json_bytes(self) -> bytes:
-        entries = self._logprob_entries()
-        body = {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": self.fingerprint,
-            "choices": [
+        choices = []
+        for index, gen in enumerate(self.gens):
+            entries = self._logprob_entries(gen)
+            choices.append(
                 {
-                    "index": 0,
-                    "message": self._message(),
+                    "index": index,
+                    "message": self._message(gen),
                     "logprobs": None if entries is None else {"content": entries, "refusal": None},
-                    "finish_reason": self.gen.finish_reason,
+                    "finish_reason": gen.finish_reason,
                 }
-            ],
-            "usage": self.usage(),
-        }
+            )
+        body = {**self._head("chat.completion"), "choices": choices, "usage": self.usage()}
         return json.dumps(body, separators=(",", ":")).encode()
 
-    def _message(self) -> dict[str, Any]:
-        calls = self.gen.tool_calls
-        content = None if calls and not self.gen.text else self.gen.text
-        message = {"role": "assistant", "content": content, "refusal": None}
-        return {**message, "tool_calls": calls} if calls else message
+    def _message(self, gen: Generation) -> dict[str, Any]:
+        calls = gen.tool_calls
+        empty = not gen.text and (bool(calls) or gen.reasoning is not None)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if empty else gen.text,
+            "refusal": None,
+        }
+        if calls:
+            message["tool_calls"] = calls
+        if self.reasoning_field is not None and gen.reasoning is not None:
+            message[self.reasoning_field] = gen.reasoning
+        return message
 
     def _chunk(
-        self, delta: dict[str, Any], logprobs: Any = None, finish: str | None = None
+        self,
+        delta: dict[str, Any],
+        logprobs: Any = None,
+        finish: str | None = None,
+        index: int = 0,
     ) -> bytes:
         body: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": self.fingerprint,
+            **self._head("chat.completion.chunk"),
             "choices": [
-                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+                {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             ],
         }
         if self.include_usage:
@@ -132,33 +172,43 @@ class ChatAnswer:
         return sse(body)
 
     def _end(self) -> Iterator[bytes]:
-        """The finish chunk, the usage chunk when asked, and [DONE]."""
-        yield self._chunk({}, finish=self.gen.finish_reason)
+        """The usage chunk when asked, and [DONE]."""
         if self.include_usage:
-            yield sse(
-                {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "system_fingerprint": self.fingerprint,
-                    "choices": [],
-                    "usage": self.usage(),
-                }
-            )
+            yield sse({**self._head("chat.completion.chunk"), "choices": [], "usage": self.usage()})
         yield sse("[DONE]")
 
-    def sse_events(self) -> Iterator[bytes]:
-        calls = self.gen.tool_calls or []
-        entries = None if calls else self._logprob_entries()
-        pieces = [e["token"] for e in entries] if entries else split_tokens(self.gen.text)
-        opening = None if calls and not self.gen.text else ""
-        yield self._chunk({"role": "assistant", "content": opening})
+    def _choice_events(self, index: int, gen: Generation) -> Iterator[bytes]:
+        """One choice's chunks: its role, reasoning, content and tool calls, its finish."""
+        calls = gen.tool_calls or []
+        entries = None if calls else self._logprob_entries(gen)
+        pieces = [e["token"] for e in entries] if entries else split_tokens(gen.text)
+        opening = None if calls and not gen.text else ""
+        yield self._chunk({"role": "assistant", "content": opening}, index=index)
+        if self.reasoning_field is not None and gen.reasoning:
+            for piece in split_tokens(gen.reasoning):
+                yield self._chunk({self.reasoning_field: piece}, index=index)
         for i, piece in enumerate(pieces):
             logprobs = {"content": [entries[i]], "refusal": None} if entries else None
-            yield self._chunk({"content": piece}, logprobs)
+            yield self._chunk({"content": piece}, logprobs, index=index)
         for i, call in enumerate(calls):
-            yield self._chunk({"tool_calls": [{"index": i, **call}]})
+            for delta in self._call_deltas(i, call):
+                yield self._chunk({"tool_calls": [delta]}, index=index)
+        yield self._chunk({}, finish=gen.finish_reason, index=index)
+
+    def _call_deltas(self, i: int, call: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        function = call.get("function") or {}
+        yield {
+            "index": i,
+            "id": call.get("id"),
+            "type": call.get("type", "function"),
+            "function": {"name": function.get("name", ""), "arguments": ""},
+        }
+        for piece in split_tokens(self.streamed_arguments(function.get("arguments") or "")):
+            yield {"index": i, "function": {"arguments": piece}}
+
+    def sse_events(self) -> Iterator[bytes]:
+        for index, gen in enumerate(self.gens):
+            yield from self._choice_events(index, gen)
         yield from self._end()
 
     async def live_events(
@@ -185,6 +235,7 @@ class ChatAnswer:
             return
         for rest in split_tokens(self.gen.text[sent:]):
             yield self._chunk({"content": rest})
+        yield self._chunk({}, finish=self.gen.finish_reason)
         for chunk in self._end():
             yield chunk
 
@@ -197,17 +248,27 @@ class TextAnswer:
 
     stream = False
 
-    def __init__(self, completion: TextCompletion, model: str, fingerprint: str) -> None:
+    def __init__(
+        self,
+        completion: TextCompletion,
+        model: str,
+        fingerprint: str,
+        upstream: str | None = None,
+    ) -> None:
         self.completion = completion
         self.model = model
         self.fingerprint = fingerprint
+        self.upstream = upstream  # a router's, as in `ChatAnswer`
         self.id = f"cmpl-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
 
     def json_bytes(self) -> bytes:
         c = self.completion
+        head: dict[str, Any] = {"id": self.id}
+        if self.upstream is not None:
+            head["provider"] = self.upstream
         body = {
-            "id": self.id,
+            **head,
             "object": "text_completion",
             "created": self.created,
             "model": self.model,

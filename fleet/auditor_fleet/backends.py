@@ -50,13 +50,16 @@ class ChatMessage(BaseModel):
 
 
 class Sampling(BaseModel):
-    """A request's sampling fields: OpenAI's temperature and top_p, and those that vLLM and
-    llama.cpp's server take beyond them: `top_k` (0 or -1: off), `min_p` (0: off) and
-    `repetition_penalty` (1: off; llama.cpp's name `repeat_penalty` is taken too). Left out,
-    these three leave the distribution whole, as the reference engine samples it."""
+    """A request's sampling fields: OpenAI's temperature, top_p, presence_penalty and
+    frequency_penalty (0: off), and those that vLLM and llama.cpp's server take beyond them:
+    `top_k` (0 or -1: off), `min_p` (0: off) and `repetition_penalty` (1: off; llama.cpp's
+    name `repeat_penalty` is taken too). Left out, these leave the distribution whole, as the
+    reference engine samples it."""
 
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     top_k: int | None = Field(default=None, ge=-1)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0)
@@ -91,10 +94,19 @@ class Sampling(BaseModel):
         return self.model_copy(update=update)
 
 
+#: The most choices (`n`) a chat request may ask for.
+MAX_CHOICES = 16
+#: The `response_format` types of the OpenAI API.
+_FORMATS = ("text", "json_object", "json_schema")
+
+
 class ChatRequest(Sampling):
     """The body of POST /v1/chat/completions, as far as the fleet cares.
 
-    Unknown parameters are kept (`extra="allow"`) so a backend may read them.
+    Unknown parameters are kept (`extra="allow"`) so a backend may read them. The effort
+    level of a reasoning model comes in `reasoning_effort` (OpenAI, vLLM) or
+    `reasoning.effort` (OpenRouter); a router's upstream in `provider` (OpenRouter's
+    `{"only": [...], "order": [...], "allow_fallbacks": ...}`).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -107,11 +119,15 @@ class ChatRequest(Sampling):
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     stop: str | list[str] | None = None
-    n: int = Field(default=1, ge=1, le=1)
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None  # offered as `auditor_fleet.tools` says
     tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    reasoning: dict[str, Any] | None = None
+    provider: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _merge_max_tokens(self) -> ChatRequest:
@@ -119,6 +135,48 @@ class ChatRequest(Sampling):
         if self.max_tokens is None and self.max_completion_tokens is not None:
             self.max_tokens = self.max_completion_tokens
         return self
+
+    @field_validator("response_format")
+    @classmethod
+    def _known_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if value.get("type") not in _FORMATS:
+            raise ValueError(f"type must be one of {', '.join(_FORMATS)}")
+        if value["type"] == "json_schema":
+            spec = value.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+                raise ValueError("json_schema must be an object whose schema is an object")
+        return value
+
+    def choice(self, index: int) -> ChatRequest:
+        """The request for choice `index` of its `n`, sampled on its own: one choice, and
+        past the first a seed of its own derived from the request's (none stays none), so
+        that a seeded request's choices differ and each repeats."""
+        if index == 0 or self.seed is None:
+            return self.model_copy(update={"n": 1})
+        digest = hashlib.blake2b(f"{self.seed}/{index}".encode(), digest_size=4).digest()
+        return self.model_copy(update={"n": 1, "seed": int.from_bytes(digest, "big")})
+
+    def effort(self) -> str | None:
+        """The reasoning effort level asked for (None: the model's default)."""
+        if self.reasoning_effort is not None:
+            return self.reasoning_effort
+        level = (self.reasoning or {}).get("effort")
+        return level if isinstance(level, str) else None
+
+    def llama_response_format(self) -> dict[str, Any] | None:
+        """`response_format` as llama-cpp-python takes it: `{"type": "json_object"}`, with
+        the schema beside the type (`"schema"`) for OpenAI's `json_schema` form; None for
+        `text` or none."""
+        fmt = self.response_format
+        if fmt is None or fmt["type"] == "text":
+            return None
+        if fmt["type"] == "json_object":
+            schema = fmt.get("schema")  # llama-cpp-python's own form, taken as it is
+        else:
+            schema = fmt["json_schema"].get("schema")
+        return {"type": "json_object", "schema": schema} if schema else {"type": "json_object"}
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -142,6 +200,8 @@ class Generation(BaseModel):
 
     `tool_calls` (OpenAI format) are set by the server from the text of an answer to a
     request with tools (`auditor_fleet.tools`); `text` is then what is outside the calls.
+    `reasoning` is a reasoning member's reasoning, sent apart from `text`, the answer
+    (`auditor_fleet.reasoning`); None for a plain model's answer.
     """
 
     text: str
@@ -150,6 +210,7 @@ class Generation(BaseModel):
     completion_tokens: int = Field(ge=0)
     logprobs: list[TokenLogprob] | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    reasoning: str | None = None
 
 
 class TextCompletionRequest(Sampling):
@@ -171,6 +232,7 @@ class TextCompletionRequest(Sampling):
     echo: bool = False
     n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
+    provider: dict[str, Any] | None = None  # a router's upstream, as in `ChatRequest`
 
     @field_validator("prompt")
     @classmethod
@@ -301,6 +363,11 @@ class Backend(ABC):
     async def acount_prompt(self, request: ChatRequest) -> int | None:
         """Call `count_prompt` as `agenerate` calls `generate`."""
         return await self._call(partial(self.count_prompt, request))
+
+    async def acall(self, call: Callable[[], _Result]) -> _Result:
+        """Run `call`, which calls this backend's blocking methods (`generate` several times,
+        say), where those run: on the worker thread of a blocking backend."""
+        return await self._call(call)
 
     async def _call(self, call: Callable[[], _Result]) -> _Result:
         if not self.blocking:

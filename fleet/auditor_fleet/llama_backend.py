@@ -13,6 +13,12 @@ honest member differs from the reference only by the planted numeric noise:
   logits (a custom llama.cpp sampler, seeded per request). Real GPU serving never matches a
   reference bit for bit, even at temperature 0 (batching, kernels, reduction order); this is
   that. The noise is also written into the stored logits, so reported logprobs carry it.
+  A request with a `seed` gets noise drawn from that seed and the request itself
+  (`member_model.request_seed`), so that it is answered alike every time, as a seeded
+  request to a real server is;
+- `response_format` (json_object, or OpenAI's json_schema converted to llama-cpp-python's
+  `{"type": "json_object", "schema": ...}`, `ChatRequest.llama_response_format`) becomes
+  llama-cpp-python's grammar; presence and frequency penalties go to its samplers.
 
 Answers are told while they are generated: a second logits processor (`_Streamer`) hands
 the text produced so far to the caller's `on_text` before each token, holding back what
@@ -58,7 +64,7 @@ from auditor_fleet.llama_logprobs import (
     token_texts,
 )
 from auditor_fleet.llama_model import MODEL_LOCK, N_CTX, RAW_STOP, raw_prompt, shared_model
-from auditor_fleet.member_model import MemberModel
+from auditor_fleet.member_model import MemberModel, request_seed
 from auditor_fleet.spec import DEFAULT_NOISE, FleetMember, FleetSpec
 
 if TYPE_CHECKING:
@@ -172,11 +178,11 @@ class LlamaBackend(Backend):
         return cls(n_ctx=spec.n_ctx or N_CTX)
 
     def generate(self, request: ChatRequest, on_text: TextCallback | None = None) -> Generation:
-        seed = self._seeds.getrandbits(63)
+        seed = request_seed("llama", request, self._seeds.getrandbits(63))
         return self.run(request, self.model_path, self.noise, seed, on_text=on_text)
 
     def complete(self, request: TextCompletionRequest) -> TextCompletion:
-        seed = self._seeds.getrandbits(63)
+        seed = request_seed("llama", request, self._seeds.getrandbits(63))
         return self.run_completion(request, self.model_path, self.noise, seed)
 
     def bind(self, member: FleetMember, seed: int) -> Backend:
@@ -255,6 +261,7 @@ class LlamaBackend(Backend):
                         prompt=raw_prompt(request.messages),
                         stop=[*stops, RAW_STOP],
                         logprobs=top if request.logprobs else None,
+                        grammar=_grammar(request.llama_response_format()),
                         **sampling,
                     )
                     choice = result["choices"][0]
@@ -266,6 +273,7 @@ class LlamaBackend(Backend):
                         stop=stops or None,
                         logprobs=request.logprobs,
                         top_logprobs=top if request.logprobs else None,
+                        response_format=request.llama_response_format(),
                         **sampling,
                     )
                     choice = result["choices"][0]
@@ -376,9 +384,9 @@ class LlamaBackend(Backend):
 
 def _sampling(request: Sampling, max_tokens: int, seed: int | None) -> dict[str, Any]:
     """llama-cpp-python's arguments for the request's sampling: plain temperature/top-p, as
-    the reference, unless it sends top_k, min_p or a repetition penalty (vLLM's and
-    llama.cpp's server's extra fields), which then go to llama.cpp's samplers as they are
-    (top_k 0 or -1 is off). The penalty acts at temperature 0 too, as in llama.cpp."""
+    the reference, unless it sends top_k, min_p or a repetition, presence or frequency
+    penalty, which then go to llama.cpp's samplers as they are (top_k 0 or -1 is off). The
+    penalties act at temperature 0 too, as in llama.cpp."""
     top_k = request.top_k if request.top_k is not None and request.top_k > 0 else 0
     return {
         "temperature": 1.0 if request.temperature is None else request.temperature,
@@ -386,9 +394,21 @@ def _sampling(request: Sampling, max_tokens: int, seed: int | None) -> dict[str,
         "top_k": top_k,
         "min_p": request.min_p or 0.0,
         "repeat_penalty": request.repetition_penalty or 1.0,
+        "presence_penalty": request.presence_penalty or 0.0,
+        "frequency_penalty": request.frequency_penalty or 0.0,
         "max_tokens": max_tokens,
         "seed": seed,
     }
+
+
+def _grammar(response_format: dict[str, Any] | None) -> Any:
+    """The llama.cpp grammar llama-cpp-python's chat path builds for `response_format`, for
+    the raw prompt format's plain completion (None: unconstrained)."""
+    if response_format is None:
+        return None
+    from llama_cpp.llama_chat_format import _grammar_for_response_format
+
+    return _grammar_for_response_format(response_format)  # type: ignore[arg-type]
 
 
 def _eos_text(llm: Llama) -> str:

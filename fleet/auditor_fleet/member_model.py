@@ -8,6 +8,7 @@ needs of its backend only what `ModelRunner` lists, so this module does not impo
 
 from __future__ import annotations
 
+import hashlib
 import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +26,18 @@ from auditor_fleet.backends import (
 from auditor_fleet.llama_model import shared_model
 from auditor_fleet.spec import FleetMember
 from auditor_fleet.variants import DEFAULT_PERTURB_SCALE, PERTURB_TENSORS, perturb, requantize
+
+
+def request_seed(tag: str, request: ChatRequest | TextCompletionRequest, drawn: int) -> int:
+    """The noise seed of `request`: `drawn` (a fresh draw) when it carries no `seed`; else
+    one derived from `tag` (the member), the seed and the request itself, so that the same
+    seeded request is answered alike every time, streamed or not, as a real server answers
+    it. Choices of one request differ by their seeds (the server gives each its own)."""
+    if request.seed is None:
+        return drawn
+    key = request.model_dump_json(exclude={"stream", "stream_options", "n"})
+    digest = hashlib.blake2b(f"{tag}\x1f{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
 
 
 class ModelRunner(Protocol):
@@ -90,6 +103,7 @@ class MemberModel(Backend):
             self.alternate = perturb(source, scale, parent.perturb_seed, tensors=tensors)
             self.alternate_share = strength
         self.rng = random.Random(f"{seed}/{member.name}/model")
+        self.tag = f"{seed}/{member.name}"
         for path in (self.weights, self.alternate):
             if path is not None:
                 shared_model(path, parent.n_ctx)
@@ -99,7 +113,7 @@ class MemberModel(Backend):
         alternate = self.alternate is not None and self.rng.random() < self.alternate_share
         raw = self.rng.random() < self.raw_share
         weights = self.alternate if alternate and self.alternate else self.weights
-        seed = self.rng.getrandbits(63)
+        seed = request_seed(self.tag, request, self.rng.getrandbits(63))
         return self.parent.run(
             request, weights, self.member.noise, seed, raw_template=raw, on_text=on_text
         )
@@ -110,7 +124,7 @@ class MemberModel(Backend):
         fault applies."""
         alternate = self.alternate is not None and self.rng.random() < self.alternate_share
         weights = self.alternate if alternate and self.alternate else self.weights
-        seed = self.rng.getrandbits(63)
+        seed = request_seed(self.tag, request, self.rng.getrandbits(63))
         return self.parent.run_completion(request, weights, self.member.noise, seed)
 
     def truncate(self, messages: list[ChatMessage], budget: int) -> list[ChatMessage]:

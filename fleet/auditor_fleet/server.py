@@ -13,9 +13,14 @@ Faults come in three families. Protocol faults break the HTTP exchange (status c
 that are not JSON, hangs, resets, a trickling body). Request faults answer well-formed JSON
 to a silently altered request (max_tokens capped, sampling overridden, system prompt
 dropped, replaced or extended with a hidden persona, context truncated, the server's own
-sampler settings, another model's name), or refuse a chat prompt longer than a context
-shorter than the model's (`context_limit`: vLLM's 400, `vllm_context_error`); they are
-applied here, whatever the backend.
+sampler settings, another model's name, the effort level, `response_format` or `seed`
+dropped), or refuse a chat prompt longer than a context shorter than the model's
+(`context_limit`: vLLM's 400, `vllm_context_error`); they are applied here, whatever the
+backend. A reasoning member (`auditor_fleet.reasoning`) answers with two passes of its
+backend and may leak its reasoning (`reasoning_leak`); a router (`auditor_fleet.router`)
+names its upstream and may name a fallback (`router_fallback`); the tool faults, a
+streamed call's included (`stream_tools_differ`), are `auditor_fleet.tools`'. A request
+with `n` > 1 gets as many generations, each with its own seed (`ChatRequest.choice`).
 Model faults (another set of weights, a wrong prompt format) live below the request, in the
 member's view of its backend (`Backend.bind`, see `auditor_fleet.llama_backend`), as does
 `memorized` (listed prompts answered from memory, see `auditor_fleet.memorized`). A member
@@ -39,6 +44,7 @@ import random
 import socket
 import struct
 import uuid
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -60,8 +66,10 @@ from auditor_fleet.backends import (
     TextCompletionRequest,
 )
 from auditor_fleet.memorized import with_memory
+from auditor_fleet.reasoning import ReasoningModel
+from auditor_fleet.router import Router
 from auditor_fleet.spec import PROMPT_FAULTS, FleetMember
-from auditor_fleet.tools import ToolHandling
+from auditor_fleet.tools import ToolHandling, corrupt_arguments
 
 logger = logging.getLogger(__name__)
 _Body = TypeVar("_Body", bound=BaseModel)
@@ -201,7 +209,10 @@ class _Member:
         self.flaky_rng = random.Random(f"{seed}/{member.name}/flaky")
         self.bytes_rng = random.Random(f"{seed}/{member.name}/bytes")
         self.persona_rng = random.Random(f"{seed}/{member.name}/persona")
+        self.seed_rng = random.Random(f"{seed}/{member.name}/seed")
         self.tools = ToolHandling(member, seed)
+        self.reasoning = ReasoningModel.of(member, seed)
+        self.router = Router(member, seed)
         self.persona = member.persona_text or _EXPERIMENTAL_CHAT
         self.sampler = member.sampler_settings()
         self.bill_as_sent = member.usage_as_sent and member.fault in PROMPT_FAULTS
@@ -238,17 +249,38 @@ class _Member:
 
         # tools are rendered into the conversation after the request faults, as a template would
         rewritten = self.tools.prepare(self._rewrite(chat))
-        answer = ChatAnswer(chat, None, self._model_name(chat.model), self.fingerprint)
+        answer = ChatAnswer(
+            chat,
+            None,
+            self._model_name(chat.model),
+            self.fingerprint,
+            reasoning_field=self.member.reasoning,
+            upstream=self.router.upstream(chat.provider),
+        )
+        if self.tools.breaks_stream(chat):
+            answer.streamed_arguments = corrupt_arguments
         if self.bill_as_sent:  # what an honest member would bill for the request as sent
             answer.billed_prompt_tokens = await self.backend.acount_prompt(self.tools.prepare(chat))
-        live = not chat.logprobs and not self.tools.offered(chat)  # calls are parsed at the end
+        # tool calls are parsed at the end; reasoning and several choices are generated whole
+        live = not (
+            chat.logprobs or self.tools.offered(chat) or self.reasoning is not None or chat.n > 1
+        )
         if chat.stream and live and self.member.fault not in _BODY_FAULTS:
             return await self._stream_live(answer, rewritten)
         try:
-            answer.gen = self.tools.finish(chat, await self.backend.agenerate(rewritten))
+            for index in range(chat.n):
+                generation = await self._generate(rewritten.choice(index))
+                answer.gens.append(self.tools.finish(chat, generation))
         except BackendError as exc:
             return error_response(exc.status, exc.message, code=exc.code, param="messages")
         return self._package(answer)
+
+    async def _generate(self, request: ChatRequest) -> Generation:
+        """One choice: the plain model's answer, or the reasoning model's two passes."""
+        reasoning = self.reasoning
+        if reasoning is None:
+            return await self.backend.agenerate(request)
+        return await self.backend.acall(partial(reasoning.generate, self.backend, request))
 
     async def completions(self, request: Request) -> Response:
         """POST /v1/completions: the legacy text completions, gateway and body faults included."""
@@ -271,7 +303,8 @@ class _Member:
             completion = await self.backend.acomplete(body.with_sampler(self.sampler))
         except BackendError as exc:
             return error_response(exc.status, exc.message, code=exc.code, param=exc.param)
-        answer = TextAnswer(completion, self._model_name(body.model), self.fingerprint)
+        upstream = self.router.upstream(body.provider)
+        answer = TextAnswer(completion, self._model_name(body.model), self.fingerprint, upstream)
         return self._package(answer)
 
     async def _context_limit(self, chat: ChatRequest) -> Response | None:
@@ -369,6 +402,12 @@ class _Member:
             return chat.model_copy(update={"messages": kept})
         if fault == "persona" and self.persona_rng.random() < strength:
             return chat.model_copy(update={"messages": _with_persona(chat.messages, self.persona)})
+        if fault == "effort_ignored":
+            return chat.model_copy(update={"reasoning_effort": None, "reasoning": None})
+        if fault == "drop_response_format":
+            return chat.model_copy(update={"response_format": None})
+        if fault == "ignore_seed":
+            return chat.model_copy(update={"seed": self.seed_rng.getrandbits(32)})
         return chat
 
     def _package(self, answer: Rendered) -> Response:

@@ -59,6 +59,16 @@ Fault = Literal[
     # tool calling: the calls in the model's answer are not parsed, or parsed badly
     "tool_parser_raw",
     "tool_args_corrupt",
+    # ... or streamed otherwise than answered whole
+    "stream_tools_differ",
+    # reasoning members (`reasoning`): the reasoning left in the content, the effort ignored
+    "reasoning_leak",
+    "effort_ignored",
+    # request parameters silently dropped: structured output, the seed
+    "drop_response_format",
+    "ignore_seed",
+    # a router (`router`) that answers from another upstream than the request pins
+    "router_fallback",
     # model-level: need a model backend ("llama"); the weights or the prompt format differ
     "wrong_template",
     "quantized",
@@ -78,8 +88,13 @@ FRACTION_FAULTS = frozenset(
         "quantized_mix",
         "tool_parser_raw",
         "tool_args_corrupt",
+        "stream_tools_differ",
+        "reasoning_leak",
+        "router_fallback",
     }
 )
+#: Faults that act on a reasoning member's reasoning: the member needs `reasoning`.
+REASONING_FAULTS = frozenset({"reasoning_leak", "effort_ignored"})
 #: Faults that change the prompt the model sees; a member with `usage_as_sent` bills the
 #: prompt as sent instead, which hides them from prompt-token accounting.
 PROMPT_FAULTS = frozenset(
@@ -141,6 +156,21 @@ FAULT_STRENGTH: dict[str, tuple[str, float]] = {
         "fraction of requests with tools whose calls' arguments lose their last character (0..1)",
         1.0,
     ),
+    "stream_tools_differ": (
+        "fraction of streamed requests with tools whose streamed calls' arguments lose their "
+        "last character (the same request answered whole keeps it) (0..1)",
+        1.0,
+    ),
+    "reasoning_leak": (
+        "fraction of requests whose reasoning is left in the content as "
+        "<think>reasoning</think>, with no reasoning field (0..1)",
+        1.0,
+    ),
+    "router_fallback": (
+        "fraction of requests answered by the 'Fallback-Host' upstream although the request "
+        "pins another and allows no fallbacks (0..1)",
+        0.5,
+    ),
 }
 
 
@@ -198,6 +228,18 @@ class FleetMember(BaseModel):
         "(temperature > 0) whatever it asks: top_k (0: off), top_p, min_p (0: off), "
         "repeat_penalty (1: off); None: llama-server's defaults, DEFAULT_SAMPLER",
     )
+    reasoning: Literal["reasoning", "reasoning_content"] | None = Field(
+        default=None,
+        description="serve the emulated reasoning model (auditor.providers.reasoning_emulation) "
+        "and return its reasoning apart, in this message field: `reasoning` as vLLM >= 0.16, "
+        "`reasoning_content` as llama.cpp's server and SGLang; None: the plain model",
+    )
+    router: bool = Field(
+        default=False,
+        description="answer as a router such as OpenRouter: every body and stream chunk names "
+        "its upstream in a top-level `provider` (the one the request pins, else 'Primary'); "
+        "`router_fallback` members are routers whatever this says",
+    )
 
     @model_validator(mode="after")
     def _check_strength(self) -> FleetMember:
@@ -226,6 +268,11 @@ class FleetMember(BaseModel):
             raise ValueError(
                 "fault memorized needs its answers: memorized: {prompt: answer} or a YAML file"
             )
+        if self.fault in REASONING_FAULTS and self.reasoning is None:
+            raise ValueError(
+                f"fault {self.fault} acts on the reasoning and needs a reasoning member "
+                "(reasoning: reasoning or reasoning_content)"
+            )
         if self.fault in MODEL_FAULTS and self.backend == "echo":
             raise ValueError(
                 f"fault {self.fault} acts on the model and needs a model backend "
@@ -245,6 +292,10 @@ class FleetMember(BaseModel):
         if self.fault == "quantized_mix":
             return self.qtype or DEFAULT_MIX_QTYPE
         return None
+
+    def is_router(self) -> bool:
+        """Whether the member answers as a router, naming its upstream (`router`)."""
+        return self.router or self.fault == "router_fallback"
 
     def sampler_settings(self) -> dict[str, float]:
         """What a `sampler_defaults` member imposes on sampled requests ({} for others)."""
@@ -373,7 +424,8 @@ def pick_members(spec: FleetSpec, picks: list[str]) -> FleetSpec:
 
     Each pick is `KEY` or `KEY=STRENGTH`, where KEY is a member name or a fault: a fault
     picks every member planted with it, or, if none is, adds a member named after the
-    fault on the next free port (with the backend of the spec's first member).
+    fault on the next free port (with the backend of the spec's first member; a reasoning
+    member, `reasoning: reasoning`, for a fault of `REASONING_FAULTS`).
     """
     chosen: dict[str, dict[str, Any]] = {}
     order = [m.name for m in spec.members]
@@ -392,9 +444,15 @@ def pick_members(spec: FleetSpec, picks: list[str]) -> FleetSpec:
             port = next_port if spec.members[0].port else 0
             next_port += 1
             order.append(name)
-            matched = [
-                {"name": name, "port": port, "fault": key, "backend": spec.members[0].backend}
-            ]
+            added: dict[str, Any] = {
+                "name": name,
+                "port": port,
+                "fault": key,
+                "backend": spec.members[0].backend,
+            }
+            if key in REASONING_FAULTS:  # a reasoning fault needs a reasoning member
+                added["reasoning"] = "reasoning"
+            matched = [added]
         if not matched:
             known = ", ".join(m.name for m in spec.members)
             raise UsageError(f"--faults: {key!r} is neither a member ({known}) nor a fault")

@@ -16,6 +16,11 @@ all):
 - `tool_args_corrupt`: calls are parsed, but each call's `arguments` lose their last
   character, so they are no longer JSON (a parser that drops the last token of a call, as
   streamed parsers have done).
+
+A third, `stream_tools_differ`, acts on streamed requests that offer tools only: the calls
+are parsed as usual, but the argument deltas of the stream, assembled as OpenAI clients
+assemble them, lose their last character, while the same request answered whole keeps it
+(a streaming tool parser that differs from the non-streaming one, as vLLM's have).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class ToolHandling:
         self.fault = member.fault if member.fault in TOOL_FAULTS else None
         self.share = member.effective_strength()
         self.rng = random.Random(f"{seed}/{member.name}/tools")
+        self.stream_share = self.share if member.fault == "stream_tools_differ" else 0.0
+        self.stream_rng = random.Random(f"{seed}/{member.name}/stream-tools")
 
     @staticmethod
     def offered(chat: ChatRequest) -> bool:
@@ -72,3 +79,10 @@ class ToolHandling:
         return generation.model_copy(
             update={"text": content or "", "tool_calls": calls, "finish_reason": finish}
         )
+
+    def breaks_stream(self, chat: ChatRequest) -> bool:
+        """Whether this streamed answer's tool-call deltas lose their arguments' last
+        character (`stream_tools_differ`); drawn for streamed requests offering tools only."""
+        if not (self.stream_share and chat.stream and self.offered(chat)):
+            return False
+        return self.stream_rng.random() < self.stream_share

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import get_args
 
 import pytest
 import yaml
-from auditor_fleet import FleetMember, default_fleet, echo_fleet, pick_members
-from auditor_fleet.demo import EXPECTED, planted, providers_yaml
+from auditor_fleet import FleetMember, FleetSpec, default_fleet, echo_fleet, pick_members
+from auditor_fleet.demo import (
+    EXPECTED,
+    REASONING_ROUNDS,
+    THINKING_MODEL,
+    planted,
+    providers_yaml,
+    reasoning_fleet,
+    reasoning_providers_yaml,
+)
 from auditor_fleet.spec import DEMO_MEMBERS, FAULT_STRENGTH, Fault
-from helpers.cli import free_port_range, run_auditor
+from helpers.cli import assert_one_line_error, free_port_range, run_auditor
 
 from auditor.comparisons.rules import kinds
 from auditor.config import load_config
@@ -45,6 +54,44 @@ def test_the_demo_fleet_has_two_honest_members_and_one_per_model_fault() -> None
         "flaky",
     }
     assert [m.port for m in spec.members] == list(range(8101, 8101 + len(DEMO_MEMBERS)))
+
+
+NEW_FAULTS = {
+    "reasoning_leak": ("deviant", "reasoning"),
+    "effort_ignored": ("deviant", "reasoning"),
+    "drop_response_format": ("deviant", "other"),
+    "ignore_seed": ("deviant", "sampling_params"),
+    "stream_tools_differ": ("deviant", "tool_calling"),
+    "router_fallback": ("deviant", "other"),
+}
+
+
+def test_the_reasoning_fleet_has_each_new_fault_once_and_honest_reasoners() -> None:
+    spec = reasoning_fleet("127.0.0.2", 9200)
+    assert FleetSpec.model_validate(spec.model_dump()) == spec
+    assert spec.host == "127.0.0.2"
+    assert [m.port for m in spec.members] == list(range(9200, 9200 + len(spec.members)))
+    faults = [m.fault for m in spec.members]
+    assert sorted(f for f in faults if f != "honest") == sorted(NEW_FAULTS)
+    assert {f: EXPECTED[f] for f in NEW_FAULTS} == NEW_FAULTS
+    honest = [m for m in spec.members if m.fault == "honest"]
+    assert sorted((m.reasoning or "", m.router) for m in honest) == [
+        ("", True),  # the honest router, on the plain model
+        ("reasoning", False),
+        ("reasoning_content", False),
+    ]
+    # the reasoning faults and their honest twins serve the emulated reasoning model; the
+    # parameter, streaming and router faults the plain one, each model audited on its suite
+    thinking = {m.name for m in spec.members if m.models == [THINKING_MODEL]}
+    assert thinking == {m.name for m in spec.members if m.reasoning}
+    assert {m.fault for m in spec.members if m.name in thinking} == {
+        "honest", "reasoning_leak", "effort_ignored"
+    }  # fmt: skip
+    assert [suite for _, suite in REASONING_ROUNDS] == ["demo-reasoning", "demo-params"]
+    assert all(m.backend == "llama" for m in spec.members)
+    assert all(m.noise == default_fleet().members[0].noise for m in spec.members)
+    for m in spec.members:  # neutral names: nothing of the fault in them
+        assert not any(w in m.name for w in [*m.fault.split("_"), "rout", "reason", "think"])
 
 
 def test_pick_members() -> None:
@@ -129,3 +176,27 @@ def test_demo_end_to_end_on_the_echo_fleet(tmp_path: Path) -> None:
     assert "4" in rows["acme"].split("│")[6]  # requests
     assert (tmp_path / "demo.db").exists()
     assert not (tmp_path / "fleet" / "fleet.json").exists()  # the demo stopped its fleet
+
+
+def test_the_reasoning_providers_file_audits_each_model_as_its_members_serve_it() -> None:
+    config_text = reasoning_providers_yaml(reasoning_fleet("127.0.0.1", 9300))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "providers.yaml"
+        path.write_text(config_text, encoding="utf-8")
+        config = load_config(path)
+    thinking, plain = config.models
+    assert thinking.name == THINKING_MODEL and thinking.profile.reasoning is not None
+    assert thinking.reference not in (None, "default")
+    assert thinking.reference.emulate_reasoning is not None  # type: ignore[union-attr]
+    assert plain.reference == "default" and plain.profile.reasoning is None
+    pinned = {p.name for p in plain.providers if p.params.get("provider")}
+    assert pinned == {"verona", "yuzu"}  # the routers, each pinned to one upstream
+    assert {p.name for p in thinking.providers} == {"lisbon", "oslo", "quince", "rambutan"}
+
+
+def test_the_reasoning_flavour_refuses_the_echo_fleet_in_one_line(tmp_path: Path) -> None:
+    result = run_auditor("demo", "--flavour", "reasoning", "--echo", cwd=tmp_path)
+    assert_one_line_error(result, "--echo: the reasoning flavour needs the model")
+    result = run_auditor("demo", "--flavour", "spicy", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "spicy" in result.stderr

@@ -1,5 +1,5 @@
 """Tools through a fleet member's HTTP layer, with a scripted backend (no model): rendering,
-parsing, streaming and the two tool faults, spoken to by the official openai client."""
+parsing, streaming and the tool faults, spoken to by the official openai client."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ MEMBERS: list[dict[str, Any]] = [
     {"name": "raw", "fault": "tool_parser_raw"},
     {"name": "corrupt", "fault": "tool_args_corrupt"},
     {"name": "half", "fault": "tool_parser_raw", "strength": 0.5},
+    {"name": "streamdiff", "fault": "stream_tools_differ"},
+    {"name": "streamhalf", "fault": "stream_tools_differ", "strength": 0.5},
 ]
 
 
@@ -79,8 +81,10 @@ def test_an_honest_member_parses_the_call_and_sees_the_tools(fleet: FleetHandle)
     assert system.role == "system" and '"name": "get_weather"' in system.text()
 
 
-def test_a_stream_carries_the_same_call(fleet: FleetHandle) -> None:
-    client = openai.OpenAI(base_url=fleet.base_url("honest"), api_key="x", max_retries=0)
+def streamed(fleet: FleetHandle, name: str) -> tuple[str, list[tuple[str, str, str]], list[Any]]:
+    """A streamed answer's text and calls, assembled as OpenAI clients assemble them (by
+    index: the first id wins, names and arguments are concatenated), and its chunks."""
+    client = openai.OpenAI(base_url=fleet.base_url(name), api_key="x", max_retries=0)
     chunks = list(
         client.chat.completions.create(
             model=DEFAULT_MODEL,
@@ -90,13 +94,44 @@ def test_a_stream_carries_the_same_call(fleet: FleetHandle) -> None:
         )
     )
     deltas = [c.choices[0].delta for c in chunks if c.choices]
+    calls: dict[int, list[str]] = {}
+    for delta in deltas:
+        for t in delta.tool_calls or []:
+            slot = calls.setdefault(t.index, ["", "", ""])
+            slot[0] = slot[0] or t.id or ""
+            slot[1] += (t.function and t.function.name) or ""
+            slot[2] += (t.function and t.function.arguments) or ""
     text = "".join(d.content or "" for d in deltas)
-    calls = [t for d in deltas for t in d.tool_calls or []]
+    return text, [(i, n, a) for i, n, a in (calls[k] for k in sorted(calls))], chunks
+
+
+def test_a_stream_carries_the_same_call(fleet: FleetHandle) -> None:
+    text, calls, chunks = streamed(fleet, "honest")
     assert text == "Let me look."
-    assert [(t.id, t.function.name, t.function.arguments) for t in calls] == [
-        ("call_0", "get_weather", '{"city": "Paris"}')
-    ]
+    assert calls == [("call_0", "get_weather", '{"city": "Paris"}')]
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    # as OpenAI streams a call: id, type and name first, then the arguments in pieces
+    pieces = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or []]
+    assert pieces[0].id == "call_0" and pieces[0].function.arguments == ""
+    assert len(pieces) > 2 and all(p.id is None for p in pieces[1:])
+
+
+def test_stream_tools_differ_breaks_the_streamed_arguments_only(fleet: FleetHandle) -> None:
+    (call,) = chat(fleet, "streamdiff").choices[0].message.tool_calls
+    assert call.function.arguments == '{"city": "Paris"}'
+    text, calls, _ = streamed(fleet, "streamdiff")
+    assert text == "Let me look."
+    assert calls == [("call_0", "get_weather", '{"city": "Paris"')]
+    # a stream without tools is untouched
+    plain = chat(fleet, "streamdiff", tools=openai.NOT_GIVEN, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in plain if c.choices) == "Hi."
+
+
+def test_stream_tools_differ_strength_is_the_share_of_streams_broken(fleet: FleetHandle) -> None:
+    broken = [streamed(fleet, "streamhalf")[1][0][2].endswith('"') for _ in range(40)]
+    assert 8 <= sum(broken) <= 32
+    whole = [chat(fleet, "streamhalf").choices[0].message.tool_calls for _ in range(5)]
+    assert all(c[0].function.arguments == '{"city": "Paris"}' for c in whole if c)
 
 
 def test_tool_turns_in_the_history_reach_the_backend_as_plain_turns(fleet: FleetHandle) -> None:

@@ -215,7 +215,7 @@ def test_unknown_suite_and_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as err:
         load_suite("gamma", tmp_path)
     # the shipped suites join the directory's
-    known = "alpha, beta, core, deep, demo, ladder, params, tools"
+    known = "alpha, beta, core, deep, demo, demo-params, demo-reasoning, ladder, params, tools"
     assert f"unknown suite 'gamma' in {tmp_path.as_posix()}/ (known: {known})" == str(err.value)
     with pytest.raises(ProbeFileError, match="not found"):
         load_suites(tmp_path / "nope")
