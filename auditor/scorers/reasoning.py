@@ -34,17 +34,18 @@ THINK_MARKERS = re.compile(
 )
 # gpt-oss's channels with the special tokens decoded away: "analysis...assistantfinal..."
 HARMONY_TEXT = re.compile(r"^\s*analysis.*?assistantfinal", re.DOTALL)
+#: The tags reasoning comes between, (opening, closing).
+TAGS = (("<think>", "</think>"), ("<seed:think>", "</seed:think>"), ("[THINK]", "[/THINK]"),
+        ("◁think▷", "◁/think▷"))  # fmt: skip
 # a reasoning block, closed or running to the end of the answer (what is not the answer)
 THINK_BLOCK = re.compile(
-    r"<think>.*?(?:</think>|$)|<seed:think>.*?(?:</seed:think>|$)|\[THINK\].*?(?:\[/THINK\]|$)"
-    r"|◁think▷.*?(?:◁/think▷|$)|^.*?</think>",  # a template may open the block itself
+    "|".join(f"{re.escape(o)}.*?(?:{re.escape(c)}|$)" for o, c in TAGS)
+    + "|^.*?</think>",  # a template may open the block itself
     re.DOTALL | re.IGNORECASE,
 )
-
-
+# a closed block opening the answer, its reasoning captured
 _LEADING_BLOCK = re.compile(
-    r"^\s*(?:<think>(?P<a>.*?)</think>|<seed:think>(?P<b>.*?)</seed:think>"
-    r"|\[THINK\](?P<c>.*?)\[/THINK\]|◁think▷(?P<d>.*?)◁/think▷)\s*",
+    r"^\s*(?:" + "|".join(f"{re.escape(o)}(.*?){re.escape(c)}" for o, c in TAGS) + r")\s*",
     re.DOTALL | re.IGNORECASE,
 )
 
