@@ -148,15 +148,19 @@ class RoundRunner:
         done = asyncio.gather(*workers)
         waiters: list[asyncio.Future[Any]] = [done, stop_waiter]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        abandoned = False
         if not done.done():
             # Stopping: no new requests start; in-flight ones get a deadline to finish.
             try:
                 await asyncio.wait_for(asyncio.shield(done), self.drain_timeout_s)
             except TimeoutError:
-                done.cancel()
+                # A cancelled gather holds a CancelledError as its exception (it is not
+                # `cancelled()`): the requests given up on are not the round's error.
+                abandoned = done.cancel()
                 await asyncio.gather(done, return_exceptions=True)
+                log.warning("round.drain_timeout", round_id=self.round_id)
         stop_waiter.cancel()
-        if done.done() and not done.cancelled() and (error := done.exception()) is not None:
+        if not abandoned and not done.cancelled() and (error := done.exception()) is not None:
             raise error
 
     async def _work(self, endpoint: Endpoint, requests: Iterator[PlannedRequest]) -> None:

@@ -73,6 +73,7 @@ def runner(
     endpoints: list[Endpoint],
     budget: RoundBudget | None = None,
     writer_in_process: bool = False,
+    drain_timeout_s: float = 30.0,
 ) -> RoundRunner:
     """Round "r": every sample of CASE to every endpoint."""
     requests = [CompletionRequest.from_case(CASE, k) for k in range(CASE.samples)]
@@ -86,4 +87,5 @@ def runner(
         SpendMeter(budget or RoundBudget()),
         Redactor([]),
         writer_in_process=writer_in_process,
+        drain_timeout_s=drain_timeout_s,
     )

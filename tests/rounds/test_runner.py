@@ -51,6 +51,28 @@ async def test_stop_lets_in_flight_requests_finish_and_stores_them(tmp_path: Pat
     assert adapter.calls == outcome.stored and 2 <= outcome.stored < 20
 
 
+async def test_requests_still_in_flight_at_the_drain_deadline_end_an_interrupted_round(
+    tmp_path: Path,
+) -> None:
+    """A provider that never answers: the stopped round gives up on it at the deadline and
+    returns interrupted, keeping what was answered, instead of raising CancelledError."""
+    store = make_store(tmp_path)
+    quick, hung = Scripted("quick", delay_s=0.01), Scripted("hung", delay_s=3600)
+    run = runner(
+        store,
+        [endpoint(store, quick, concurrency=1), endpoint(store, hung, concurrency=2)],
+        drain_timeout_s=0.2,
+    )
+    task = asyncio.create_task(run.run())
+    await asyncio.sleep(0.1)
+    run.stop("signal SIGTERM")
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.status == "interrupted" and outcome.stop_reason == "signal SIGTERM"
+    assert hung.calls == 2 and 1 <= outcome.stored == quick.calls
+    (totals,) = store.provider_totals("r")
+    assert totals["provider"] == "quick" and totals["requests"] == outcome.stored
+
+
 async def test_a_storage_failure_stops_the_round_and_is_raised(tmp_path: Path) -> None:
     """With the writer in this process, so that the store can be made to fail (the child
     process's storage failures: tests/storage/test_writer.py)."""
