@@ -26,6 +26,16 @@ reporting seeds, both named in the results.
     .venv/bin/python bench/detection.py record --seeds 100-104 --peer  # adds the peer round
     .venv/bin/python bench/detection.py record --seeds 110-119 --base-port 8601  # a 2nd recorder
     .venv/bin/python bench/detection.py judge --tuning 0-4 --reporting 100-119
+    .venv/bin/python bench/detection.py record --flavour reasoning --seeds 0-1,100-109
+    .venv/bin/python bench/detection.py judge --flavour reasoning --tuning 0-1 --reporting 100-109
+
+    .venv/bin/python bench/detection.py record --flavour ladder --seeds 200-219
+    .venv/bin/python bench/detection.py judge --flavour ladder --reporting 200-219
+
+`--flavour reasoning` draws fleets of the reasoning flavour instead (`bench/
+detection_reasoning.py`: reasoning, parameters, streamed tool calls, routers), and `--flavour
+ladder` fleets whose context is cut at random (`bench/ladder_accuracy.py`: the error of each
+provider's effective window, in rungs); each flavour keeps its starts and results apart.
 
 `record` skips what is recorded already (resumable; `--peer` on a recorded start adds only
 its peer round). Each start is judged as soon as it is stored and its outcome kept in
@@ -533,21 +543,21 @@ def start_outcomes(seed: int, meta: dict[str, Any], outcomes: dict[str, Outcome]
     }
 
 
-def kept_outcomes() -> dict[int, dict[str, Any]]:
-    if not STARTS.exists():
+def kept_outcomes(starts: Path = STARTS) -> dict[int, dict[str, Any]]:
+    if not starts.exists():
         return {}
-    rows = [json.loads(line) for line in STARTS.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in starts.read_text().splitlines() if line.strip()]
     return {row["seed"]: row for row in rows}
 
 
-def keep_outcomes(row: dict[str, Any]) -> None:
-    """Add or replace one start's outcome in `STARTS` (one JSON line per start, by seed)."""
-    with STARTS.with_suffix(".lock").open("w") as lock:
+def keep_outcomes(row: dict[str, Any], starts: Path = STARTS) -> None:
+    """Add or replace one start's outcome in `starts` (one JSON line per start, by seed)."""
+    with starts.with_suffix(".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # recorders side by side share the file
-        rows = kept_outcomes()
+        rows = kept_outcomes(starts)
         rows[row["seed"]] = row
         text = "".join(json.dumps(rows[k], sort_keys=True) + "\n" for k in sorted(rows))
-        STARTS.write_text(text)
+        starts.write_text(text)
 
 
 def summarise(starts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -625,29 +635,49 @@ def judge(work: Path, tuning: list[int], reporting: list[int], tolerance: float)
         if restore(seed, work):
             meta = json.loads(meta_path.read_text())
             keep_outcomes(start_outcomes(seed, meta, judge_start(db, tolerance)))
-    kept = kept_outcomes()
-    for label, seeds in (("tuning", tuning), ("reporting", reporting)):
-        starts = []
-        for seed in seeds:
-            row = kept.get(seed)
-            if row is None:
-                print(f"start {seed}: not recorded, skipped", flush=True)
-            elif row["detector"] != version or row["tolerance"] != tolerance:
-                print(f"start {seed}: judged by detector {row['detector']}, skipped", flush=True)
-            else:
-                starts.append(row)
-        result[label] = {"starts": [r["seed"] for r in starts], **summarise(starts)}
+    labelled = {"tuning": tuning, "reporting": reporting}
+    result |= kept_blocks(kept_outcomes(), labelled, version, tolerance)
     out = ROOT / "bench" / "results" / "detection.json"
     if tuning and not result["tuning"]["starts"] and out.exists():
         result["tuning"] = carried_tuning(json.loads(out.read_text()), tuning)
     out.write_text(json.dumps(result, indent=1) + "\n")
+    print_blocks(result, out)
+
+
+def kept_blocks(
+    kept: dict[int, dict[str, Any]],
+    labelled: dict[str, list[int]],
+    version: str,
+    tolerance: float,
+    what: str = "start",
+) -> dict[str, dict[str, Any]]:
+    """Per label (tuning, reporting), the summary of its seeds' kept outcomes that today's
+    detector reached; a seed not kept, or judged by another detector, is left out with a
+    printed line."""
+    blocks = {}
+    for label, seeds in labelled.items():
+        starts = []
+        for seed in seeds:
+            row = kept.get(seed)
+            if row is None:
+                print(f"{what} {seed}: not recorded, skipped", flush=True)
+            elif row["detector"] != version or row["tolerance"] != tolerance:
+                print(f"{what} {seed}: judged by detector {row['detector']}, skipped", flush=True)
+            else:
+                starts.append(row)
+        blocks[label] = {"starts": [r["seed"] for r in starts], **summarise(starts)}
+    return blocks
+
+
+def print_blocks(result: dict[str, Any], out: Path) -> None:
     for label in ("tuning", "reporting"):
         block = result[label]
         print(f"== {label}: {len(block['starts'])} starts")
         for fault, row in block["faults"].items():
             print(
-                f"{fault:<18} detected {row['detection_rate']:.0%} named {row['correct_rate']:.0%} "
-                f"({row['members']} members, {row['requests_mean']:.0f} requests)"
+                f"{fault:<22} detected {row['detection_rate']:.0%} named "
+                f"{row['correct_rate']:.0%} ({row['members']} members, "
+                f"{row['requests_mean']:.0f} requests)"
             )
         pooled = block["honest"]["pooled"]
         flagged, rounds, upper = pooled["flagged"], pooled["rounds"], pooled["upper_95"]
@@ -680,7 +710,7 @@ def main() -> None:
     rec.add_argument(
         "--base-port",
         type=int,
-        default=BASE_PORT,
+        default=None,
         help="the fleet's first port (a second recorder beside the first: e.g. 8601)",
     )
     jud = sub.add_parser("judge", help="judge recorded starts; write the results")
@@ -688,17 +718,54 @@ def main() -> None:
     jud.add_argument("--reporting", default="", help="seeds the figures are reported on")
     jud.add_argument("--tolerance", type=float, default=DEFAULT_NOISE_TOLERANCE)
     jud.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    for command in (rec, jud):
+        command.add_argument(
+            "--flavour",
+            choices=["standard", "reasoning", "ladder"],
+            default="standard",
+            help="standard: the demo fleet's faults; reasoning: the reasoning flavour's "
+            "(bench/detection_reasoning.py); ladder: the context ladder's effective window "
+            "(bench/ladder_accuracy.py, its seeds under --reporting)",
+        )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.command == "record":
+    if args.flavour != "standard":
+        if args.command == "record" and (args.peer or args.replay):
+            parser.error("--peer and --replay are the standard flavour's")
+        if args.command == "judge" and args.tolerance != DEFAULT_NOISE_TOLERANCE:
+            parser.error("--tolerance is the standard flavour's")
+        if args.command == "judge" and args.flavour == "ladder" and args.tuning:
+            parser.error("--tuning: the ladder's starts are all reporting starts")
+    tuning = parse_seeds(args.tuning) if args.command == "judge" and args.tuning else []
+    reporting = parse_seeds(args.reporting) if args.command == "judge" and args.reporting else []
+    if args.flavour == "reasoning":
+        import detection_reasoning as reasoning  # bench/, beside this file
+
+        if args.command == "record":
+            os.environ.setdefault(THREADS_ENV, "1")
+            port = args.base_port or reasoning.BASE_PORT
+            for seed in parse_seeds(args.seeds):
+                asyncio.run(reasoning.record_start(seed, args.work, port))
+        else:
+            reasoning.judge(args.work, tuning, reporting)
+    elif args.flavour == "ladder":
+        import ladder_accuracy as ladder
+
+        if args.command == "record":
+            os.environ.setdefault(THREADS_ENV, "1")
+            port = args.base_port or ladder.BASE_PORT
+            for seed in parse_seeds(args.seeds):
+                asyncio.run(ladder.record(seed, args.work, port))
+        else:
+            ladder.judge(args.work, reporting)
+    elif args.command == "record":
         # One llama.cpp thread per fleet: with a thread per core, two recorders (or anything
         # else busy) oversubscribe the cores and llama.cpp's spinning threads ran 7x slower.
         os.environ.setdefault(THREADS_ENV, "1")
         for seed in parse_seeds(args.seeds):
-            asyncio.run(record_start(seed, args.work, args.peer, args.replay, args.base_port))
+            port = args.base_port or BASE_PORT
+            asyncio.run(record_start(seed, args.work, args.peer, args.replay, port))
     else:
-        tuning = parse_seeds(args.tuning) if args.tuning else []
-        reporting = parse_seeds(args.reporting) if args.reporting else []
         judge(args.work, tuning, reporting, args.tolerance)
 
 

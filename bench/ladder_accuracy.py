@@ -191,25 +191,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    rec = sub.add_parser("record")
-    rec.add_argument("--seeds", required=True)
-    rec.add_argument("--base-port", type=int, default=BASE_PORT)
-    rec.add_argument("--work", type=Path, default=DEFAULT_WORK)
-    jud = sub.add_parser("judge")
-    jud.add_argument("--seeds", required=True)
-    jud.add_argument("--work", type=Path, default=DEFAULT_WORK)
-    args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    if args.command == "record":
-        for seed in parse_seeds(args.seeds):
-            asyncio.run(record(seed, args.work, args.base_port))
-        return
-    seeds = [s for s in parse_seeds(args.seeds) if restore(s, args.work, KIND)]
-    rows = [row for s in seeds for row in judge_start(s, args.work)]
-    seconds = [json.loads((args.work / f"ladder-{s}.json").read_text())["seconds"] for s in seeds]
+def judge(work: Path, seeds: list[int]) -> None:
+    """Re-judge every recorded start of `seeds` (under `work` or in `bench/recorded/`) with
+    today's detector and write `RESULTS`; a start not recorded is left out."""
+    seeds = [s for s in seeds if restore(s, work, KIND)]
+    rows = [row for s in seeds for row in judge_start(s, work)]
+    seconds = [json.loads((work / f"ladder-{s}.json").read_text())["seconds"] for s in seeds]
     result = {
         "benchmark": "ladder_accuracy",
         "machine": machine(),
@@ -231,6 +218,25 @@ def main() -> None:
     }
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["by_fault"], indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record")
+    rec.add_argument("--seeds", required=True)
+    rec.add_argument("--base-port", type=int, default=BASE_PORT)
+    rec.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    jud = sub.add_parser("judge")
+    jud.add_argument("--seeds", required=True)
+    jud.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.command == "record":
+        for seed in parse_seeds(args.seeds):
+            asyncio.run(record(seed, args.work, args.base_port))
+        return
+    judge(args.work, parse_seeds(args.seeds))
 
 
 if __name__ == "__main__":
