@@ -8,12 +8,14 @@ import random
 from pathlib import Path
 from typing import Any
 
+from auditor.comparisons.base import Comparison
 from auditor.comparisons.observation import Observation
 from auditor.comparisons.streaming import StreamMetric, calls_of, streaming_parity
+from auditor.comparisons.tools import SCOPE, ToolMetric
 from auditor.judging.diagnose import diagnose
 from auditor.judging.verdict import rejected
 from auditor.probes import load_suite
-from auditor.records import ProbeCase
+from auditor.records import ProbeCase, TestResult
 
 SUITE = load_suite("params", Path(__file__).parents[2] / "probes")
 TWINS = [c for c in SUITE.cases if "stream_pair" in c.metadata]
@@ -73,6 +75,27 @@ def test_streamed_tool_calls_that_differ_are_found_and_named_tool_calling() -> N
     diagnoses = diagnose(rejected(comparisons), comparisons)
     assert [d.kind for d in diagnoses] == ["tool_calling"]
     assert "streamed tool calls" in diagnoses[0].summary
+
+
+def test_calls_broken_only_where_streamed_are_blamed_on_the_streaming_parser() -> None:
+    """The mangled streamed calls also fall short of the reference's: the diagnosis names the
+    streaming, which the plain answers clear; without the stream test, the arguments."""
+
+    def mangled(case: ProbeCase, rng: random.Random) -> Any:
+        text, calls, usage = honest(case, rng)
+        if case.stream and calls:
+            calls = [call("lookup_order", calls[0]["function"]["arguments"][:-1])]
+        return text, calls, usage
+
+    broken = TestResult(
+        name="violations:tool_args_broken", statistic=4.0, p_value=1e-6, effect=0.5, n=8
+    )
+    against_reference = [Comparison(broken, ToolMetric.ARGS_BROKEN, SCOPE)]
+    both = streaming_parity(answers(mangled)) + against_reference
+    (diagnosis,) = diagnose(rejected(both), both)
+    assert diagnosis.kind == "tool_calling" and "streamed tool calls" in diagnosis.summary
+    (diagnosis,) = diagnose(rejected(against_reference), against_reference)
+    assert "mangled on the way out" in diagnosis.summary
 
 
 def test_streamed_answers_that_differ_and_missing_usage_are_found() -> None:
