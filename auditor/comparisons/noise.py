@@ -145,7 +145,14 @@ class Steps:
 
 
 def greedy(obs: Iterable[Observation]) -> list[Observation]:
-    return [o for o in obs if o.ok and o.temperature == 0 and o.trace and o.trace.get("rank")]
+    """The greedy answers the noise model can read: decoded freely. A grammar (a JSON
+    `response_format`, a forced tool call) masks the logits the trace is scored on, so a
+    constrained answer's departures say nothing of the weights or the noise."""
+    return [
+        o
+        for o in obs
+        if o.ok and o.temperature == 0 and o.trace and o.trace.get("rank") and not o.constrained
+    ]
 
 
 def reference_paths(reference: list[Observation]) -> dict[str, Trace]:

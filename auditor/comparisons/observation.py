@@ -4,6 +4,7 @@ tests and by calibration's simulated rounds."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,5 +58,35 @@ class Observation:
         return (self.case.get("params") or {}).get("temperature")
 
     @property
+    def constrained(self) -> bool:
+        """Whether the request asked for constrained decoding: a JSON `response_format`, or
+        a tool call forced by `tool_choice` (servers decode both under a grammar)."""
+        params = self.case.get("params") or {}
+        response_format = params.get("response_format")
+        if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
+            return True
+        choice = params.get("tool_choice")
+        return choice == "required" or isinstance(choice, dict)
+
+    @property
     def has_system_message(self) -> bool:
         return any(m.get("role") == "system" for m in self.case.get("messages") or [])
+
+
+def independent_draws(obs: Iterable[Observation]) -> list[Observation]:
+    """Sampled answers as independent draws: a request sent again with the same `seed` is
+    the same draw (an honest host answers it alike), so only its first sample is kept. The
+    tests of sampled answers assume independent draws; repeats would count one draw twice."""
+    first: dict[tuple[str, Any], int] = {}
+    listed = list(obs)
+    for o in listed:
+        seed = (o.case.get("params") or {}).get("seed")
+        if seed is not None:
+            key = (o.probe_hash, seed)
+            first[key] = min(first.get(key, o.sample_index), o.sample_index)
+    return [
+        o
+        for o in listed
+        if (seed := (o.case.get("params") or {}).get("seed")) is None
+        or first[(o.probe_hash, seed)] == o.sample_index
+    ]

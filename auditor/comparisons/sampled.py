@@ -18,7 +18,7 @@ from auditor.comparisons.base import (
 from auditor.comparisons.likelihood import LikelihoodMetric
 from auditor.comparisons.metrics import PROMPT_CHANGED
 from auditor.comparisons.noise_rules import SAMPLING
-from auditor.comparisons.observation import Observation
+from auditor.comparisons.observation import Observation, independent_draws
 from auditor.comparisons.rules import Not, Rule, register
 from auditor.stats import mmd_hamming_test, rank_of, rank_uniformity_test
 
@@ -38,7 +38,9 @@ def sampled_outputs(
     (temperature > 0), compared prompt by prompt."""
 
     def sampled(obs: list[Observation]) -> list[Observation]:
-        return [o for o in obs if o.ok and o.text is not None and (o.temperature or 0) > 0]
+        return independent_draws(
+            o for o in obs if o.ok and o.text is not None and (o.temperature or 0) > 0
+        )
 
     a, b = sampled(reference), sampled(provider)
     if len(a) < MIN_SAMPLES or len(b) < MIN_SAMPLES:
@@ -83,11 +85,11 @@ def likelihood_ranks(
 
 
 def _scored_samples(obs: list[Observation]) -> list[Observation]:
-    return [
+    return independent_draws(
         o
         for o in obs
         if o.ok and (o.temperature or 0) > 0 and o.scores.get("ref_logprob_mean") is not None
-    ]
+    )
 
 
 @comparators.register("sampled")

@@ -27,7 +27,7 @@ from auditor.comparisons.base import (
     comparators,
     result_of,
 )
-from auditor.comparisons.observation import Observation
+from auditor.comparisons.observation import Observation, independent_draws
 from auditor.comparisons.rules import Rule, register
 from auditor.records import TestResult
 from auditor.stats.numeric_noise import deficit_test
@@ -40,7 +40,7 @@ class SamplerMetric(StrEnum):
 
 
 def sampled(obs: list[Observation]) -> list[Observation]:
-    return [o for o in obs if o.ok and (o.temperature or 0) > 0 and o.trace]
+    return independent_draws(o for o in obs if o.ok and (o.temperature or 0) > 0 and o.trace)
 
 
 def sampler_cut(provider: list[Observation]) -> list[Comparison]:

@@ -4,6 +4,8 @@ context are caught, in the scope where they act; trusted providers tighten the b
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from helpers.traces import endpoint
 
 from auditor.comparisons.base import ComparisonInput, Scope
@@ -49,3 +51,20 @@ def test_trusted_providers_tighten_the_band() -> None:
     loose = noise_tests(slight)[key][0]
     tight = noise_tests(slight, trusted)[key][0]
     assert loose is not None and tight is not None and tight < loose / 100
+
+
+def test_answers_decoded_under_a_grammar_are_not_read() -> None:
+    """A JSON `response_format` or a forced tool call masks the logits the trace is scored
+    on: such answers, however far they move, are left to the tests that read them."""
+    moved = endpoint("variant", 1, 0.05, shift=1.0)
+    for params in (
+        {"temperature": 0, "response_format": {"type": "json_schema", "json_schema": {}}},
+        {"temperature": 0, "response_format": {"type": "json_object"}},
+        {"temperature": 0, "tool_choice": "required"},
+    ):
+        constrained = [replace(o, case={**o.case, "params": params}) for o in moved]
+        assert all(o.constrained for o in constrained)
+        assert noise_tests(constrained) == {}
+    plain_format = {"temperature": 0, "response_format": {"type": "text"}}
+    free = [replace(o, case={**o.case, "params": plain_format}) for o in moved]
+    assert noise_tests(free)[f"{NoiseMetric.DEPARTURES}@{Scope.SHORT}"][0] < 1e-6

@@ -3,6 +3,8 @@ sampling draws some; the cut masses come from the whole distribution."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from helpers.observations import observation
@@ -73,3 +75,22 @@ def test_without_the_whole_distribution_it_is_not_available() -> None:
     answers = [observation(1, temperature=1.0, trace={"rank": [0, 1]})]
     (c,) = sampler_cut(answers)
     assert c.result.status == "not_available" and c.result.p_value is None
+
+
+def test_repeats_of_a_seeded_request_count_as_one_draw() -> None:
+    """An honest host answers the same seed alike: two copies of a draw are one draw, or a
+    cut-free answer repeated would look like twice the evidence of a cut."""
+    rng = np.random.default_rng(3)
+    draws = sampled_answers(rng, None, answers=4)
+    seeded = [replace(o, case={**o.case, "params": {"temperature": 1.0, "seed": 7}}) for o in draws]
+    # Each draw its own probe, sent twice with its seed and answered alike.
+    repeated = [
+        replace(o, probe_hash=f"h{i}", sample_index=k) for i, o in enumerate(seeded) for k in (0, 1)
+    ]
+    (once,) = sampler_cut([replace(o, probe_hash=f"h{i}") for i, o in enumerate(seeded)])
+    (twice,) = sampler_cut(repeated)
+    assert twice.result.n == once.result.n
+    assert twice.result.p_value == once.result.p_value
+    unseeded = [replace(o, case={**o.case, "params": {"temperature": 1.0}}) for o in repeated]
+    (independent,) = sampler_cut(unseeded)
+    assert independent.result.n == 2 * once.result.n
