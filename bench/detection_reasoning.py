@@ -48,6 +48,7 @@ from detection import (
     print_blocks,
     restore,
 )
+from detection import start_outcomes as standard_outcomes
 
 from auditor.comparisons import DEFAULT_NOISE_TOLERANCE
 from auditor.config import AuditorConfig
@@ -174,28 +175,12 @@ def judge_start(db: Path) -> dict[str, Outcome]:
 
 
 def start_outcomes(seed: int, meta: dict[str, Any], outcomes: dict[str, Outcome]) -> dict[str, Any]:
-    """One start's judged outcome, as kept in `STARTS`: what was planted beside what was said."""
-    members = {}
-    for name, out in sorted(outcomes.items()):
-        planted = meta["planted"][name]
-        members[name] = {
-            "fault": planted["fault"],
-            "params": {k: v for k, v in planted.items() if k != "fault"},
-            "verdict": out.finding.verdict,
-            "diagnoses": [d.kind for d in out.finding.diagnoses],
-            "summaries": [d.summary for d in out.finding.diagnoses[:2]],
-            "requests": out.requests,
-            "tokens": out.tokens,
-            "looks": out.looks,
-        }
-    return {
-        "seed": seed,
-        "mode": "live",
-        "detector": detector_version(),
-        "tolerance": DEFAULT_NOISE_TOLERANCE,
-        "judged_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "members": members,
-    }
+    """`detection.start_outcomes`, with each member's first two diagnosis summaries (the
+    parameter or upstream an `other` diagnosis names)."""
+    row = standard_outcomes(seed, meta, outcomes)
+    for name, member in row["members"].items():
+        member["summaries"] = [d.summary for d in outcomes[name].finding.diagnoses[:2]]
+    return row
 
 
 def judge(work: Path, tuning: list[int], reporting: list[int]) -> None:
