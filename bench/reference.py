@@ -1,11 +1,12 @@
 """Reference engine overhead: `LlamaCppEngine.complete` against a bare
-`llama_cpp.Llama.create_chat_completion` loop on the same prompts, in the same run, on the
-same loaded model, runs interleaved. Writes bench/results/reference.json.
+`llama_cpp.Llama.create_chat_completion` loop on the same prompts, in the same run, the same
+weights loaded alike, runs interleaved. Writes bench/results/reference.json.
 
-The prompts are the core suite's, answered greedily. The engine resets the model's prompt
-cache only before sampled requests (reuse changes seeded samples, never greedy answers), so
-here it makes the very calls of the bare loop. `bare_with_reset` shows what a reset before
-every request would cost.
+The prompts are the core suite's, answered greedily. The bare loop keeps llama-cpp-python's
+own prompt reuse (the longest cached prefix, which changes the logits: see
+`auditor.providers.llama_prefix`); the engine reuses only an exact prompt, so on these
+distinct prompts it evaluates each afresh. `bare_with_reset` shows what evaluating every
+prompt afresh costs the bare loop.
 
     .venv/bin/python bench/reference.py [--repeats 3] [--max-tokens 48]
 """
@@ -20,6 +21,8 @@ import platform
 import statistics
 import time
 from pathlib import Path
+
+from llama_cpp import Llama
 
 from auditor.config import LlamaCppReference
 from auditor.probes import expand_requests, load_suite
@@ -52,13 +55,13 @@ def greedy_requests(max_tokens: int) -> list[CompletionRequest]:
 
 
 def bare_loop(
-    engine: LlamaCppEngine, requests: list[CompletionRequest], reset: bool = False
+    llm: Llama, requests: list[CompletionRequest], reset: bool = False
 ) -> tuple[float, int]:
     tokens, start = 0, time.perf_counter()
     for r in requests:
         if reset:
-            engine.llm.reset()
-        out = engine.llm.create_chat_completion(
+            llm.reset()
+        out = llm.create_chat_completion(
             messages=[m.model_dump(exclude_none=True) for m in r.messages],
             temperature=0.0,
             top_p=1.0,
@@ -91,17 +94,25 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     args = parser.parse_args()
     engine = LlamaCppEngine(LlamaCppReference(engine="llama_cpp", n_ctx=2048))
+    threads = os.cpu_count() or 1
+    plain = Llama(
+        model_path=str(engine.path),
+        n_ctx=2048,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
     requests = greedy_requests(args.max_tokens)
-    engine.worker.submit(bare_loop, engine, requests[:3]).result()  # warm up
+    engine.worker.submit(bare_loop, plain, requests[:3]).result()  # warm up
     runs: dict[str, list[dict[str, float]]] = {"bare": [], "bare_with_reset": [], "auditor": []}
 
-    def with_reset(engine: LlamaCppEngine, requests: list[CompletionRequest]) -> tuple[float, int]:
-        return bare_loop(engine, requests, reset=True)
+    def with_reset(llm: Llama, requests: list[CompletionRequest]) -> tuple[float, int]:
+        return bare_loop(llm, requests, reset=True)
 
     def on_engine_thread(fn):  # type: ignore[no-untyped-def]
         """The bare loops run on the engine's own thread: llama.cpp's OpenMP keeps a thread
         team per calling thread, and two teams spinning on 2 cores would slow both."""
-        return lambda engine, requests: engine.worker.submit(fn, engine, requests).result()
+        return lambda _engine, requests: engine.worker.submit(fn, plain, requests).result()
 
     for i in range(args.repeats):
         order = [

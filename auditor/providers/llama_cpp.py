@@ -39,6 +39,9 @@ PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 PACKAGED_MODEL_ID = "smollm2-135m-instruct"
+#: How the engine evaluates prompts, in its digest: answers cached under another way of
+#: evaluating them (a whole prompt in one batch, before this) are not this engine's.
+PROMPT_EVALUATION = "split-prompt"
 
 
 class ReferenceUnavailable(AuditorError):
@@ -106,7 +109,7 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
 
     def __init__(self, config: LlamaCppReference) -> None:
         try:
-            from llama_cpp import Llama
+            from auditor.providers.llama_prefix import ExactPrefixLlama
         except ImportError as exc:
             raise ReferenceUnavailable(f"llama-cpp-python is not installed ({exc})") from None
         if config.model_path == "packaged":
@@ -118,11 +121,12 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
                 raise ReferenceUnavailable(f"reference.model_path: no such file: {self.path}")
             self.model_id = self.path.stem
         self.config = config
-        self.digest = file_digest(self.path)
+        # The engine's prompt evaluation is part of what its answers are (`llama_prefix`).
+        self.digest = file_digest(self.path) + "+" + PROMPT_EVALUATION
         if config.emulate_reasoning is not None:  # other answers: not the plain weights' cache
             settings = config.emulate_reasoning.model_dump_json().encode()
             self.digest += "+emulated-reasoning:" + hashlib.sha256(settings).hexdigest()[:12]
-        self._llama = Llama
+        self._llama = ExactPrefixLlama
         try:
             self.llm = self._load(logits_all=False)
         except (ValueError, RuntimeError) as exc:
@@ -274,16 +278,10 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
             llm = self._model_for(bool(p.logprobs))
             self._use_threads(llm, None)
             self._scoring_state = self._scoring_state and not p.logprobs
-            if p.temperature != 0:
-                # Reusing the cached prefix of the previous prompt changes the logits slightly:
-                # enough to change a seeded sample, never a greedy answer (0 of the 40 core
-                # prompts, bench/reference.py), so only sampled requests start afresh.
-                llm.reset()
             if self.config.emulate_reasoning is not None:
                 return self._reason_then_answer(llm, request, messages, body, started, t0)
             result = self._generate(llm, messages, p, p.max_tokens or 256)
             for index in range(1, p.n or 1):  # `n` answers: as many calls, each sampled anew
-                llm.reset()
                 more = self._generate(llm, messages, choice_params(p, index), p.max_tokens or 256)
                 result["choices"].append({**more["choices"][0], "index": index})
                 usage = result["usage"]
@@ -347,9 +345,7 @@ class LlamaCppEngine(ProviderAdapter, ContinuationScorer):
         passes: list[dict[str, Any]] = []
 
         def generate(turns: list[dict[str, Any]], max_tokens: int) -> Pass:
-            # Each pass afresh (no prefix of the other pass reused), and the answer format
-            # constrains the answer alone, as the fleet's members run it.
-            llm.reset()
+            # The answer format constrains the answer alone, as the fleet's members run it.
             params = p if passes else p.model_copy(update={"response_format": None})
             result = self._generate(llm, turns, params, max_tokens)
             passes.append(result)

@@ -5,10 +5,10 @@ honest member differs from the reference only by the planted numeric noise:
 
 - the GGUF's own chat template (`create_chat_completion`), plain temperature/top-p
   sampling (top_k=0, min_p=0, repeat_penalty=1, unless the request sends `top_k`, `min_p`
-  or `repetition_penalty`, which are then llama.cpp's), `reset()` before every call (a reused
-  prompt prefix changes the logits, by up to 0.1 for this Q4_1 model, enough to change a
-  greedy answer: the planted noise stays the only difference), 256 completion tokens when
-  none are asked;
+  or `repetition_penalty`, which are then llama.cpp's), prompts evaluated as the reference
+  evaluates them (`auditor.providers.llama_prefix`: a cached prompt reused without changing
+  a logit, so the planted noise stays the only difference), 256 completion tokens when none
+  are asked;
 - the noise: before every sampled token, Gaussian noise of std `noise` is added to the
   logits (a custom llama.cpp sampler, seeded per request). Real GPU serving never matches a
   reference bit for bit, even at temperature 0 (batching, kernels, reduction order); this is
@@ -245,7 +245,6 @@ class LlamaBackend(Backend):
         stops = request.stop_list()
         sampling = _sampling(request, request.max_tokens or DEFAULT_MAX_TOKENS, request.seed)
         with MODEL_LOCK:
-            llm.reset()
             processors: list[Any] = []
             if noise > 0:
                 processors.append(_Noise(llm, noise, noise_seed))

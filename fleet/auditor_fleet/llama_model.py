@@ -42,7 +42,7 @@ def shared_model(path: Path, n_ctx: int = N_CTX, logits_all: bool = False) -> Ll
     """The process's one `Llama` for this weights file, loaded on first use; a second one
     keeps the logits of every position, for the requests that ask for logprobs (keeping
     them makes prompt evaluation about 40% slower, so plain requests go without)."""
-    from llama_cpp import Llama
+    from auditor.providers.llama_prefix import ExactPrefixLlama
 
     key = (str(Path(path).resolve()), n_ctx, logits_all)
     llm = _MODELS.get(key)  # no lock on the fast path: it is held through every generation
@@ -52,7 +52,7 @@ def shared_model(path: Path, n_ctx: int = N_CTX, logits_all: bool = False) -> Ll
         llm = _MODELS.get(key)
         if llm is None:
             try:
-                llm = Llama(
+                llm = ExactPrefixLlama(
                     model_path=key[0],
                     n_ctx=n_ctx,
                     n_threads=fleet_threads(),

@@ -37,7 +37,9 @@ async def test_greedy_is_deterministic_and_uses_the_gguf_template(reference) -> 
     assert "paris" in (first.text or "").lower()
     # The GGUF's template adds a default system prompt: the prompt costs more than the question.
     assert first.usage.prompt_tokens is not None and first.usage.prompt_tokens > 20
-    assert reference.digest.startswith("sha256:") and len(reference.digest) == 71
+    weights, _, evaluation = reference.digest.partition("+")
+    assert weights.startswith("sha256:") and len(weights) == 71
+    assert evaluation == "split-prompt"  # answers cached under another evaluation: not these
 
 
 @pytest.mark.slow
@@ -85,6 +87,22 @@ async def test_greedy_answer_does_not_depend_on_the_previous_prompt(reference) -
     )
     again = await reference.adapter.complete(question)
     assert first.text == again.text
+
+
+async def test_sampled_answer_does_not_depend_on_the_previous_prompt(reference) -> None:  # type: ignore[no-untyped-def]
+    """A seeded sample reuses the cached prompt (no reset) and must still repeat exactly,
+    whether the model last evaluated this prompt, another one, or scored an answer."""
+    engine = reference.adapter
+    story = request("Tell me a short story about a fox.", temperature=1.0, seed=7, max_tokens=24)
+    first = await engine.complete(story)
+    again = await engine.complete(story)  # the prompt cached: its prefix reused
+    await engine.complete(request("Tell me a short story about a cat.", temperature=0))
+    await engine.score_continuation(
+        [{"role": "user", "content": "Tell me a short story about a fox."}], "Once upon a time"
+    )
+    after_others = await engine.complete(story)
+    assert first.ok and first.text
+    assert again.text == first.text and after_others.text == first.text
 
 
 async def test_the_reference_scores_its_own_greedy_answer_as_its_top_choice(reference) -> None:  # type: ignore[no-untyped-def]
