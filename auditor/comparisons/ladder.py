@@ -18,12 +18,14 @@ Each rung becomes one `auditor.stats.ladder.RungResult`:
   answer without usage is not.
 
 `auditor.stats.ladder.effective_window` reads them (its docstring defines a rung's match,
-the effective window and its confirmed lower bound): where the window breaks at level
-`ALPHA / k`, k the rungs it can judge (Bonferroni across the rungs), its lower bound at
-`ALPHA` (that needs no correction, `ladder_window`). Each rung is tested on its own and the
-first failure stops the window, so without the correction an honest provider would break
-somewhere on about 23% of six-rung ladders (simulated in `auditor.stats.ladder`;
-1 - 0.95^6 = 26% bounds it); with it, on at most 5%.
+the effective window and its confirmed lower bound): where the window breaks by Holm's
+step-down at `ALPHA` across the k rungs it can judge, its lower bound at `ALPHA` (that needs
+no correction, `ladder_window`). The first failure stops the window, so without a correction
+an honest provider would break somewhere on about 23% of six-rung ladders (simulated in
+`auditor.stats.ladder`; 1 - 0.95^6 = 26% bounds it); with it, on at most 5%. Holm breaks an
+honest ladder exactly when Bonferroni (`ALPHA / k` a rung) would, and once a rung has
+failed tests the rest at `ALPHA / (k - 1)`, ...: a cut failing the top rung and, less
+clearly, the one below is placed at the lower one.
 
 Emitted, only for a provider with ladder answers:
 
@@ -47,7 +49,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from auditor.comparisons.base import (
@@ -70,8 +72,8 @@ from auditor.records import TestResult
 from auditor.stats.ladder import EffectiveWindow, RungResult, RungVerdict, effective_window
 
 GENERATOR = "context_ladder"
-#: The ladder-wide level (the verdict's, `auditor.judging.verdict.ALPHA`): each of the k rungs
-#: judged is tested at ALPHA / k.
+#: The ladder-wide level (the verdict's, `auditor.judging.verdict.ALPHA`): the k rungs judged
+#: are tested with Holm's step-down at this level.
 ALPHA = 0.05
 
 #: What each task of the ladder asks, in words ("fails retrieval at 2,048 tokens").
@@ -201,24 +203,17 @@ def ladder_window(
     answers. `window`: the context window the model declares (a refusal of a request it
     cannot hold is not counted).
 
-    Where it breaks is tested at `ALPHA / k` (Bonferroni across the rungs); its lower bound,
-    and which rungs confirm, at `ALPHA`: an intersection-union claim needs no correction
-    (`auditor.stats.ladder`), and at `ALPHA / k` a rung of 12 answers all right on both sides
-    would confirm nothing. Every rung confirmed at `ALPHA` matches at `ALPHA / k`, so the
-    bound never passes the window."""
+    Where it breaks is tested with Holm's step-down at `ALPHA` across the rungs; its lower
+    bound, and which rungs confirm, at `ALPHA`: an intersection-union claim needs no
+    correction (`auditor.stats.ladder`), and corrected, a rung of 12 answers all right on
+    both sides would confirm nothing."""
     rungs = ladder_rungs(reference, provider)
     if not rungs:
         return None
     answered = answered_by_reference(reference)
     results = [rung.result(length, answered, window) for length, rung in rungs.items()]
-    k = judged_rungs(results)
-    found = effective_window(results, alpha=ALPHA / max(k, 1))
-    confirming = effective_window(results, alpha=ALPHA)
-    verdicts = tuple(
-        replace(v, lower=c.lower, confirmed=c.confirmed)
-        for v, c in zip(found.rungs, confirming.rungs, strict=True)
-    )
-    return replace(found, lower_bound=confirming.lower_bound, rungs=verdicts), k, rungs
+    found = effective_window(results, alpha=ALPHA, multiplicity="holm")
+    return found, judged_rungs(results), rungs
 
 
 def rung_p(verdict: RungVerdict) -> float | None:

@@ -28,12 +28,18 @@ Definitions:
   right answer out of one matches but confirms nothing), hence the two figures; the lower
   bound never exceeds the effective window.
 
-Multiplicity. Each rung is tested on its own at level `alpha`, with no correction for the
-number of rungs, and the window stops at the first failure: on an honest provider the chance
-of a false break grows with the number of known rungs k, up to 1 - (1 - alpha)^k (simulated:
-about 0.23 for six rungs of 20 tasks at a pass rate of 0.8 and alpha = 0.05). For a
-ladder-wide false-break rate of at most alpha, pass alpha / k (Bonferroni). The lower bound
-needs no such correction: it claims non-inferiority at every rung up to it, an
+Multiplicity. By default each rung is tested on its own at level `alpha`, with no
+correction for the number of rungs, and the window stops at the first failure: on an honest
+provider the chance of a false break grows with the number of known rungs k, up to
+1 - (1 - alpha)^k (simulated: about 0.23 for six rungs of 20 tasks at a pass rate of 0.8 and
+alpha = 0.05). `multiplicity="holm"` keeps the ladder-wide false-break rate at `alpha`: a
+rung's pass-rate test fails when its Holm step-down adjusted p-value across the k known rungs
+is at most `alpha`, a refused or billed-short rung counting as p = 0 in the family. Holm
+breaks an honest ladder exactly when Bonferroni (`alpha / k` a rung) would (both need the
+smallest p-value at most `alpha / k`), and, once one rung has failed, tests the others at
+`alpha / (k - 1)`, `alpha / (k - 2)`, ...: a cut that fails the top rung clearly and the one
+below it less clearly is placed at the lower one, where Bonferroni would pass it. The lower
+bound needs no such correction: it claims non-inferiority at every rung up to it, an
 intersection-union test, and it passes a rung where the provider is in truth inferior only if
 that rung's own one-sided bound errs, which happens with probability about `alpha` (the
 Newcombe interval is approximate, though close to nominal even on small samples).
@@ -44,15 +50,17 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Literal
 
 from scipy import stats
 
+from auditor.stats.multiple import holm_adjust
 from auditor.stats.outcome import safe_float
 
 RungStatus = Literal["match", "fail", "unknown"]
+Multiplicity = Literal["none", "holm"]
 BreakReason = Literal["refused", "billed_short", "pass_rate"]
 
 
@@ -266,12 +274,18 @@ def judge_rung(rung: RungResult, *, alpha: float = 0.05, margin: float = 0.25) -
 
 
 def effective_window(
-    rungs: Sequence[RungResult], *, alpha: float = 0.05, margin: float = 0.25
+    rungs: Sequence[RungResult],
+    *,
+    alpha: float = 0.05,
+    margin: float = 0.25,
+    multiplicity: Multiplicity = "none",
 ) -> EffectiveWindow:
     """The provider's effective context window from a ladder's rungs (in any order).
 
     `alpha`: the one-sided level of both the inferiority test and the non-inferiority bound;
-    `margin`: how far below the reference's pass rate still counts as non-inferior.
+    `margin`: how far below the reference's pass rate still counts as non-inferior;
+    `multiplicity`: "none" tests each rung at `alpha`, "holm" across the rungs (module
+    docstring). The lower bound is at `alpha` either way.
     """
     if not rungs:
         raise ValueError("the ladder has no rung")
@@ -284,6 +298,8 @@ def effective_window(
         if shorter.length == longer.length:
             raise ValueError(f"two rungs of {longer.length} tokens: lengths must be distinct")
     verdicts = tuple(judge_rung(r, alpha=alpha, margin=margin) for r in ordered)
+    if multiplicity == "holm":
+        verdicts = _holm(verdicts, alpha)
     length = lower_bound = None
     confirming = True
     for verdict in verdicts:
@@ -296,6 +312,26 @@ def effective_window(
         if confirming:
             lower_bound = verdict.length
     return EffectiveWindow(length, lower_bound, None, None, verdicts)
+
+
+def _holm(verdicts: tuple[RungVerdict, ...], alpha: float) -> tuple[RungVerdict, ...]:
+    """The verdicts with each pass-rate test decided by Holm's step-down across the known
+    rungs. A rung confirmed at `alpha` has p > `alpha`, so no rung that Holm fails was
+    confirmed and `confirmed` stands as `judge_rung` set it."""
+    known = [v for v in verdicts if v.status != "unknown"]
+    direct = ("refused", "billed_short")
+    adjusted = holm_adjust([0.0 if v.reason in direct else v.p_value for v in known])
+    fails = {v.length: bool(a <= alpha) for v, a in zip(known, adjusted, strict=True)}
+    out: list[RungVerdict] = []
+    for v in verdicts:
+        if v.status == "unknown" or v.reason in direct:
+            out.append(v)
+            continue
+        failed = fails[v.length]
+        out.append(
+            replace(v, status="fail" if failed else "match", reason="pass_rate" if failed else None)
+        )
+    return tuple(out)
 
 
 def _failure(verdict: RungVerdict, task: str) -> str:

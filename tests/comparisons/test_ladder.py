@@ -1,5 +1,5 @@
 """The effective window per provider, read from its answers to a context ladder: one rung per
-length (the reference's count of its prompts), Bonferroni across the rungs, refusals below
+length (the reference's count of its prompts), Holm's step-down across the rungs, refusals below
 the declared window and answers billed short as direct evidence, and nothing at all for a
 provider that answered no ladder case."""
 
@@ -166,7 +166,7 @@ def test_answers_billed_short_on_rung_3_break_there() -> None:
     assert ladder_tests(reference(), unbilled)["ladder:breaks"].p_value == 1.0
 
 
-def test_one_borderline_rung_among_six_does_not_reject_bonferroni() -> None:
+def test_one_borderline_rung_among_six_does_not_break_the_ladder() -> None:
     # At rung 2 the reference passes 9 of 12 and the provider 4 of 12: Boschloo p 0.032, a
     # break at level 0.05, not at 0.05 / 6.
     ref = [
@@ -189,6 +189,26 @@ def test_one_borderline_rung_among_six_does_not_reject_bonferroni() -> None:
     # Without the correction the same ladder would break at that rung.
     uncorrected = effective_window([v.result for v in window.rungs], alpha=ALPHA)
     assert uncorrected.break_at == 1488
+
+
+def test_a_rung_failing_less_clearly_below_two_clear_failures_is_where_it_breaks() -> None:
+    # Rungs 4 and 5 fail every task; rung 3 passes 7 of 12 against the reference's 12 of 12
+    # (Boschloo p 0.0087): above 0.05 / 6, so Bonferroni would break at rung 4, but Holm
+    # tests it at 0.05 / 4 once the two longer rungs have failed.
+    failing = {("needle", s) for s in range(SAMPLES)} | {("multikey", 0), ("multikey", 1)}
+    provider = [
+        answer(t, r, s, passed=r < 3 or (r == 3 and (t, s) not in failing))
+        for t, r, s in every_request()
+    ]
+    found = ladder_window(reference(), provider)
+    assert found is not None
+    window, k, _ = found
+    p = window.rungs[3].p_value
+    assert p is not None and ALPHA / 6 < p < ALPHA / 4
+    assert (window.length, window.break_at, window.reason, k) == (1488, 1984, "pass_rate", 6)
+    assert effective_window([v.result for v in window.rungs], alpha=ALPHA / 6).break_at == 2976
+    breaks = ladder_tests(reference(), provider)["ladder:breaks"]
+    assert breaks.statistic == 1984 and breaks.effect == pytest.approx(1488 / 3968 - 1)
 
 
 def test_the_rule_reads_the_test() -> None:

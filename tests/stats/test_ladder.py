@@ -1,5 +1,6 @@
 """auditor.stats.ladder: where the window stops and why, the Boschloo orientation, Newcombe's
-interval against the published values, and the lower bound never passing the window."""
+interval against the published values, Holm's step-down across the rungs, and the lower bound
+never passing the window."""
 
 from __future__ import annotations
 
@@ -140,6 +141,54 @@ def test_a_provider_much_better_than_the_reference_never_fails() -> None:
     assert all(r.difference == pytest.approx(0.95) for r in window.rungs)
     # and the mirror image fails at once
     assert effective_window([rung(256, (1, 20), (20, 20))]).reason == "pass_rate"
+
+
+# A cut keeping the last 496 tokens, billed as sent (bench start 209): the two longest rungs
+# lose a third and more of their prompt; six rungs of 12 answers a side.
+CUT_AT_496 = [
+    rung(146, (9, 12), (9, 12)),
+    rung(250, (8, 12), (8, 12)),
+    rung(450, (11, 12), (11, 12)),
+    rung(848, (7, 12), (8, 12)),
+    rung(1256, (2, 12), (8, 12)),  # Boschloo p 0.0084: above 0.05 / 6, below 0.05 / 5
+    rung(1582, (2, 12), (9, 12)),  # p 0.0033
+]
+
+
+def test_holm_places_a_cut_where_bonferroni_passes_the_rung_below_the_clearest_failure() -> None:
+    bonferroni = effective_window(CUT_AT_496, alpha=0.05 / 6)
+    holm = effective_window(CUT_AT_496, alpha=0.05, multiplicity="holm")
+    assert (bonferroni.length, bonferroni.break_at) == (1256, 1582)
+    assert (holm.length, holm.break_at, holm.reason) == (848, 1256, "pass_rate")
+    assert [v.status for v in holm.rungs] == ["match"] * 4 + ["fail"] * 2
+    # the raw p-values are kept; only the decision is the step-down's
+    assert holm.rungs[4].p_value == bonferroni.rungs[4].p_value
+    # A borderline rung below (p 0.021) breaks an uncorrected ladder there; Holm tests it at
+    # 0.05 / 4 once the two longest rungs have failed, and passes it.
+    borderline = [CUT_AT_496[0], rung(250, (5, 12), (10, 12)), *CUT_AT_496[2:]]
+    assert effective_window(borderline, alpha=0.05).break_at == 250
+    assert effective_window(borderline, alpha=0.05, multiplicity="holm").break_at == 1256
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 12), st.integers(0, 12), st.booleans()), min_size=1, max_size=6
+    )
+)
+def test_holm_breaks_a_ladder_exactly_when_bonferroni_does_and_never_higher(
+    counts: list[tuple[int, int, bool]],
+) -> None:
+    ladder = [
+        rung(LENGTHS[i], (p, 12), (r, 12), billed_short=int(short))
+        for i, (p, r, short) in enumerate(counts)
+    ]
+    bonferroni = effective_window(ladder, alpha=0.05 / len(ladder))
+    holm = effective_window(ladder, alpha=0.05, multiplicity="holm")
+    assert (holm.break_at is None) == (bonferroni.break_at is None)
+    if holm.break_at is not None:
+        assert bonferroni.break_at is not None and holm.break_at <= bonferroni.break_at
+    assert holm.lower_bound == effective_window(ladder, alpha=0.05).lower_bound
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from auditor.stats import (
     clopper_pearson,
     encode_completions,
     fisher_combine,
+    holm_adjust,
     honest_range,
     mean_shift_test,
     mmd_hamming_test,
@@ -392,6 +393,31 @@ def test_bh_global_null_rejects_rarely() -> None:
         return 0.0 if any(benjamini_hochberg(rng.random(20))) else 1.0
 
     assert_false_alarm_rate(simulate(run, seed=60, times=SIMULATIONS))
+
+
+def test_holm_known_answer() -> None:
+    # sorted: 0.005 x 4, 0.01 x 3, 0.03 x 2, 0.04 x 1, each at least the one before
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]).tolist() == pytest.approx(
+        [0.03, 0.06, 0.06, 0.02]
+    )
+    assert holm_adjust([0.5, None, math.nan]).tolist() == [1.0, 1.0, 1.0]
+    assert holm_adjust([]).size == 0
+
+
+def test_holm_rejects_what_bonferroni_does_and_starts_with_it() -> None:
+    rng = np.random.default_rng(62)
+    for _ in range(200):
+        p = rng.random(6) ** 3
+        holm, bonferroni = holm_adjust(p), np.minimum(p * 6, 1.0)
+        assert np.all(holm <= bonferroni + 1e-12)
+        assert holm.min() == pytest.approx(bonferroni.min())
+
+
+def test_holm_family_wise_error_under_the_global_null() -> None:
+    def run(rng: np.random.Generator) -> float:
+        return 0.0 if (holm_adjust(rng.random(6)) <= ALPHA).any() else 1.0
+
+    assert_false_alarm_rate(simulate(run, seed=63, times=SIMULATIONS))
 
 
 def test_fisher_combine() -> None:
