@@ -21,6 +21,8 @@ from auditor_fleet.backends import ChatMessage
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
+    from auditor.providers.llama_prefix import ExactPrefixLlama
+
 #: Context size of every fleet model (the longest core probe is about 1,500 tokens), unless
 #: the fleet spec says otherwise (`FleetSpec.n_ctx`, e.g. for a ladder of long prompts).
 N_CTX = 2048
@@ -30,7 +32,7 @@ THREADS_ENV = "AUDITOR_FLEET_THREADS"
 RAW_STOP = "\nUser:"
 
 MODEL_LOCK = threading.RLock()
-_MODELS: dict[tuple[str, int, bool], Llama] = {}
+_MODELS: dict[tuple[str, int, bool], ExactPrefixLlama] = {}
 
 
 def fleet_threads() -> int:
@@ -66,6 +68,18 @@ def shared_model(path: Path, n_ctx: int = N_CTX, logits_all: bool = False) -> Ll
                 raise RuntimeError(f"cannot load {path}: {exc}") from None
             _MODELS[key] = llm
         return llm
+
+
+def reuse_summary() -> list[str]:
+    """One line per model loaded: its prompts and what it reused of them
+    (`auditor.providers.llama_prefix`)."""
+    with MODEL_LOCK:
+        models = list(_MODELS.items())
+    return [
+        f"model {Path(path).name} (logits_all={logits_all}): {llm.prompts} prompts, "
+        f"{llm.prefix_hits} reused whole, {llm.reused_tokens} prompt tokens reused"
+        for (path, _, logits_all), llm in models
+    ]
 
 
 @atexit.register

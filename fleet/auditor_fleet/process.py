@@ -38,6 +38,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from auditor.errors import AuditorError
 from auditor.web.server import EmbeddedServer
 from auditor_fleet.backends import Backend, backends
+from auditor_fleet.llama_model import reuse_summary
 from auditor_fleet.server import TRANSPORT_EXTENSION, begin_shutdown, build_app
 from auditor_fleet.spec import FleetSpec, base_url, load_fleet_spec, parse_fleet_spec
 
@@ -296,6 +297,8 @@ def serve_fleet(spec: FleetSpec, *, on_ready: Callable[[FleetHandle], None] | No
         )
 
     asyncio.run(main())
+    for line in reuse_summary():  # what the fleet's prompt caches saved (docs/fleet.md)
+        print(f"fleet {line}", flush=True)
 
 
 def _print_ready(handle: FleetHandle) -> None:

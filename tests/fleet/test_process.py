@@ -173,3 +173,31 @@ def test_module_entry_rejects_a_bad_spec() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error: <argv>: members:")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.model
+def test_module_entry_says_what_its_models_reused_when_it_stops() -> None:
+    ports = [free_port(), free_port()]
+    spec = FleetSpec(
+        members=[FleetMember(name=f"m{i}", port=p, backend="llama") for i, p in enumerate(ports)]
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "auditor_fleet.process", "--spec-json", spec.model_dump_json()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "ready at" in proc.stdout.readline().decode()
+        assert "ready at" in proc.stdout.readline().decode()
+        for port in ports:  # one prompt to both members: the second reuses the first's
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x")
+            client.chat.completions.create(model="m", messages=HELLO, max_tokens=4)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        summary = proc.stdout.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "fleet model " in summary, summary
+    assert ": 2 prompts, 1 reused whole, " in summary
