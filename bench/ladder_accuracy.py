@@ -127,8 +127,11 @@ async def record(seed: int, work: Path, base_port: int) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
         raise SystemExit(f"start {seed}: {result.outcome.status}, nothing kept")
     seconds = round(time.monotonic() - started, 1)
+    log = (scratch / "fleet" / "fleet.log").read_text(errors="replace").splitlines()
+    reuse = [line for line in log if line.startswith("fleet model ")]  # its exit summary
     meta = {"seed": seed, "round_id": result.round_id, "planted": planted, "seconds": seconds,
-            "window": WINDOW, "fleet_n_ctx": FLEET_N_CTX, "ranges": RANGES}  # fmt: skip
+            "window": WINDOW, "fleet_n_ctx": FLEET_N_CTX, "ranges": RANGES,
+            "fleet_prompt_reuse": reuse}  # fmt: skip
     shutil.move(db, work / f"ladder-{seed}.db")
     (work / f"ladder-{seed}.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(scratch, ignore_errors=True)

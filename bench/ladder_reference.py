@@ -14,7 +14,8 @@ complete` with `n_ctx` just above the window, prompt tokens as the engine counts
     .venv/bin/python bench/ladder_reference.py --window 8192 --seeds 0   # the full window
 
 Each (window, seed) is kept in the results file as it is measured and reused on a later run
-(`--fresh` measures it again).
+(`--fresh` measures it again), with what the engine reused of its prompts (`prompt_reuse`:
+prompts, those reused whole, prompt tokens reused; runs from before 2026-12-05 have none).
 """
 
 from __future__ import annotations
@@ -142,6 +143,13 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
+def prompt_reuse(engine: LlamaCppEngine) -> dict[str, int]:
+    """The engine's prompts so far and what it reused of them (`auditor.providers.
+    llama_prefix`): whole prompts, and prompt tokens in all."""
+    llm = engine.llm
+    return {"prompts": llm.prompts, "whole": llm.prefix_hits, "tokens": llm.reused_tokens}
+
+
 def parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
     for part in text.split(","):
@@ -162,6 +170,7 @@ def main() -> None:
     args = parser.parse_args()
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     runs: dict[str, list[dict[str, Any]]] = previous.get("runs", {})
+    reuse: dict[str, dict[str, int]] = previous.get("prompt_reuse", {})
     engine = LlamaCppEngine(
         LlamaCppReference(
             engine="llama_cpp", n_ctx=args.window + TEMPLATE_ROOM, n_threads=args.threads
@@ -175,13 +184,16 @@ def main() -> None:
             print(f"{key}: measured already", flush=True)
             continue
         cases = ladder_cases(args.window, seed, scratch / str(seed), params)
+        before = prompt_reuse(engine)
         runs[key] = asyncio.run(measure(engine, cases))
+        reuse[key] = {k: v - before[k] for k, v in prompt_reuse(engine).items()}
         result = {
             "benchmark": "ladder_reference",
             "machine": machine(),
             "model": "SmolLM2-135M-Instruct (packaged GGUF)",
             "threads": args.threads,
             "summary": summarise(runs),
+            "prompt_reuse": reuse,
             "runs": runs,
         }
         RESULTS.write_text(json.dumps(result, indent=1) + "\n")
