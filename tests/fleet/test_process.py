@@ -140,14 +140,19 @@ def test_fleet_up_reports_a_dying_process(tmp_path: Path) -> None:
     assert not (tmp_path / "fleet.json").exists()
 
 
-def test_module_entry_stops_on_sigterm() -> None:
-    port = free_port()
-    spec = FleetSpec(members=[FleetMember(name="solo", port=port)])
-    proc = subprocess.Popen(
+def module_entry(spec: FleetSpec) -> subprocess.Popen[bytes]:
+    """The fleet as `python -m auditor_fleet.process --spec-json ...` runs it."""
+    return subprocess.Popen(
         [sys.executable, "-m", "auditor_fleet.process", "--spec-json", spec.model_dump_json()],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def test_module_entry_stops_on_sigterm() -> None:
+    port = free_port()
+    spec = FleetSpec(members=[FleetMember(name="solo", port=port)])
+    proc = module_entry(spec)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()
@@ -181,11 +186,7 @@ def test_module_entry_says_what_its_models_reused_when_it_stops() -> None:
     spec = FleetSpec(
         members=[FleetMember(name=f"m{i}", port=p, backend="llama") for i, p in enumerate(ports)]
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "auditor_fleet.process", "--spec-json", spec.model_dump_json()],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = module_entry(spec)
     try:
         assert proc.stdout is not None
         assert "ready at" in proc.stdout.readline().decode()
