@@ -35,9 +35,10 @@ Emitted, only for a provider with ladder answers:
   `not_available` when no rung could be judged.
 - `ladder:lower_bound` (a figure): how far the match is confirmed (0: at no rung).
 - `ladder:breaks` (a test): the smallest per-rung p-value (the one-sided Boschloo test of a
-  lower pass rate) times k, capped at 1; a rung refused or billed short counts as p 0 (direct
-  evidence). It rejects at `ALPHA` exactly when some rung fails. Effect: the effective window
-  over the top rung judged, minus 1 (-1 below the ladder, negative whenever it breaks);
+  lower pass rate) times k, capped at 1 (the smallest Holm-adjusted p-value); a rung refused
+  or billed short counts as p 0 (direct evidence). It rejects at `ALPHA` exactly when some
+  rung fails. Effect: the effective window over the top rung judged, minus 1 (-1 below the
+  ladder, negative whenever it breaks);
   statistic: the length where it breaks (None when it does not).
 
 Rule `context_truncation.ladder_breaks` reads the test: its summary says where the window
@@ -70,6 +71,7 @@ from auditor.comparisons.refusals import (
 from auditor.comparisons.rules import Readings, Rejection, Rule, register
 from auditor.records import TestResult
 from auditor.stats.ladder import EffectiveWindow, RungResult, RungVerdict, effective_window
+from auditor.stats.multiple import holm_adjust
 
 GENERATOR = "context_ladder"
 #: The ladder-wide level (the verdict's, `auditor.judging.verdict.ALPHA`): the k rungs judged
@@ -318,7 +320,7 @@ def ladder_comparisons(
             TestResult(
                 name="ladder:breaks",
                 statistic=found.break_at,
-                p_value=min(1.0, min(p_values) * k),
+                p_value=float(holm_adjust(p_values).min()),
                 effect=effect,
                 n=k,
                 note=summary,

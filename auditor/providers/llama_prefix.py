@@ -108,9 +108,9 @@ class ExactPrefixLlama(Llama):
             self._hit(len(head))
             return True
         wanted = np.array(head, dtype=np.intc)
-        usable, source = self._usable(current, wanted), None
+        usable, source = self._usable(np.array(current, dtype=np.intc), wanted), None
         for key, saved in reversed(self._saved.items()):
-            n = self._usable(key, wanted, saved.tokens)
+            n = self._usable(saved.tokens, wanted)
             if n > usable:
                 usable, source = n, key
         if source is not None:
@@ -144,16 +144,11 @@ class ExactPrefixLlama(Llama):
             return head
         return ()
 
-    def _usable(
-        self, cached: tuple[int, ...], wanted: np.ndarray, array: np.ndarray | None = None
-    ) -> int:
+    def _usable(self, cached: np.ndarray, wanted: np.ndarray) -> int:
         """Tokens of `wanted` the cache of `cached` can give: all when the two are one head,
         else the whole batches they share."""
-        if not cached:
-            return 0
-        tokens = np.array(cached, dtype=np.intc) if array is None else array
-        shared = shared_length(tokens, wanted)
-        if shared == len(tokens) == len(wanted):
+        shared = shared_length(cached, wanted)
+        if shared == len(cached) == len(wanted):
             return shared
         return shared // self.n_batch * self.n_batch
 
@@ -175,7 +170,7 @@ class ExactPrefixLlama(Llama):
             return
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
-        data = bytes(buffer) if written == size else bytes(buffer)[:written]
+        data = bytes(memoryview(buffer)[:written])
         self._saved[head] = _Saved(np.array(head, dtype=np.intc), data)
         self._saved_size += written
         while self._saved_size > self.saved_bytes:
