@@ -67,7 +67,9 @@ def generator_params(params: dict[str, Any]) -> dict[str, Any]:
     generator's defaults for the sizes, and `params` over them (a result's name)."""
     data = yaml.safe_load((ROOT / "probes" / "ladder.yaml").read_text())
     shipped = data["cases"][0]["generator"].get("params", {})
-    sizes = LadderParams(window=128).model_dump(include={"tasks", "keys", "hops", "words"})
+    sizes = LadderParams(window=128).model_dump(
+        include={"tasks", "keys", "hops", "words", "depths"}
+    )
     merged = {**sizes, "instances": 1, **shipped, **params}
     merged.pop("seed", None)
     return merged

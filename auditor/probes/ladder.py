@@ -5,7 +5,9 @@ window a model, as served, still finds and combines what it reads (RULER, Hsieh 
 2024). Each rung is a fraction of the window; at each rung up to four tasks with one
 objectively right answer:
 
-- `needle`: one planted sentence to retrieve (the floor);
+- `needle`: one planted sentence to retrieve (the floor), by default the first line of the
+  text: a host that keeps only a prompt's end loses it at the first rung it cuts at all,
+  where a needle mid-text survives any cut of less than half the prompt;
 - `multikey`: several keyed numbers, one of them asked for (the others are distractors);
 - `variable_tracking`: follow a chain of assignments back to its number, beside a decoy chain;
 - `aggregation`: name the few words of a long list that occur clearly more often.
@@ -34,6 +36,8 @@ from auditor.probes.generators import CHARS_PER_TOKEN, GeneratorError, ProbeGene
 Task = Literal["needle", "multikey", "variable_tracking", "aggregation"]
 TASKS: tuple[Task, ...] = get_args(Task)
 DEFAULT_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 0.95)
+#: The needle's depth by default: the first line after the instructions.
+DEFAULT_DEPTHS = (0.0,)
 
 #: Tokens of the window kept free of the prompt: the chat template and the answer (a case's
 #: `max_tokens` should stay within about 32). The fractions apply to what is left.
@@ -82,6 +86,10 @@ def _fraction_list() -> list[float]:
     return list(DEFAULT_FRACTIONS)
 
 
+def _depth_list() -> list[float]:
+    return list(DEFAULT_DEPTHS)
+
+
 def _task_list() -> list[Task]:
     return list(TASKS)
 
@@ -101,6 +109,11 @@ class LadderParams(BaseModel):
     # Independent instances of each task at each rung (other planted facts, other filler):
     # a rung's answers are then separate draws, not repeats of one prompt.
     instances: int = Field(default=1, ge=1, le=64)
+    # Where the needle sits (0 = first line of the text, 1 = last), taken in turn by the
+    # instances: instance i's needle is at depths[i % len(depths)].
+    depths: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=_depth_list, min_length=1
+    )
     min_tokens: int = Field(default=64, ge=1)
 
     @field_validator("fractions")
@@ -243,7 +256,7 @@ def _case(
         prompt, answer, regex, extra = built
     else:
         if task == "needle":
-            planted = _needle(rng)
+            planted = _needle(rng, p.depths[instance % len(p.depths)])
         elif task == "multikey":
             planted = _multikey(rng, p.keys)
         else:
@@ -295,14 +308,14 @@ def _plant(units: list[str], lines: list[tuple[float, str]]) -> list[str]:
     return out
 
 
-def _needle(rng: random.Random) -> _Planted:
+def _needle(rng: random.Random, depth: float) -> _Planted:
     colour, code = rng.choice(_COLOURS), rng.randint(1000, 9999)
     return _Planted(
         intro=_READ,
-        lines=[(0.5, f"The secret code of the {colour} door is {code}.")],
+        lines=[(depth, f"The secret code of the {colour} door is {code}.")],
         question=f"What is the secret code of the {colour} door? Answer with the number only.",
         answer=code,
-        metadata={"depth": 0.5},
+        metadata={"depth": depth},
     )
 
 

@@ -123,18 +123,44 @@ def test_a_shorter_rungs_filler_is_the_start_of_a_longer_rungs(task: str) -> Non
 # --- the tasks ------------------------------------------------------------------------
 
 
-def test_needle_answer_is_planted_once_mid_text_and_nowhere_else() -> None:
-    for case in one_task("needle", seed=1):
+@pytest.mark.parametrize(("depths", "at"), [(None, 0.0), ([0.5], 0.5), ([1.0], 1.0)])
+def test_needle_answer_is_planted_once_at_its_depth_and_nowhere_else(
+    depths: list[float] | None, at: float
+) -> None:
+    for case in one_task("needle", seed=1, **({"depths": depths} if depths else {})):
         code = case["metadata"]["answer"]
         text = body(case["prompt"])
         match = re.search(rf"The secret code of the (\w+) door is {code}\.", text)
-        assert match is not None and abs(match.start() / len(text) - 0.5) < 0.15
+        assert match is not None and case["metadata"]["depth"] == at
+        assert abs(match.start() / len(text) - at) < 0.15
         assert re.findall(r"\d+", case["prompt"]) == [str(code)]
         assert case["prompt"].endswith(
             f"What is the secret code of the {match.group(1)} door? Answer with the number only."
         )
         assert matches(case, f"{code}") and matches(case, f"The code is {code}.")
         assert not matches(case, f"{code}7") and not matches(case, f"{(code + 1) % 10000}")
+
+
+def test_the_default_needle_is_lost_to_any_cut_from_the_start() -> None:
+    """A host that keeps only the end of a prompt loses the needle as soon as it cuts more than
+    the instructions and the needle's own line: at every rung, not only where the cut reaches
+    mid-text (a needle at depth 0.5 survived cuts of up to half a prompt)."""
+    for case in one_task("needle", instances=6):
+        code = str(case["metadata"]["answer"])
+        start = case["prompt"].index(code)
+        assert case["prompt"].startswith("Below is a long text.")
+        assert start < 150, "within the first ~40 tokens"
+        for kept in (len(case["prompt"]) - start - 1, len(case["prompt"]) // 2, 200):
+            assert code not in case["prompt"][-kept:]
+
+
+def test_the_instances_take_the_needle_depths_in_turn() -> None:
+    cases = one_task("needle", instances=5, depths=[0.0, 0.5], fractions=[0.5])
+    assert [c["metadata"]["depth"] for c in cases] == [0.0, 0.5, 0.0, 0.5, 0.0]
+    for case in cases:
+        text = body(case["prompt"])
+        position = text.index(str(case["metadata"]["answer"])) / len(text)
+        assert abs(position - case["metadata"]["depth"]) < 0.1
 
 
 def test_multikey_asks_one_of_several_distinct_keys() -> None:
@@ -240,6 +266,8 @@ def write_suite(tmp_path: Path, params: dict[str, Any]) -> Path:
         ({"window": 2048, "fallback_window": 4096}, "fallback_window", 8, "leaves out window"),
         ({"window": 2048, "keys": 65}, "keys", 8, "less than or equal to 64"),
         ({"window": 2048, "instances": 0}, "instances", 8, "greater than or equal to 1"),
+        ({"window": 2048, "depths": [0.5, 1.5]}, "depths[1]", 8, "less than or equal to 1"),
+        ({"window": 2048, "depths": []}, "depths", 8, "at least 1 item"),
         ({"window": 2048, "hop": 2}, "hop", 8, "unknown key"),
         ({"window": 900, "tasks": ["multikey"], "keys": 64}, "keys", 9, "with keys 64 does not"),
         (
