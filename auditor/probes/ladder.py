@@ -256,7 +256,11 @@ def _case(
         prompt, answer, regex, extra = built
     else:
         if task == "needle":
-            planted = _needle(rng, p.depths[instance % len(p.depths)])
+            # One needle per instance, the same at every rung: at depth 0 a shorter rung's
+            # prompt, but for its question, is then the start of a longer rung's, which an
+            # engine reusing prompt prefixes evaluates once.
+            same_at_every_rung = random.Random(f"ladder:{_tag(p, instance)}:needle")
+            planted = _needle(same_at_every_rung, p.depths[instance % len(p.depths)])
         elif task == "multikey":
             planted = _multikey(rng, p.keys)
         else:

@@ -154,6 +154,19 @@ def test_the_default_needle_is_lost_to_any_cut_from_the_start() -> None:
             assert code not in case["prompt"][-kept:]
 
 
+def test_at_depth_0_a_shorter_rungs_needle_prompt_is_the_start_of_a_longer_rungs() -> None:
+    """What lets an engine reuse a shorter rung's evaluation: the same needle at every rung of
+    an instance, then the same filler."""
+    for instance in range(3):
+        cases = [
+            c for c in one_task("needle", instances=3) if c["metadata"]["instance"] == instance
+        ]
+        heads = [c["prompt"].rsplit("\n\nQuestion:", 1)[0] for c in cases]
+        assert len({c["metadata"]["answer"] for c in cases}) == 1
+        for shorter, longer in itertools.pairwise(heads):
+            assert longer.startswith(shorter)
+
+
 def test_the_instances_take_the_needle_depths_in_turn() -> None:
     cases = one_task("needle", instances=5, depths=[0.0, 0.5], fractions=[0.5])
     assert [c["metadata"]["depth"] for c in cases] == [0.0, 0.5, 0.0, 0.5, 0.0]
