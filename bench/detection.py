@@ -29,8 +29,8 @@ reporting seeds, both named in the results.
     .venv/bin/python bench/detection.py record --flavour reasoning --seeds 0-1,100-109
     .venv/bin/python bench/detection.py judge --flavour reasoning --tuning 0-1 --reporting 100-109
 
-    .venv/bin/python bench/detection.py record --flavour ladder --seeds 220-239
-    .venv/bin/python bench/detection.py judge --flavour ladder --reporting 220-239
+    .venv/bin/python bench/detection.py record --flavour ladder --seeds 222-241
+    .venv/bin/python bench/detection.py judge --flavour ladder --reporting 222-241
 
 `--flavour reasoning` draws fleets of the reasoning flavour instead (`bench/
 detection_reasoning.py`: reasoning, parameters, streamed tool calls, routers), and `--flavour

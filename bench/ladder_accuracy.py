@@ -17,8 +17,8 @@ the ladder"). `judge` writes `bench/results/ladder_accuracy.json`: per kind, how
 window is exact and within one rung of the truth, the mean absolute error in rungs, what the
 ladder cost each member (requests and tokens) and each start (seconds).
 
-    .venv/bin/python bench/ladder_accuracy.py record --seeds 220-239 [--base-port 8801]
-    .venv/bin/python bench/ladder_accuracy.py judge --seeds 220-239
+    .venv/bin/python bench/ladder_accuracy.py record --seeds 222-241 [--base-port 8801]
+    .venv/bin/python bench/ladder_accuracy.py judge --seeds 222-241
 
 `record` skips recorded starts and archives each in `bench/recorded/ladder-<seed>.*`, so the
 bench spans sessions; `judge` re-judges every recorded start with today's detector.

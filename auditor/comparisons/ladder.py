@@ -6,7 +6,9 @@ Each rung becomes one `auditor.stats.ladder.RungResult`:
 
 - `length`: the reference's count of the rung's prompts (the median over its cases of the
   reference's `prompt_tokens`; the case's `target_tokens` where the reference counted none);
-- provider and reference passed/tried: the `expect_pass` scores of their answered requests;
+- provider and reference passed/tried: the `expect_pass` scores of their answered requests,
+  in all and task by task (the case's `metadata.task`): a rung of several tasks is tested
+  task by task (`auditor.stats.ladder`);
 - `refused`: the provider's refusals as too long (`context_length_exceeded`) of prompts the
   reference answered and the model's declared window holds (the reference's count of the
   prompt plus the request's `max_tokens`; no declared window: every one), as
@@ -35,7 +37,8 @@ Emitted, only for a provider with ladder answers:
   `not_available` when no rung could be judged.
 - `ladder:lower_bound` (a figure): how far the match is confirmed (0: at no rung).
 - `ladder:breaks` (a test): the smallest per-rung p-value (the one-sided Boschloo test of a
-  lower pass rate) times k, capped at 1 (the smallest Holm-adjusted p-value); a rung refused
+  lower pass rate, pooled and task by task, `auditor.stats.ladder`) times k, capped at 1
+  (the smallest Holm-adjusted p-value); a rung refused
   or billed short counts as p 0 (direct evidence). It rejects at `ALPHA` exactly when some
   rung fails. Effect: the effective window over the top rung judged, minus 1 (-1 below the
   ladder, negative whenever it breaks);
@@ -70,7 +73,13 @@ from auditor.comparisons.refusals import (
 )
 from auditor.comparisons.rules import Readings, Rejection, Rule, register
 from auditor.records import TestResult
-from auditor.stats.ladder import EffectiveWindow, RungResult, RungVerdict, effective_window
+from auditor.stats.ladder import (
+    EffectiveWindow,
+    RungResult,
+    RungVerdict,
+    TaskCounts,
+    effective_window,
+)
 from auditor.stats.multiple import holm_adjust
 
 GENERATOR = "context_ladder"
@@ -144,18 +153,32 @@ class Rung:
             refused=len(counted),
             errors=sum(not o.ok for o in self.provider) - len(counted),
             billed_short=billed_short,
+            tasks=self.task_counts(),
+        )
+
+    def task_counts(self) -> tuple[TaskCounts, ...]:
+        """Passed and tried task by task, both sides, over the tasks either side answered."""
+        names = sorted({t for o in (*self.provider, *self.reference) if (t := _task(o))})
+        return tuple(
+            TaskCounts(
+                task,
+                *_passed_tried(o for o in self.provider if _task(o) == task),
+                *_passed_tried(o for o in self.reference if _task(o) == task),
+            )
+            for task in names
         )
 
     def failing_tasks(self) -> set[str]:
         """The tasks where the provider passed less often than the reference (all of them
         when none did)."""
         tasks = self.tasks()
-        worse = set()
-        for task in tasks:
-            p_passed, p_tried = _passed_tried(o for o in self.provider if _task(o) == task)
-            r_passed, r_tried = _passed_tried(o for o in self.reference if _task(o) == task)
-            if p_tried and r_tried and p_passed * r_tried < r_passed * p_tried:
-                worse.add(task)
+        worse = {
+            t.task
+            for t in self.task_counts()
+            if t.task in tasks
+            and t.comparable
+            and t.provider_passed * t.reference_tried < t.reference_passed * t.provider_tried
+        }
         return worse or tasks
 
 

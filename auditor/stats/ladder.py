@@ -16,6 +16,16 @@ Definitions:
   one-sided Boschloo exact test of H0 p_provider >= p_reference against p_provider <
   p_reference gives p > `alpha`. Otherwise it *fails*, for the first of the reasons
   "refused", "billed_short", "pass_rate" that applies.
+- A rung of m >= 2 tasks (`RungResult.tasks`, m counting those both sides answered) is
+  tested pooled and task by task, half the level to each: its p-value is the smaller of 2 x
+  the pooled Boschloo p-value and 2m x the smallest task's (a weighted Bonferroni), capped at
+  1. Pooled alone, a cut that loses one task's
+  lines and helps another cancels out: a host that keeps only a prompt's end loses the needle
+  planted first (0 of 6 against 6 of 6) and, with the first of two keys gone, answers the
+  other key's question without its distractor (5 of 6 against 2 of 6): 5 of 12 against 8 of
+  12, p 0.15 pooled, 0.001 by the needle's own test (0.00024 times 4). Task by task alone, a
+  rung of many tasks with few answers each would lose the power their sum has. Rates, the
+  difference and its lower bound stay pooled.
 - The *effective window* is the longest rung length L such that every known rung up to and
   including L matches. The first failing known rung stops it (`break_at`, with its `reason`);
   if that is the first known rung, the window is None ("below the ladder"). If no rung fails,
@@ -65,6 +75,30 @@ BreakReason = Literal["refused", "billed_short", "pass_rate"]
 
 
 @dataclass(frozen=True)
+class TaskCounts:
+    """One task's answers at one rung, both sides: scored (`*_tried`) and right (`*_passed`)."""
+
+    task: str
+    provider_passed: int
+    provider_tried: int
+    reference_passed: int
+    reference_tried: int
+
+    def __post_init__(self) -> None:
+        for side in ("provider", "reference"):
+            passed, tried = getattr(self, f"{side}_passed"), getattr(self, f"{side}_tried")
+            if not 0 <= passed <= tried:
+                raise ValueError(
+                    f"task {self.task}: need 0 <= {side}_passed <= {side}_tried, got "
+                    f"{passed} and {tried}"
+                )
+
+    @property
+    def comparable(self) -> bool:
+        return self.provider_tried > 0 and self.reference_tried > 0
+
+
+@dataclass(frozen=True)
 class RungResult:
     """One rung's counts.
 
@@ -72,7 +106,8 @@ class RungResult:
     scored (errors excluded), `*_passed` of them right. `refused`: provider answers "context
     length exceeded"; `errors`: other provider errors, which say nothing about the context;
     `billed_short`: provider answers billed fewer prompt tokens than the reference counts,
-    beyond a tolerance.
+    beyond a tolerance. `tasks`: the same counts task by task, which the pass-rate test reads
+    when there are two or more (module docstring); empty: the rung is one task.
     """
 
     length: int
@@ -83,6 +118,7 @@ class RungResult:
     refused: int = 0
     errors: int = 0
     billed_short: int = 0
+    tasks: tuple[TaskCounts, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (
@@ -107,6 +143,11 @@ class RungResult:
                 raise ValueError(
                     f"rung of {self.length} tokens: {side}_passed ({passed}) exceeds "
                     f"{side}_tried ({tried})"
+                )
+            if self.tasks and sum(getattr(t, f"{side}_tried") for t in self.tasks) != tried:
+                raise ValueError(
+                    f"rung of {self.length} tokens: the tasks' {side}_tried do not add up to "
+                    f"{tried}"
                 )
 
 
@@ -227,6 +268,25 @@ def worse_pass_rate_p(
     return safe_float(stats.boschloo_exact(table, alternative="less").pvalue, 1.0)
 
 
+def rung_pass_rate_p(rung: RungResult) -> float:
+    """The rung's pass-rate p-value (module docstring): the pooled Boschloo test, and where
+    m >= 2 tasks have answers on both sides, the smaller of 2 x the pooled p-value and 2m x
+    the smallest task's (a weighted Bonferroni). Both sides need a scored answer."""
+    pooled = worse_pass_rate_p(
+        rung.provider_passed, rung.provider_tried, rung.reference_passed, rung.reference_tried
+    )
+    comparable = [t for t in rung.tasks if t.comparable]
+    if len(comparable) < 2:
+        return pooled
+    per_task = [
+        worse_pass_rate_p(
+            t.provider_passed, t.provider_tried, t.reference_passed, t.reference_tried
+        )
+        for t in comparable
+    ]
+    return min(1.0, 2.0 * pooled, 2.0 * len(per_task) * min(per_task))
+
+
 def judge_rung(rung: RungResult, *, alpha: float = 0.05, margin: float = 0.25) -> RungVerdict:
     """One rung's status, p-value, difference and its lower bound (module docstring)."""
     comparable = rung.provider_tried > 0 and rung.reference_tried > 0
@@ -239,9 +299,7 @@ def judge_rung(rung: RungResult, *, alpha: float = 0.05, margin: float = 0.25) -
         provider_rate = rung.provider_passed / rung.provider_tried
         reference_rate = rung.reference_passed / rung.reference_tried
         difference = provider_rate - reference_rate
-        p_value = worse_pass_rate_p(
-            rung.provider_passed, rung.provider_tried, rung.reference_passed, rung.reference_tried
-        )
+        p_value = rung_pass_rate_p(rung)
         # the lower end of the two-sided 1 - 2 alpha interval is a one-sided 1 - alpha bound
         lower, _ = newcombe_interval(
             rung.provider_passed,

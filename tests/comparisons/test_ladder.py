@@ -27,7 +27,7 @@ from auditor.judging.findings import ProviderRecord, assess
 from auditor.judging.verdict import ALPHA as VERDICT_ALPHA
 from auditor.judging.verdict import VerdictPolicy
 from auditor.records import Finding, TestResult
-from auditor.stats.ladder import effective_window
+from auditor.stats.ladder import TaskCounts, effective_window
 
 
 def by_name(results: list[TestResult]) -> dict[str, TestResult]:
@@ -96,6 +96,16 @@ def test_the_summary_names_the_tasks_that_fail() -> None:
     assert breaks.note is not None and "; fails retrieval at 1,984 tokens (pass rate 0.50" in (
         breaks.note
     )
+
+
+def test_each_rung_carries_its_counts_task_by_task() -> None:
+    provider = [answer(t, r, s, passed=t != "needle" or r < 4) for t, r, s in every_request()]
+    found = ladder_window(reference(), provider)
+    assert found is not None
+    tasks = {t.task: t for t in found[0].rungs[4].result.tasks}
+    assert set(tasks) == {"needle", "multikey", "variable_tracking", "aggregation"}
+    assert tasks["needle"] == TaskCounts("needle", 0, SAMPLES, SAMPLES, SAMPLES)
+    assert tasks["multikey"] == TaskCounts("multikey", SAMPLES, SAMPLES, SAMPLES, SAMPLES)
 
 
 def test_a_provider_refusing_from_rung_5_below_the_declared_window_breaks_there() -> None:
@@ -167,14 +177,14 @@ def test_answers_billed_short_on_rung_3_break_there() -> None:
 
 
 def test_one_borderline_rung_among_six_does_not_break_the_ladder() -> None:
-    # At rung 2 the reference passes 9 of 12 and the provider 4 of 12: Boschloo p 0.032, a
-    # break at level 0.05, not at 0.05 / 6.
+    # At rung 2 the reference passes 9 of 12 and the provider 3 of 12: pooled Boschloo p
+    # 0.011, the rung's p 0.023 (twice that; no task alone is below 0.016, times 8): a break
+    # at level 0.05, not at 0.05 / 6.
     ref = [
         answer(t, r, s, passed=r != 2 or t != "needle", endpoint="reference")
         for t, r, s in every_request()
     ]
-    failing = {(t, s) for t in ("needle", "multikey") for s in range(SAMPLES)}
-    failing |= {("variable_tracking", 0), ("variable_tracking", 1)}
+    failing = {(t, s) for t in ("needle", "multikey", "variable_tracking") for s in range(SAMPLES)}
     provider = [
         answer(t, r, s, passed=r != 2 or (t, s) not in failing) for t, r, s in every_request()
     ]
@@ -182,7 +192,7 @@ def test_one_borderline_rung_among_six_does_not_break_the_ladder() -> None:
     assert found is not None
     window, k, _ = found
     p = window.rungs[2].p_value
-    assert p is not None and 0.03 < p < 0.035
+    assert p is not None and 0.022 < p < 0.024
     assert (window.length, window.break_at, k) == (3968, None, 6)
     breaks = ladder_tests(ref, provider)["ladder:breaks"]
     assert breaks.p_value == pytest.approx(6 * p) and breaks.effect == 0.0
@@ -192,22 +202,27 @@ def test_one_borderline_rung_among_six_does_not_break_the_ladder() -> None:
 
 
 def test_a_rung_failing_less_clearly_below_two_clear_failures_is_where_it_breaks() -> None:
-    # Rungs 4 and 5 fail every task; rung 3 passes 7 of 12 against the reference's 12 of 12
-    # (Boschloo p 0.0087): above 0.05 / 6, so Bonferroni would break at rung 4, but Holm
-    # tests it at 0.05 / 4 once the two longer rungs have failed.
-    failing = {("needle", s) for s in range(SAMPLES)} | {("multikey", 0), ("multikey", 1)}
+    # Rungs 4 and 5 fail every task; rung 3 passes 5 of 12 against the reference's 11 of 12
+    # (the rung's p 0.0103, twice the pooled Boschloo p-value): above 0.05 / 6, so Bonferroni
+    # would break at rung 4, but Holm tests it at 0.05 / 4 once the two longer rungs have failed.
+    ref = [
+        answer(t, r, s, passed=(t, r, s) != ("aggregation", 3, 0), endpoint="reference")
+        for t, r, s in every_request()
+    ]
+    failing = {(t, s) for t in ("needle", "multikey") for s in range(SAMPLES)}
+    failing.add(("variable_tracking", 0))
     provider = [
         answer(t, r, s, passed=r < 3 or (r == 3 and (t, s) not in failing))
         for t, r, s in every_request()
     ]
-    found = ladder_window(reference(), provider)
+    found = ladder_window(ref, provider)
     assert found is not None
     window, k, _ = found
     p = window.rungs[3].p_value
     assert p is not None and ALPHA / 6 < p < ALPHA / 4
     assert (window.length, window.break_at, window.reason, k) == (1488, 1984, "pass_rate", 6)
     assert effective_window([v.result for v in window.rungs], alpha=ALPHA / 6).break_at == 2976
-    breaks = ladder_tests(reference(), provider)["ladder:breaks"]
+    breaks = ladder_tests(ref, provider)["ladder:breaks"]
     assert breaks.statistic == 1984 and breaks.effect == pytest.approx(1488 / 3968 - 1)
 
 

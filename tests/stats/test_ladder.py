@@ -1,18 +1,22 @@
 """auditor.stats.ladder: where the window stops and why, the Boschloo orientation, Newcombe's
-interval against the published values, Holm's step-down across the rungs, and the lower bound
-never passing the window."""
+interval against the published values, Holm's step-down across the rungs, rungs of several
+tasks tested pooled and task by task, and the lower bound never passing the window."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import replace
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
 from auditor.stats import RungResult, effective_window, newcombe_interval, wilson_interval
-from auditor.stats.ladder import judge_rung, worse_pass_rate_p
+from auditor.stats import ladder as ladder_module
+from auditor.stats.ladder import TaskCounts, judge_rung, rung_pass_rate_p, worse_pass_rate_p
 
 LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
 
@@ -170,6 +174,81 @@ def test_holm_places_a_cut_where_bonferroni_passes_the_rung_below_the_clearest_f
     assert effective_window(borderline, alpha=0.05, multiplicity="holm").break_at == 1256
 
 
+def two_tasks(length: int, needle: tuple[int, int], multikey: tuple[int, int]) -> RungResult:
+    """A rung of 6 needles and 6 two-key questions a side: (provider, reference) passed."""
+    tasks = (
+        TaskCounts("needle", needle[0], 6, needle[1], 6),
+        TaskCounts("multikey", multikey[0], 6, multikey[1], 6),
+    )
+    return RungResult(length, needle[0] + multikey[0], 12, needle[1] + multikey[1], 12, tasks=tasks)
+
+
+# Bench start 221's cut keeping the last 652 tokens, billed as sent: from about 850 tokens on
+# the needle (the text's first line) is gone, and with the first key gone too, the other key
+# is answered without its distractor, better than the reference does.
+CUT_AT_652 = [
+    two_tasks(146, (6, 6), (3, 3)),
+    two_tasks(250, (6, 6), (2, 2)),
+    two_tasks(450, (6, 6), (5, 5)),
+    two_tasks(848, (0, 6), (5, 2)),  # 5 of 12 against 8 of 12 pooled: p 0.15
+    two_tasks(1256, (0, 6), (2, 3)),
+    two_tasks(1582, (0, 6), (2, 4)),
+]
+
+
+def test_a_cut_that_loses_one_task_and_helps_another_fails_the_rung() -> None:
+    assert worse_pass_rate_p(5, 12, 8, 12) > 0.15
+    lost = worse_pass_rate_p(0, 6, 6, 6)
+    assert rung_pass_rate_p(CUT_AT_652[3]) == pytest.approx(4 * lost)  # 2m x, m = 2 tasks
+    window = effective_window(CUT_AT_652, multiplicity="holm")
+    assert (window.length, window.break_at, window.reason) == (450, 848, "pass_rate")
+    pooled_only = effective_window([replace(r, tasks=()) for r in CUT_AT_652], multiplicity="holm")
+    assert (pooled_only.length, pooled_only.break_at) == (848, 1256)
+    # the rung's rates stay pooled
+    assert window.rungs[3].provider_rate == pytest.approx(5 / 12)
+
+
+def test_a_rung_of_one_task_or_one_comparable_task_is_tested_pooled() -> None:
+    plain = rung(512, (4, 12), (10, 12))
+    assert rung_pass_rate_p(plain) == worse_pass_rate_p(4, 12, 10, 12)
+    one = replace(plain, tasks=(TaskCounts("needle", 4, 12, 10, 12),))
+    assert rung_pass_rate_p(one) == worse_pass_rate_p(4, 12, 10, 12)
+    # the multikey questions all errored on the provider's side: nothing to compare there
+    half = RungResult(
+        512, 0, 6, 6, 12,
+        tasks=(TaskCounts("needle", 0, 6, 6, 6), TaskCounts("multikey", 0, 0, 0, 6)),
+    )  # fmt: skip
+    assert rung_pass_rate_p(half) == worse_pass_rate_p(0, 6, 6, 12)
+
+
+def test_a_difference_spread_over_the_tasks_is_still_seen_pooled() -> None:
+    # each task 3 of 6 against 6 of 6: neither alone reaches 0.05 (times 4), their sum does
+    both = two_tasks(512, (3, 6), (3, 6))
+    assert 4 * worse_pass_rate_p(3, 6, 6, 6) > 0.05
+    assert rung_pass_rate_p(both) == pytest.approx(2 * worse_pass_rate_p(6, 12, 12, 12))
+    assert judge_rung(both).reason == "pass_rate"
+
+
+def test_a_rung_of_two_tasks_fails_at_most_alpha_of_honest_rungs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both sides draw each task's 6 answers from the same pass rate (0.3-0.7, where the
+    tests have the most room to err): the rung's test rejects at most alpha of them
+    (simulated; taking the smallest of the three p-values uncorrected rejects about 8%)."""
+    cached = functools.lru_cache(maxsize=None)(worse_pass_rate_p)
+    monkeypatch.setattr(ladder_module, "worse_pass_rate_p", cached)
+    rng = np.random.default_rng(7)
+    n = 4000
+    rates = rng.uniform(0.3, 0.7, size=(n, 2))
+    counts = rng.binomial(6, np.repeat(rates[:, None, :], 2, axis=1))  # rung, side, task
+    rejected = sum(
+        rung_pass_rate_p(two_tasks(512, (int(c[0, 0]), int(c[1, 0])), (int(c[0, 1]), int(c[1, 1]))))
+        <= 0.05
+        for c in counts
+    )
+    assert rejected / n <= 0.05 + 2 * (0.05 * 0.95 / n) ** 0.5
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
@@ -300,6 +379,8 @@ def test_the_lower_bound_never_exceeds_the_window(
         lambda: RungResult(256, 1, 1, 1, 1, refused=-1),
         lambda: RungResult(256, -1, 1, 1, 1),
         lambda: RungResult(0, 1, 1, 1, 1),
+        lambda: RungResult(256, 1, 2, 1, 1, tasks=(TaskCounts("needle", 1, 1, 1, 1),)),
+        lambda: TaskCounts("needle", 2, 1, 1, 1),
         lambda: effective_window([RungResult(256, 1, 1, 1, 1), RungResult(256, 0, 1, 1, 1)]),
         lambda: effective_window([]),
         lambda: effective_window([RungResult(256, 1, 1, 1, 1)], alpha=0.0),
