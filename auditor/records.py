@@ -316,6 +316,16 @@ class Evidence(Strict):
     note: str
 
 
+class LadderTask(Strict):
+    """One task's answers at one rung of a context ladder, both sides."""
+
+    task: str  # the case's metadata.task: needle, multikey, variable_tracking, aggregation
+    provider_passed: int
+    provider_tried: int  # answers scored (errors excluded)
+    reference_passed: int
+    reference_tried: int
+
+
 class LadderRung(Strict):
     """One rung of a provider's context ladder (`auditor.stats.ladder` defines the verdict)."""
 
@@ -329,8 +339,10 @@ class LadderRung(Strict):
     refused: int = 0  # refused as too long, though the reference answered and the window holds
     errors: int = 0  # other errors, which say nothing about length
     billed_short: int = 0  # answers billed fewer prompt tokens than the reference counts
-    p_value: float | None = None  # one-sided Boschloo test of a lower pass rate
+    # one-sided Boschloo test of a lower pass rate, pooled and task by task (auditor.stats.ladder)
+    p_value: float | None = None
     confirmed: bool = False  # non-inferiority shown at this rung
+    tasks: list[LadderTask] = Field(default_factory=list)  # the counts above, task by task
 
 
 class ContextWindow(Strict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from auditor.comparisons.ladder import is_ladder, ladder_window, window_summary
 from auditor.comparisons.observation import Observation
-from auditor.records import ContextWindow, LadderRung
+from auditor.records import ContextWindow, LadderRung, LadderTask
 from auditor.stats.ladder import RungStatus
 from auditor.storage.observations import load_observations, round_endpoints
 from auditor.storage.repository import Store
@@ -47,6 +47,16 @@ def context_window(
                 billed_short=v.result.billed_short,
                 p_value=v.p_value,
                 confirmed=v.confirmed,
+                tasks=[
+                    LadderTask(
+                        task=t.task,
+                        provider_passed=t.provider_passed,
+                        provider_tried=t.provider_tried,
+                        reference_passed=t.reference_passed,
+                        reference_tried=t.reference_tried,
+                    )
+                    for t in v.result.tasks
+                ],
             )
             for v in found.rungs
         ],
