@@ -157,13 +157,14 @@ class Rung:
         )
 
     def task_counts(self) -> tuple[TaskCounts, ...]:
-        """Passed and tried task by task, both sides, over the tasks either side answered."""
-        names = sorted({t for o in (*self.provider, *self.reference) if (t := _task(o))})
+        """Passed and tried task by task, both sides, over the tasks either side answered (a
+        case without `metadata.task` under "")."""
+        names = sorted({_task(o) or "" for o in (*self.provider, *self.reference)})
         return tuple(
             TaskCounts(
                 task,
-                *_passed_tried(o for o in self.provider if _task(o) == task),
-                *_passed_tried(o for o in self.reference if _task(o) == task),
+                *_passed_tried(o for o in self.provider if (_task(o) or "") == task),
+                *_passed_tried(o for o in self.reference if (_task(o) or "") == task),
             )
             for task in names
         )

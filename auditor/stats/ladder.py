@@ -18,14 +18,14 @@ Definitions:
   "refused", "billed_short", "pass_rate" that applies.
 - A rung of m >= 2 tasks (`RungResult.tasks`, m counting those both sides answered) is
   tested pooled and task by task, half the level to each: its p-value is the smaller of 2 x
-  the pooled Boschloo p-value and 2m x the smallest task's (a weighted Bonferroni), capped at
-  1. Pooled alone, a cut that loses one task's
-  lines and helps another cancels out: a host that keeps only a prompt's end loses the needle
-  planted first (0 of 6 against 6 of 6) and, with the first of two keys gone, answers the
-  other key's question without its distractor (5 of 6 against 2 of 6): 5 of 12 against 8 of
-  12, p 0.15 pooled, 0.001 by the needle's own test (0.00024 times 4). Task by task alone, a
-  rung of many tasks with few answers each would lose the power their sum has. Rates, the
-  difference and its lower bound stay pooled.
+  the pooled Boschloo p-value and 2m x the smallest task's (a weighted Bonferroni), capped
+  at 1. Pooled alone, a cut that loses one task's lines and helps another cancels out: a
+  host that keeps only a prompt's end loses the needle planted first (0 of 6 against 6 of 6)
+  and, with the first of two keys gone, answers the other key's question without its
+  distractor (5 of 6 against 2 of 6): 5 of 12 against 8 of 12, p 0.15 pooled, 0.001 by the
+  needle's own test (0.00024 times 4). Task by task alone, a rung of many tasks with few
+  answers each would lose the power their sum has. Rates, the difference and its lower bound
+  stay pooled.
 - The *effective window* is the longest rung length L such that every known rung up to and
   including L matches. The first failing known rung stops it (`break_at`, with its `reason`);
   if that is the first known rung, the window is None ("below the ladder"). If no rung fails,

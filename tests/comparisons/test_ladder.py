@@ -5,6 +5,8 @@ provider that answered no ladder case."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from helpers.ladder import (
     LENGTHS,
@@ -106,6 +108,20 @@ def test_each_rung_carries_its_counts_task_by_task() -> None:
     assert set(tasks) == {"needle", "multikey", "variable_tracking", "aggregation"}
     assert tasks["needle"] == TaskCounts("needle", 0, SAMPLES, SAMPLES, SAMPLES)
     assert tasks["multikey"] == TaskCounts("multikey", SAMPLES, SAMPLES, SAMPLES, SAMPLES)
+
+
+def test_a_ladder_case_without_a_task_is_counted_pooled_and_under_no_name() -> None:
+    def untasked(o: Observation) -> Observation:
+        meta = {k: v for k, v in o.case["metadata"].items() if k != "task"}
+        return dataclasses.replace(o, case={**o.case, "metadata": meta})
+
+    ref = [untasked(o) if o.case["metadata"]["task"] == "needle" else o for o in reference()]
+    provider = [untasked(o) if o.case["metadata"]["task"] == "needle" else o for o in honest()]
+    found = ladder_window(ref, provider)
+    assert found is not None
+    rung = found[0].rungs[0].result
+    assert {t.task for t in rung.tasks} == {"", "multikey", "variable_tracking", "aggregation"}
+    assert rung.provider_tried == 4 * SAMPLES and found[0].break_at is None
 
 
 def test_a_provider_refusing_from_rung_5_below_the_declared_window_breaks_there() -> None:
