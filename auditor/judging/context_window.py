@@ -8,6 +8,8 @@ while a round climbs the ladder (`auditor.rounds.climb`), each provider's rung v
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from auditor.comparisons.ladder import is_ladder, ladder_window, window_summary
 from auditor.comparisons.observation import Observation
 from auditor.records import ContextWindow, LadderRung, LadderTask
@@ -47,16 +49,7 @@ def context_window(
                 billed_short=v.result.billed_short,
                 p_value=v.p_value,
                 confirmed=v.confirmed,
-                tasks=[
-                    LadderTask(
-                        task=t.task,
-                        provider_passed=t.provider_passed,
-                        provider_tried=t.provider_tried,
-                        reference_passed=t.reference_passed,
-                        reference_tried=t.reference_tried,
-                    )
-                    for t in v.result.tasks
-                ],
+                tasks=[LadderTask(**asdict(t)) for t in v.result.tasks],
             )
             for v in found.rungs
         ],
