@@ -170,7 +170,9 @@ def judge_start(seed: int, work: Path) -> list[dict[str, Any]]:
              "planted": planted.get("strength"), "usage_as_sent": planted.get("usage_as_sent"),
              "noise": planted["noise"], "truth_rung": truth, "reported_rung": got,
              "error": got - truth, "effective": window.effective, "reason": window.reason,
-             "verdict": findings[name].verdict, "requests": window.requests,
+             "verdict": findings[name].verdict, "breaks_at": window.breaks_at,
+             "diagnoses": [d.kind for d in findings[name].diagnoses],
+             "requests": window.requests,
              "tokens": window.tokens}
         )  # fmt: skip
     return rows
@@ -188,6 +190,13 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_abs_error_rungs": round(statistics.fmean(abs(e) for e in errors), 3),
             "errors": dict(sorted((str(e), errors.count(e)) for e in set(errors))),
             "deviant": round(sum(r["verdict"] == "deviant" for r in of) / len(of), 3),
+            # members whose window broke on the ladder, and those of them deviant with a
+            # context_truncation diagnosis (the finding an ops team acts on)
+            "broke": len(broke := [r for r in of if r.get("breaks_at") is not None]),
+            "broke_diagnosed": sum(
+                r["verdict"] == "deviant" and "context_truncation" in r.get("diagnoses", [])
+                for r in broke
+            ),
             "requests_mean": round(statistics.fmean(r["requests"] for r in of), 1),
             "tokens_mean": round(statistics.fmean(r["tokens"] for r in of)),
         }

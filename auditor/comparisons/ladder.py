@@ -71,7 +71,7 @@ from auditor.comparisons.refusals import (
     fits_window,
     refused_as_too_long,
 )
-from auditor.comparisons.rules import Readings, Rejection, Rule, register
+from auditor.comparisons.rules import Readings, Rejection, Rule, alpha_shares, register
 from auditor.records import TestResult
 from auditor.stats.ladder import (
     EffectiveWindow,
@@ -83,9 +83,14 @@ from auditor.stats.ladder import (
 from auditor.stats.multiple import holm_adjust
 
 GENERATOR = "context_ladder"
-#: The ladder-wide level (the verdict's, `auditor.judging.verdict.ALPHA`): the k rungs judged
-#: are tested with Holm's step-down at this level.
-ALPHA = 0.05
+#: The share of the verdict's level (`auditor.judging.verdict.ALPHA`) set apart for
+#: `ladder:breaks` (`alpha_shares`): the ladder suite's main question is not diluted among
+#: the round's other tests, which share the rest.
+SHARE = 0.8
+#: The ladder-wide level, the one the verdict tests `ladder:breaks` at: the k rungs judged
+#: are tested with Holm's step-down at this level, so a window that breaks on the ladder is
+#: always a deviant finding with its `context_truncation` diagnosis.
+ALPHA = 0.05 * SHARE
 
 #: What each task of the ladder asks, in words ("fails retrieval at 2,048 tokens").
 TASK_WORDS = {
@@ -172,15 +177,14 @@ class Rung:
     def failing_tasks(self) -> set[str]:
         """The tasks where the provider passed less often than the reference (all of them
         when none did)."""
-        tasks = self.tasks()
         worse = {
             t.task
             for t in self.task_counts()
-            if t.task in tasks
+            if t.task  # a case without a task names none
             and t.comparable
             and t.provider_passed * t.reference_tried < t.reference_passed * t.provider_tried
         }
-        return worse or tasks
+        return worse or self.tasks()
 
 
 def _passed_tried(obs: Iterable[Observation]) -> tuple[int, int]:
@@ -365,6 +369,7 @@ def _breaks(rejection: Rejection, readings: Readings) -> str:
     return rejection.comparison.result.note or "answers unlike the reference on the ladder"
 
 
+alpha_shares.add("ladder:breaks", SHARE)
 register(
     Rule(
         name="context_truncation.ladder_breaks",

@@ -243,6 +243,11 @@ def _tuple(metric: str | tuple[str, ...]) -> tuple[str, ...]:
 
 rules: Registry[Rule] = Registry("diagnosis rule", group="auditor.rules")
 
+#: Tests set apart from the verdict's Benjamini-Hochberg, by test name, each with its own
+#: share of the level (`auditor.judging.verdict`): a suite's main question, which its many
+#: other tests should not dilute. Registered beside the comparison that emits the test.
+alpha_shares: Registry[float] = Registry("alpha share", group="auditor.rules")
+
 
 def register(*declared: Rule) -> None:
     """Register a module's rules under their own names."""

@@ -3,7 +3,10 @@ verdict, its severity, and each test beside its honest band.
 
 - Multiple testing: the p-values of one provider are combined with Benjamini-Hochberg at
   the level `alpha / looks` (a sequential budget looks several times; by the union bound the
-  false-alarm rate stays at `alpha`).
+  false-alarm rate stays at `alpha`). A test registered in `alpha_shares` (a suite's main
+  question, such as the context ladder's `ladder:breaks`) is set apart with its own share of
+  that level, and the rest share what is left (`auditor.stats.shared_bh_adjust`): among the
+  twenty-odd other tests of its round, a clear ladder break would otherwise not survive.
 - `deviant` when at least one test survives; `unavailable` when errors left fewer than
   `min_answered_fraction` of the requests answered; `consistent` when at least `min_tests`
   tests ran and none survived; `inconclusive` otherwise (too few samples, no baseline).
@@ -23,9 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from auditor.comparisons import Comparison
-from auditor.comparisons.rules import Rejection, kinds
+from auditor.comparisons.rules import Rejection, alpha_shares, kinds
 from auditor.records import Diagnosis, Severity, TestResult, Verdict
-from auditor.stats import bh_adjust
+from auditor.stats import shared_bh_adjust
 
 DETECTOR = "comparison-v1"  # recorded with every finding and calibration
 ALPHA = 0.05
@@ -57,6 +60,8 @@ class VerdictPolicy:
             "min_answered_fraction": self.min_answered_fraction,
             "min_tests": self.min_tests,
             "multiple_testing": "BH",
+            # the tests set apart, each at its share of the level
+            **{f"alpha_share:{name}": share for name, share in alpha_shares.items()},
         }
 
 
@@ -67,19 +72,30 @@ class Judgement:
     tests: list[TestResult] = field(default_factory=list)
 
 
+def adjusted_p_values(tests: Iterable[TestResult]) -> list[tuple[TestResult, float]]:
+    """Each test with a p-value beside its adjusted p-value: Benjamini-Hochberg, with the
+    tests of `alpha_shares` set apart at their shares (module docstring)."""
+    tested = [t for t in tests if t.p_value is not None]
+    shares = dict(alpha_shares.items())
+    adjusted = shared_bh_adjust(
+        [t.p_value for t in tested], [shares.get(t.name, 0.0) for t in tested]
+    )
+    return [(t, float(p)) for t, p in zip(tested, adjusted, strict=True)]
+
+
 def rejected(comparisons: list[Comparison], level: float = ALPHA) -> list[Rejection]:
-    """The tests that survive Benjamini-Hochberg at `level`, with their adjusted p-values."""
-    tested = [c for c in comparisons if c.result.p_value is not None]
-    adjusted = bh_adjust([c.result.p_value for c in tested if c.result.p_value is not None])
-    return [Rejection(c, float(p)) for c, p in zip(tested, adjusted, strict=True) if p <= level]
+    """The tests rejected at `level`, with their adjusted p-values."""
+    by_result = {id(c.result): c for c in comparisons}
+    adjusted = adjusted_p_values(c.result for c in comparisons)
+    return [Rejection(by_result[id(t)], p) for t, p in adjusted if p <= level]
 
 
 def combined_p(tests: Iterable[TestResult]) -> float | None:
-    """The smallest level at which Benjamini-Hochberg rejects any of the tests (None when
-    none has a p-value): the provider is deviant at level `level` exactly when this is at
-    most `level`."""
-    p_values = [t.p_value for t in tests if t.p_value is not None]
-    return float(min(bh_adjust(p_values))) if p_values else None
+    """The smallest level at which any of the tests is rejected (None when none has a
+    p-value): the provider is deviant at level `level` exactly when this is at most
+    `level`."""
+    adjusted = [p for _, p in adjusted_p_values(tests)]
+    return min(adjusted) if adjusted else None
 
 
 def with_band(result: TestResult, bands: Mapping[str, Band]) -> TestResult:

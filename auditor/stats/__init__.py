@@ -17,7 +17,8 @@ fisher_combine              all component nulls (independent)           mean(-lo
 label_permutation_test      labels exchangeable within each group       labelled - others
 ==========================  ==========================================  =====================
 
-Plus multiple-testing control (`bh_adjust`, `benjamini_hochberg`, `holm_adjust`), intervals
+Plus multiple-testing control (`bh_adjust`, `benjamini_hochberg`, `holm_adjust`,
+`shared_bh_adjust`), intervals
 (`clopper_pearson`, `honest_range`, `wilson_interval`, `newcombe_interval`), the early-stopping
 rule (`sequential_decision`) and a context ladder's effective window (`effective_window`).
 Anything random takes a `numpy.random.Generator`, so results are reproducible.
@@ -40,7 +41,13 @@ from auditor.stats.ladder import (
     wilson_interval,
 )
 from auditor.stats.mmd import PAD, encode_completions, hamming_kernel, mmd_hamming_test
-from auditor.stats.multiple import benjamini_hochberg, bh_adjust, fisher_combine, holm_adjust
+from auditor.stats.multiple import (
+    benjamini_hochberg,
+    bh_adjust,
+    fisher_combine,
+    holm_adjust,
+    shared_bh_adjust,
+)
 from auditor.stats.outcome import TestOutcome
 from auditor.stats.permutation import label_permutation_floor, label_permutation_test
 from auditor.stats.ranks import rank_of, rank_uniformity_test, ranks_of
@@ -76,5 +83,6 @@ __all__ = [
     "rank_uniformity_test",
     "ranks_of",
     "sequential_decision",
+    "shared_bh_adjust",
     "wilson_interval",
 ]

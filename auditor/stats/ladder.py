@@ -74,6 +74,16 @@ Multiplicity = Literal["none", "holm"]
 BreakReason = Literal["refused", "billed_short", "pass_rate"]
 
 
+def _check_sides(label: str, counts: TaskCounts | RungResult) -> None:
+    """Each side's right answers are at most its scored ones (`label` names whose)."""
+    for side in ("provider", "reference"):
+        passed, tried = getattr(counts, f"{side}_passed"), getattr(counts, f"{side}_tried")
+        if not 0 <= passed <= tried:
+            raise ValueError(
+                f"{label}: need 0 <= {side}_passed <= {side}_tried, got {passed} and {tried}"
+            )
+
+
 @dataclass(frozen=True)
 class TaskCounts:
     """One task's answers at one rung, both sides: scored (`*_tried`) and right (`*_passed`)."""
@@ -85,13 +95,7 @@ class TaskCounts:
     reference_tried: int
 
     def __post_init__(self) -> None:
-        for side in ("provider", "reference"):
-            passed, tried = getattr(self, f"{side}_passed"), getattr(self, f"{side}_tried")
-            if not 0 <= passed <= tried:
-                raise ValueError(
-                    f"task {self.task}: need 0 <= {side}_passed <= {side}_tried, got "
-                    f"{passed} and {tried}"
-                )
+        _check_sides(f"task {self.task}", self)
 
     @property
     def comparable(self) -> bool:
@@ -137,13 +141,9 @@ class RungResult:
             object.__setattr__(self, name, value)
         if self.length == 0:
             raise ValueError("RungResult.length must be positive")
+        _check_sides(f"rung of {self.length} tokens", self)
         for side in ("provider", "reference"):
-            passed, tried = getattr(self, f"{side}_passed"), getattr(self, f"{side}_tried")
-            if passed > tried:
-                raise ValueError(
-                    f"rung of {self.length} tokens: {side}_passed ({passed}) exceeds "
-                    f"{side}_tried ({tried})"
-                )
+            tried = getattr(self, f"{side}_tried")
             if self.tasks and sum(getattr(t, f"{side}_tried") for t in self.tasks) != tried:
                 raise ValueError(
                     f"rung of {self.length} tokens: the tasks' {side}_tried do not add up to "

@@ -40,6 +40,38 @@ def bh_adjust(p_values: Sequence[float | None] | np.ndarray) -> np.ndarray:
     return out
 
 
+def shared_bh_adjust(
+    p_values: Sequence[float | None] | np.ndarray, shares: Sequence[float]
+) -> np.ndarray:
+    """Adjusted p-values, in the input order, of Benjamini-Hochberg with some tests set apart:
+    test i with `shares[i]` > 0 is tested alone at that share of the level (`p / share`), the
+    others together by Benjamini-Hochberg at what is left (`q / (1 - sum of shares)`). A test
+    is rejected at level alpha when its adjusted value is at most alpha.
+
+    Why: a suite asked one main question (a context ladder: where does the window break?)
+    should not see that test diluted among the round's many other tests. By the union bound
+    the chance that anything is rejected when nothing differs stays at most alpha. A share is
+    counted only where its test has a p-value (None/NaN: the share goes back to the others);
+    nothing is passed on when a set-apart test rejects.
+    """
+    p = _clean(p_values)
+    s = np.asarray(shares, dtype=float)
+    if s.shape != p.shape:
+        raise ValueError(f"need one share per p-value, got {s.size} for {p.size}")
+    if np.any((s < 0) | (s >= 1)):
+        raise ValueError("each share must be in [0, 1)")
+    raw = np.array([np.nan if v is None else v for v in p_values], dtype=float)
+    apart = (s > 0) & np.isfinite(raw)
+    left = 1.0 - float(s[apart].sum())
+    if left <= 0:
+        raise ValueError("the shares of the tests set apart must sum to less than 1")
+    out = np.empty(p.size)
+    out[apart] = np.minimum(p[apart] / s[apart], 1.0)
+    pooled = ~apart
+    out[pooled] = np.minimum(bh_adjust(p[pooled]) / left, 1.0)
+    return out
+
+
 def holm_adjust(p_values: Sequence[float | None] | np.ndarray) -> np.ndarray:
     """Holm step-down adjusted p-values, in the input order.
 

@@ -24,7 +24,7 @@ from helpers.observations import observation
 from auditor.comparisons.base import ComparisonInput
 from auditor.comparisons.ladder import ALPHA, LadderComparator, ladder_comparisons, ladder_window
 from auditor.comparisons.observation import Observation
-from auditor.comparisons.rules import Readings, Rejection, rules
+from auditor.comparisons.rules import Readings, Rejection, alpha_shares, rules
 from auditor.judging.findings import ProviderRecord, assess
 from auditor.judging.verdict import ALPHA as VERDICT_ALPHA
 from auditor.judging.verdict import VerdictPolicy
@@ -90,12 +90,14 @@ def test_a_provider_failing_every_task_from_rung_4_breaks_there() -> None:
 
 
 def test_the_summary_names_the_tasks_that_fail() -> None:
+    # retrieval fails from rung 2 (6 of 12, p 0.0068: Holm's ALPHA / 4 once rungs 4 and 5
+    # have failed every task)
     provider = [
-        answer(t, r, s, passed=r < 3 or t not in ("needle", "multikey"))
+        answer(t, r, s, passed=r < 2 or (r < 4 and t not in ("needle", "multikey")))
         for t, r, s in every_request()
     ]
     (breaks,) = [t for t in ladder_tests(reference(), provider).values() if t.p_value is not None]
-    assert breaks.note is not None and "; fails retrieval at 1,984 tokens (pass rate 0.50" in (
+    assert breaks.note is not None and "; fails retrieval at 1,488 tokens (pass rate 0.50" in (
         breaks.note
     )
 
@@ -218,15 +220,11 @@ def test_one_borderline_rung_among_six_does_not_break_the_ladder() -> None:
 
 
 def test_a_rung_failing_less_clearly_below_two_clear_failures_is_where_it_breaks() -> None:
-    # Rungs 4 and 5 fail every task; rung 3 passes 5 of 12 against the reference's 11 of 12
-    # (the rung's p 0.0103, twice the pooled Boschloo p-value): above 0.05 / 6, so Bonferroni
-    # would break at rung 4, but Holm tests it at 0.05 / 4 once the two longer rungs have failed.
-    ref = [
-        answer(t, r, s, passed=(t, r, s) != ("aggregation", 3, 0), endpoint="reference")
-        for t, r, s in every_request()
-    ]
+    # Rungs 4 and 5 fail every task; rung 3 fails both retrieval tasks, passing 6 of 12
+    # against the reference's 12 of 12 (the rung's p 0.0068): above ALPHA / 6, so Bonferroni
+    # would break at rung 4, but Holm tests it at ALPHA / 4 once the two longer rungs failed.
+    ref = reference()
     failing = {(t, s) for t in ("needle", "multikey") for s in range(SAMPLES)}
-    failing.add(("variable_tracking", 0))
     provider = [
         answer(t, r, s, passed=r < 3 or (r == 3 and (t, s) not in failing))
         for t, r, s in every_request()
@@ -277,5 +275,5 @@ def test_a_provider_without_ladder_answers_gets_nothing() -> None:
     assert ladder_comparisons(reference(), [], WINDOW) == []
 
 
-def test_the_ladder_level_is_the_verdicts() -> None:
-    assert ALPHA == VERDICT_ALPHA
+def test_the_ladder_level_is_the_one_the_verdict_tests_it_at() -> None:
+    assert VERDICT_ALPHA * alpha_shares.get("ladder:breaks") == ALPHA

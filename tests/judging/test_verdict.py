@@ -1,19 +1,30 @@
 """The verdict on a provider that refuses prompts as longer than its context: refusals of
 prompts the reference answered are the finding (`context_truncation`), not an outage; every
-other error keeps counting against its availability."""
+other error keeps counting against its availability. And the ladder's own share of the level:
+a clear break of the context ladder is not lost among its round's other tests."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
+from helpers.ladder import WINDOW, every_request
+from helpers.ladder import answer as answer_on_ladder
+from helpers.ladder import reference as ladder_reference
 from helpers.observations import observation
 
+from auditor.comparisons import Comparison
+from auditor.comparisons.ladder import SHARE as LADDER_SHARE
+from auditor.comparisons.ladder import ladder_comparisons
 from auditor.comparisons.observation import Observation
+from auditor.comparisons.rules import alpha_shares
+from auditor.judging.diagnose import diagnose
 from auditor.judging.findings import ProviderRecord, assess
-from auditor.judging.verdict import VerdictPolicy, judge
+from auditor.judging.verdict import VerdictPolicy, adjusted_p_values, combined_p, judge
 from auditor.providers.context_length import ContextOverflow
-from auditor.records import Finding
+from auditor.records import Finding, TestResult
+from auditor.stats import bh_adjust
 
 REQUESTS = 53
 SCORES = {"expect_pass": 1.0, "words": 2.0}  # what the scorers make of "answer i"
@@ -123,3 +134,63 @@ def test_context_refusals_are_some_of_the_errors() -> None:
         judge([], 10, 2, VerdictPolicy(), context_refusals=3)
     assert judge([], 10, 8, VerdictPolicy()).verdict == "unavailable"
     assert judge([], 10, 8, VerdictPolicy(), context_refusals=4).verdict == "inconclusive"
+
+
+# ------------------------------------------------- the ladder's share of the level
+
+
+OTHERS = [0.013, 0.014, 0.08, 0.43] + [1.0] * 15
+
+
+def ladder_round() -> list[Comparison]:
+    """A provider whose ladder breaks at 1,984 tokens (retrieval and one variable-tracking
+    answer fail from there: Holm's p 0.0104 over six rungs) among 19 other tests of its round
+    that each say little (the smallest p 0.013), as in a ladder round of the bench."""
+    provider = [
+        answer_on_ladder(
+            t,
+            r,
+            s,
+            passed=r < 3 or not (t in ("needle", "multikey") or (t, s) == ("variable_tracking", 0)),
+        )
+        for t, r, s in every_request()
+    ]
+    ladder = ladder_comparisons(ladder_reference(), provider, WINDOW)
+    others = OTHERS
+    return ladder + [
+        Comparison(
+            TestResult(name=f"other:{i}", statistic=0.0, p_value=p, effect=0.1, n=24),
+            f"other_{i}",
+            "all",
+        )
+        for i, p in enumerate(others)
+    ]
+
+
+def test_a_ladder_break_is_not_diluted_among_the_rounds_other_tests() -> None:
+    comparisons = ladder_round()
+    breaks = next(c.result for c in comparisons if c.result.name == "ladder:breaks")
+    assert breaks.p_value == pytest.approx(0.0104, abs=1e-4)
+    judgement = judge(comparisons, 100, 0, VerdictPolicy())
+    assert judgement.verdict == "deviant"
+    assert [r.comparison.result.name for r in judgement.rejected] == ["ladder:breaks"]
+    assert judgement.rejected[0].adjusted_p == pytest.approx(breaks.p_value / LADDER_SHARE)
+    (diagnosis,) = diagnose(judgement.rejected, comparisons)
+    assert diagnosis.kind == "context_truncation"
+    assert "fails retrieval and variable tracking at 1,984 tokens" in diagnosis.summary
+    assert combined_p(c.result for c in comparisons) == pytest.approx(breaks.p_value / LADDER_SHARE)
+
+
+def test_without_its_share_the_same_break_is_lost_in_benjamini_hochberg(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alpha_shares, "_items", {})
+    judgement = judge(ladder_round(), 100, 0, VerdictPolicy())
+    assert (judgement.verdict, judgement.rejected) == ("consistent", [])
+
+
+def test_the_other_tests_share_what_is_left_of_the_level() -> None:
+    adjusted = {t.name: p for t, p in adjusted_p_values(c.result for c in ladder_round())}
+    expected = np.minimum(bh_adjust(OTHERS) / (1 - LADDER_SHARE), 1.0)
+    assert [adjusted[f"other:{i}"] for i in range(len(OTHERS))] == pytest.approx(expected)
+    assert VerdictPolicy().params()["alpha_share:ladder:breaks"] == LADDER_SHARE

@@ -9,6 +9,7 @@ to alpha (not uselessly conservative).
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 
@@ -36,6 +37,7 @@ from auditor.stats import (
     rank_uniformity_test,
     ranks_of,
     sequential_decision,
+    shared_bh_adjust,
 )
 
 ALPHA = 0.05
@@ -418,6 +420,47 @@ def test_holm_family_wise_error_under_the_global_null() -> None:
         return 0.0 if (holm_adjust(rng.random(6)) <= ALPHA).any() else 1.0
 
     assert_false_alarm_rate(simulate(run, seed=63, times=SIMULATIONS))
+
+
+def test_shared_bh_without_shares_is_bh() -> None:
+    p = [0.01, 0.04, 0.03, 0.005, None]
+    assert shared_bh_adjust(p, [0.0] * 5) == pytest.approx(bh_adjust(p))
+
+
+def test_shared_bh_sets_a_test_apart_at_its_share() -> None:
+    # 0.006 among 19 others, the smallest 0.013: BH over all 20 rejects nothing at 0.05
+    # (the smallest adjusted value is 0.095); set apart at 0.8 of the level it is 0.0075
+    others = [0.013, 0.014] + [1.0] * 17
+    assert bh_adjust([0.006, *others]).min() > 0.05
+    adjusted = shared_bh_adjust([0.006, *others], [0.8] + [0.0] * 19)
+    assert adjusted[0] == pytest.approx(0.006 / 0.8)
+    assert adjusted[1:] == pytest.approx(np.minimum(bh_adjust(others) / 0.2, 1.0))
+
+
+def test_shared_bh_gives_a_missing_tests_share_back() -> None:
+    # the missing one joins the others as never evidence, as in `bh_adjust`
+    p = [None, 0.01, 0.02]
+    assert shared_bh_adjust(p, [0.8, 0.0, 0.0]) == pytest.approx(bh_adjust(p))
+
+
+@pytest.mark.parametrize(
+    ("shares", "message"),
+    [([0.5], "one share per p-value"), ([1.0, 0.0], "in [0, 1)"), ([0.6, 0.5], "less than 1")],
+)
+def test_shared_bh_rejects_bad_shares(shares: list[float], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        shared_bh_adjust([0.1, 0.2], shares)
+
+
+@pytest.mark.parametrize("share", [0.2, 0.8])
+def test_shared_bh_global_null_rejects_rarely(share: float) -> None:
+    """Nothing differs: the chance that anything is rejected stays at most the level."""
+    shares = [share] + [0.0] * 19
+
+    def run(rng: np.random.Generator) -> float:
+        return 0.0 if (shared_bh_adjust(rng.random(20), shares) <= ALPHA).any() else 1.0
+
+    assert_false_alarm_rate(simulate(run, seed=64, times=SIMULATIONS))
 
 
 def test_fisher_combine() -> None:
