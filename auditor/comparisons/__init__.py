@@ -31,10 +31,12 @@ def compare(
     trusted: list[Observation] | None = None,
     noise_tolerance: float = DEFAULT_NOISE_TOLERANCE,
     context_window: int | None = None,
+    level: float | None = None,
 ) -> list[Comparison]:
     """Every registered comparison of `provider` against `reference` (in the order of the
-    comparators' names, so a round's tests always come in the same order)."""
+    comparators' names, so a round's tests always come in the same order). `level`: the one
+    the verdict tests at (None: its default)."""
     data = ComparisonInput(
-        reference, provider, trusted or [], seed, noise_tolerance, context_window
+        reference, provider, trusted or [], seed, noise_tolerance, context_window, level
     )
     return [c for _, comparator in comparators.items() for c in comparator().compare(data)]

@@ -77,7 +77,9 @@ class ComparisonInput:
     history), the provider's, those of the providers marked trusted (the provider itself
     excluded), a text seed that fixes anything random per round and provider, the numeric
     noise honest serving may add to the reference's logits, and the context window the model's
-    profile declares (prompt and answer, in tokens; None: not declared)."""
+    profile declares (prompt and answer, in tokens; None: not declared); and the level the
+    verdict tests at (alpha / looks, `auditor.judging.verdict`; None: its default), read by a
+    comparison whose figure is itself a decision (the context ladder's window)."""
 
     reference: list[Observation]
     provider: list[Observation]
@@ -85,6 +87,7 @@ class ComparisonInput:
     seed: str = ""
     noise_tolerance: float = DEFAULT_NOISE_TOLERANCE
     context_window: int | None = None
+    level: float | None = None
 
 
 class Comparator(ABC):

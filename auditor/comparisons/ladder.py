@@ -21,13 +21,15 @@ Each rung becomes one `auditor.stats.ladder.RungResult`:
 
 `auditor.stats.ladder.effective_window` reads them (its docstring defines a rung's match,
 the effective window and its confirmed lower bound): where the window breaks by Holm's
-step-down at `ALPHA` across the k rungs it can judge, its lower bound at `ALPHA` (that needs
-no correction, `ladder_window`). The first failure stops the window, so without a correction
-an honest provider would break somewhere on about 23% of six-rung ladders (simulated in
-`auditor.stats.ladder`; 1 - 0.95^6 = 26% bounds it); with it, on at most 5%. Holm breaks an
-honest ladder exactly when Bonferroni (`ALPHA / k` a rung) would, and once a rung has
-failed tests the rest at `ALPHA / (k - 1)`, ...: a cut failing the top rung and, less
-clearly, the one below is placed at the lower one.
+step-down at the ladder's level across the k rungs it can judge, its lower bound at
+`BOUND_ALPHA`, 0.05 (that needs no correction, `ladder_window`). The ladder's level is
+`SHARE` of the verdict's (`ALPHA`, 0.04, without a sequential budget): the level the verdict
+tests `ladder:breaks` at, so the window and the verdict always agree. The first failure stops
+the window, so without a correction an honest provider would break somewhere on about 23% of
+six-rung ladders at 0.05 (simulated in `auditor.stats.ladder`; 1 - 0.95^6 = 26% bounds it);
+with it, on at most the level. Holm breaks an honest ladder exactly when Bonferroni (level /
+k a rung) would, and once a rung has failed tests the rest at level / (k - 1), ...: a cut
+failing the top rung and, less clearly, the one below is placed at the lower one.
 
 Emitted, only for a provider with ladder answers:
 
@@ -39,8 +41,8 @@ Emitted, only for a provider with ladder answers:
 - `ladder:breaks` (a test): the smallest per-rung p-value (the one-sided Boschloo test of a
   lower pass rate, pooled and task by task, `auditor.stats.ladder`) times k, capped at 1
   (the smallest Holm-adjusted p-value); a rung refused
-  or billed short counts as p 0 (direct evidence). It rejects at `ALPHA` exactly when some
-  rung fails. Effect: the effective window over the top rung judged, minus 1 (-1 below the
+  or billed short counts as p 0 (direct evidence). It rejects at the ladder's level exactly
+  when some rung fails. Effect: the effective window over the top rung judged, minus 1 (-1 below the
   ladder, negative whenever it breaks);
   statistic: the length where it breaks (None when it does not).
 
@@ -83,14 +85,21 @@ from auditor.stats.ladder import (
 from auditor.stats.multiple import holm_adjust
 
 GENERATOR = "context_ladder"
-#: The share of the verdict's level (`auditor.judging.verdict.ALPHA`) set apart for
-#: `ladder:breaks` (`alpha_shares`): the ladder suite's main question is not diluted among
-#: the round's other tests, which share the rest.
+#: The share of the verdict's level set apart for `ladder:breaks` (`alpha_shares`): the
+#: ladder suite's main question is not diluted among the round's other tests, which share
+#: the rest.
 SHARE = 0.8
+#: The verdict's level without a sequential budget (`auditor.judging.verdict.ALPHA`).
+VERDICT_ALPHA = 0.05
+#: The one-sided level of the window's confirmed lower bound: a 95% confidence bound
+#: whatever the verdict's level (a sequential budget's looks would otherwise leave 12
+#: answers a rung confirming nothing).
+BOUND_ALPHA = 0.05
 #: The ladder-wide level, the one the verdict tests `ladder:breaks` at: the k rungs judged
-#: are tested with Holm's step-down at this level, so a window that breaks on the ladder is
-#: always a deviant finding with its `context_truncation` diagnosis.
-ALPHA = 0.05 * SHARE
+#: are tested with Holm's step-down at `SHARE` times the verdict's level (this, or less with
+#: a sequential budget's looks), so a window that breaks on the ladder is always a deviant
+#: finding with its `context_truncation` diagnosis.
+ALPHA = VERDICT_ALPHA * SHARE
 
 #: What each task of the ladder asks, in words ("fails retrieval at 2,048 tokens").
 TASK_WORDS = {
@@ -227,14 +236,18 @@ def judged_rungs(rungs: Iterable[RungResult]) -> int:
 
 
 def ladder_window(
-    reference: list[Observation], provider: list[Observation], window: int | None = None
+    reference: list[Observation],
+    provider: list[Observation],
+    window: int | None = None,
+    level: float | None = None,
 ) -> tuple[EffectiveWindow, int, dict[int, Rung]] | None:
     """The provider's effective window, k, and its rungs by length; None without ladder
     answers. `window`: the context window the model declares (a refusal of a request it
-    cannot hold is not counted).
+    cannot hold is not counted); `level`: the verdict's (None: `VERDICT_ALPHA`).
 
-    Where it breaks is tested with Holm's step-down at `ALPHA` across the rungs; its lower
-    bound, and which rungs confirm, at `ALPHA`: an intersection-union claim needs no
+    Where it breaks is tested with Holm's step-down at `SHARE` x `level` (`ALPHA` by
+    default) across the rungs; its lower bound, and which rungs confirm, at `BOUND_ALPHA`:
+    an intersection-union claim needs no
     correction (`auditor.stats.ladder`), and corrected, a rung of 12 answers all right on
     both sides would confirm nothing."""
     rungs = ladder_rungs(reference, provider)
@@ -242,7 +255,8 @@ def ladder_window(
         return None
     answered = answered_by_reference(reference)
     results = [rung.result(length, answered, window) for length, rung in rungs.items()]
-    found = effective_window(results, alpha=ALPHA, multiplicity="holm")
+    alpha = SHARE * (VERDICT_ALPHA if level is None else level)
+    found = effective_window(results, alpha=alpha, multiplicity="holm", bound_alpha=BOUND_ALPHA)
     return found, judged_rungs(results), rungs
 
 
@@ -298,11 +312,15 @@ def window_summary(found: EffectiveWindow, rungs: dict[int, Rung]) -> str:
 
 
 def ladder_comparisons(
-    reference: list[Observation], provider: list[Observation], window: int | None = None
+    reference: list[Observation],
+    provider: list[Observation],
+    window: int | None = None,
+    level: float | None = None,
 ) -> list[Comparison]:
     """`ladder:effective_window`, `ladder:lower_bound` and `ladder:breaks` (module
-    docstring); nothing for a provider that answered no ladder case."""
-    judged = ladder_window(reference, provider, window)
+    docstring); nothing for a provider that answered no ladder case. `level`: the verdict's
+    (None: `VERDICT_ALPHA`)."""
+    judged = ladder_window(reference, provider, window, level)
     if judged is None:
         return []
     found, k, rungs = judged
@@ -362,7 +380,7 @@ def ladder_comparisons(
 @comparators.register("ladder")
 class LadderComparator(Comparator):
     def compare(self, data: ComparisonInput) -> list[Comparison]:
-        return ladder_comparisons(data.reference, data.provider, data.context_window)
+        return ladder_comparisons(data.reference, data.provider, data.context_window, data.level)
 
 
 def _breaks(rejection: Rejection, readings: Readings) -> str:

@@ -12,18 +12,22 @@ from dataclasses import asdict
 
 from auditor.comparisons.ladder import is_ladder, ladder_window, window_summary
 from auditor.comparisons.observation import Observation
+from auditor.judging.verdict import VerdictPolicy
 from auditor.records import ContextWindow, LadderRung, LadderTask
 from auditor.stats.ladder import RungStatus
-from auditor.storage.observations import load_observations, round_endpoints
+from auditor.storage.observations import load_observations, round_endpoints, round_looks
 from auditor.storage.repository import Store
 
 
 def context_window(
-    reference: list[Observation], provider: list[Observation], declared: int | None = None
+    reference: list[Observation],
+    provider: list[Observation],
+    declared: int | None = None,
+    level: float | None = None,
 ) -> ContextWindow | None:
     """The provider's `ContextWindow`; None when it was sent no ladder case. `declared`: the
-    window the model's profile declares."""
-    judged = ladder_window(reference, provider, declared)
+    window the model's profile declares; `level`: the verdict's (None: its default)."""
+    judged = ladder_window(reference, provider, declared, level)
     if judged is None:
         return None
     found, _, rungs = judged
@@ -63,7 +67,9 @@ def stored_rungs(
 ) -> dict[tuple[str, str], list[RungStatus]]:
     """Every provider's rung verdicts so far in the round (shortest first; none without ladder
     answers), read from what is stored, one model's providers at a time. `windows`: the
-    context window each model declares."""
+    context window each model declares. Read at the level the round's verdict tests at
+    (alpha / looks), as its findings will be."""
+    level = VerdictPolicy(looks=round_looks(store, round_id)).level
     endpoints = round_endpoints(store, round_id)
     verdicts: dict[tuple[str, str], list[RungStatus]] = {}
     for model in dict.fromkeys(e.model for e in endpoints):
@@ -74,6 +80,6 @@ def stored_rungs(
             if e.kind == "reference":
                 continue
             provider = load_observations(store, round_id, [e.provider_id])
-            judged = ladder_window(reference, provider, windows.get(model))
+            judged = ladder_window(reference, provider, windows.get(model), level)
             verdicts[(model, e.name)] = [v.status for v in judged[0].rungs] if judged else []
     return verdicts

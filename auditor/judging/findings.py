@@ -32,7 +32,12 @@ from auditor.judging.verdict import (
     severity_for,
 )
 from auditor.records import Finding
-from auditor.storage.observations import RoundEndpoint, load_observations, round_endpoints
+from auditor.storage.observations import (
+    RoundEndpoint,
+    load_observations,
+    round_endpoints,
+    round_looks,
+)
 from auditor.storage.repository import Store
 from auditor.storage.tables import ProviderRow, RoundRow, SampleRow
 
@@ -79,15 +84,6 @@ def _context_windows(judging: dict[str, Any]) -> dict[str, int]:
     """The context window each model's profile declares, where the round recorded one
     (`context_window`, by model; none: not declared)."""
     return {m: int(v) for m, v in (judging.get("context_window") or {}).items() if v}
-
-
-def _looks(store: Store, round_id: str) -> int:
-    """How many looks the round's budget allowed (sequential testing; 1 without): each look
-    is tested at alpha / looks, and so is the final verdict."""
-    with store.session() as s:
-        row = s.get(RoundRow, round_id)
-    sequential = (row.budget or {}).get("sequential") if row else None
-    return int(sequential["looks"]) if sequential else 1
 
 
 def _trusted(
@@ -137,7 +133,7 @@ def assess(
     comparisons: list[Comparison] = []
     if reference and observations:
         comparisons = compare(
-            reference, observations, seed, trusted, noise_tolerance, context_window
+            reference, observations, seed, trusted, noise_tolerance, context_window, policy.level
         )
     # Prompts refused as too long that the reference answered: evidence
     # (`refusals:context_length`), not errors against the provider's availability. At most
@@ -162,7 +158,9 @@ def assess(
         tokens=provider.tokens,
         cost=provider.cost,
         errors_by_class=provider.errors_by_class,
-        context_window=effective_context_window(reference, observations, context_window),
+        context_window=effective_context_window(
+            reference, observations, context_window, policy.level
+        ),
         upstreams=upstream_shares(observations),
         capabilities=capability_table(reference, observations),
     )
@@ -176,7 +174,7 @@ def build_findings(
 ) -> tuple[list[Finding], str, dict[str, Any]]:
     """Every provider's finding in the round, the detector's name and its parameters."""
     policy = VerdictPolicy(
-        alpha=alpha, looks=_looks(store, round_id), min_answered_fraction=min_answered_fraction
+        alpha=alpha, looks=round_looks(store, round_id), min_answered_fraction=min_answered_fraction
     )
     totals = {(t["model"], t["provider"]): t for t in store.provider_totals(round_id)}
     judging = _judging(store, round_id)

@@ -287,8 +287,16 @@ def rung_pass_rate_p(rung: RungResult) -> float:
     return min(1.0, 2.0 * pooled, 2.0 * len(per_task) * min(per_task))
 
 
-def judge_rung(rung: RungResult, *, alpha: float = 0.05, margin: float = 0.25) -> RungVerdict:
-    """One rung's status, p-value, difference and its lower bound (module docstring)."""
+def judge_rung(
+    rung: RungResult,
+    *,
+    alpha: float = 0.05,
+    margin: float = 0.25,
+    bound_alpha: float | None = None,
+) -> RungVerdict:
+    """One rung's status, p-value, difference and its lower bound (module docstring): the
+    inferiority test at `alpha`, the lower bound at `bound_alpha` (None: `alpha`)."""
+    bound_alpha = alpha if bound_alpha is None else bound_alpha
     comparable = rung.provider_tried > 0 and rung.reference_tried > 0
     p_value: float | None = None
     provider_rate: float | None = None
@@ -306,7 +314,7 @@ def judge_rung(rung: RungResult, *, alpha: float = 0.05, margin: float = 0.25) -
             rung.provider_tried,
             rung.reference_passed,
             rung.reference_tried,
-            confidence=1.0 - 2.0 * alpha,
+            confidence=1.0 - 2.0 * bound_alpha,
         )
     reason: BreakReason | None = None
     if rung.refused:
@@ -337,25 +345,30 @@ def effective_window(
     alpha: float = 0.05,
     margin: float = 0.25,
     multiplicity: Multiplicity = "none",
+    bound_alpha: float | None = None,
 ) -> EffectiveWindow:
     """The provider's effective context window from a ladder's rungs (in any order).
 
-    `alpha`: the one-sided level of both the inferiority test and the non-inferiority bound;
-    `margin`: how far below the reference's pass rate still counts as non-inferior;
-    `multiplicity`: "none" tests each rung at `alpha`, "holm" across the rungs (module
-    docstring). The lower bound is at `alpha` either way.
+    `alpha`: the one-sided level of the inferiority test; `bound_alpha`: that of the
+    non-inferiority bound (None: `alpha`; a confidence bound, not a decision, so it need not
+    follow the verdict's level); `margin`: how far below the reference's pass rate still
+    counts as non-inferior; `multiplicity`: "none" tests each rung at `alpha`, "holm" across
+    the rungs (module docstring). The lower bound is at `bound_alpha` either way.
     """
     if not rungs:
         raise ValueError("the ladder has no rung")
-    if not 0 < alpha < 0.5:
-        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    for name, value in (("alpha", alpha), ("bound_alpha", bound_alpha)):
+        if value is not None and not 0 < value < 0.5:
+            raise ValueError(f"{name} must be in (0, 0.5), got {value}")
     if not 0 <= margin <= 1:
         raise ValueError(f"margin must be in [0, 1], got {margin}")
     ordered = sorted(rungs, key=lambda r: r.length)
     for shorter, longer in pairwise(ordered):
         if shorter.length == longer.length:
             raise ValueError(f"two rungs of {longer.length} tokens: lengths must be distinct")
-    verdicts = tuple(judge_rung(r, alpha=alpha, margin=margin) for r in ordered)
+    verdicts = tuple(
+        judge_rung(r, alpha=alpha, margin=margin, bound_alpha=bound_alpha) for r in ordered
+    )
     if multiplicity == "holm":
         verdicts = _holm(verdicts, alpha)
     length = lower_bound = None
@@ -374,8 +387,9 @@ def effective_window(
 
 def _holm(verdicts: tuple[RungVerdict, ...], alpha: float) -> tuple[RungVerdict, ...]:
     """The verdicts with each pass-rate test decided by Holm's step-down across the known
-    rungs. A rung confirmed at `alpha` has p > `alpha`, so no rung that Holm fails was
-    confirmed and `confirmed` stands as `judge_rung` set it."""
+    rungs. Only a rung that matched at `alpha` was confirmed, and Holm fails no such rung
+    (its adjusted p-values are at least the raw ones), so `confirmed` stands as `judge_rung`
+    set it."""
     known = [v for v in verdicts if v.status != "unknown"]
     direct = ("refused", "billed_short")
     adjusted = holm_adjust([0.0 if v.reason in direct else v.p_value for v in known])

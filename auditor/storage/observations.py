@@ -18,7 +18,7 @@ from sqlmodel import col
 from auditor.comparisons.observation import Observation
 from auditor.scorers.reference_likelihood import SCORER, TRACE_METRIC
 from auditor.storage.repository import Store
-from auditor.storage.tables import ProbeCaseRow, ProviderRow, SampleRow, ScoreRow
+from auditor.storage.tables import ProbeCaseRow, ProviderRow, RoundRow, SampleRow, ScoreRow
 
 # SQLModel types a table model's class attributes as their values; they are the mapper's
 # instrumented attributes, which `load_only` takes.
@@ -57,6 +57,15 @@ class RoundEndpoint:
     name: str
     kind: str  # provider | reference
     trusted: bool
+
+
+def round_looks(store: Store, round_id: str) -> int:
+    """How many looks the round's budget allowed (sequential testing; 1 without): each look
+    is tested at alpha / looks, and so is the final verdict."""
+    with store.session() as s:
+        row = s.get(RoundRow, round_id)
+    sequential = (row.budget or {}).get("sequential") if row else None
+    return int(sequential["looks"]) if sequential else 1
 
 
 def round_endpoints(store: Store, round_id: str) -> list[RoundEndpoint]:

@@ -42,12 +42,25 @@ def ladder_tests(
     return by_name([c.result for c in ladder_comparisons(ref, provider, window)])
 
 
-def judged(provider: list[Observation], window: int | None = WINDOW) -> Finding:
+def judged(
+    provider: list[Observation],
+    window: int | None = WINDOW,
+    ref: list[Observation] | None = None,
+    looks: int = 3,
+) -> Finding:
     errors = sum(not o.ok for o in provider)
     record = ProviderRecord("m", "p", len(provider), errors, 0)
-    policy = VerdictPolicy(looks=3)
+    policy = VerdictPolicy(looks=looks)
     return assess(
-        record, "reference", reference(), provider, [], policy, {}, "t", context_window=window
+        record,
+        "reference",
+        ref or reference(),
+        provider,
+        [],
+        policy,
+        {},
+        "t",
+        context_window=window,
     )
 
 
@@ -277,3 +290,27 @@ def test_a_provider_without_ladder_answers_gets_nothing() -> None:
 
 def test_the_ladder_level_is_the_one_the_verdict_tests_it_at() -> None:
     assert VERDICT_ALPHA * alpha_shares.get("ladder:breaks") == ALPHA
+
+
+@pytest.mark.parametrize(("looks", "breaks"), [(1, True), (3, False)])
+def test_the_window_is_read_at_the_level_the_verdict_tests_it(looks: int, breaks: bool) -> None:
+    # Rung 3 passes 4 of 12 against the reference's 11 of 12 (the rung's p 0.0033, Holm's
+    # 0.0197): below the ladder's 0.04 in one look, above its 0.04 / 3 with three looks.
+    ref = [
+        answer(t, r, s, passed=(t, r, s) != ("aggregation", 3, 0), endpoint="reference")
+        for t, r, s in every_request()
+    ]
+    failing = {(t, s) for t in ("needle", "multikey") for s in range(SAMPLES)}
+    failing |= {("variable_tracking", 0), ("variable_tracking", 1)}
+    provider = [
+        answer(t, r, s, passed=r != 3 or (t, s) not in failing) for t, r, s in every_request()
+    ]
+    finding = judged(provider, ref=ref, looks=looks)
+    window = finding.context_window
+    assert window is not None
+    p = next(t.p_value for t in finding.tests if t.name == "ladder:breaks")
+    assert p == pytest.approx(0.0197, abs=1e-4)
+    assert (window.breaks_at == 1984) is breaks
+    assert (window.effective == (1488 if breaks else 3968)) and window.lower_bound == 1488
+    truncation = [d for d in finding.diagnoses if d.kind == "context_truncation"]
+    assert (finding.verdict == "deviant") is breaks and bool(truncation) is breaks
