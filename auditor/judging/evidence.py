@@ -1,7 +1,9 @@
 """A deviant finding's evidence: the probes whose answers differ most from the reference's,
 side by side (greedy probes first: the reference's answer there is the answer). Where the
 context is found cut and the provider refused prompts as too long that the reference
-answered, the shortest of them comes first, beside the provider's error."""
+answered, the shortest of them comes first, beside the provider's error; then the answers
+the reference got right and the provider wrong (its scorer's `expect_pass`), longest prompts
+first, where a cut shows most surely (a context ladder's evidence: the needle it lost)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,10 @@ def pick_evidence(
         return (greedy, same / max(len(a), len(b), 1))
 
     differing = [p for p in pairs if (p[0].text or "") != (p[1].text or "")]
-    chosen = sorted(differing, key=distance)[: EVIDENCE_ITEMS - len(lead)]
+    lost = _lost(differing) if _cut(diagnoses) else []
+    promoted = {id(p[1]) for p in lost}
+    rest = sorted((p for p in differing if id(p[1]) not in promoted), key=distance)
+    chosen = (lost + rest)[: EVIDENCE_ITEMS - len(lead)]
     return lead + [
         Evidence(
             probe=b.probe_id,
@@ -43,6 +48,18 @@ def pick_evidence(
         )
         for a, b in chosen
     ]
+
+
+def _lost(pairs: list[tuple[Observation, Observation]]) -> list[tuple[Observation, Observation]]:
+    """The pairs whose reference answer passed its check and the provider's failed: greedy
+    first, then the longest prompts (the reference's count)."""
+    lost = [p for p in pairs if _passed(p[0]) is True and _passed(p[1]) is False]
+    return sorted(lost, key=lambda p: (p[1].temperature != 0, -(p[0].prompt_tokens or 0)))
+
+
+def _passed(o: Observation) -> bool | None:
+    value = o.scores.get("expect_pass")
+    return None if value is None else value >= 1.0
 
 
 def _cut(diagnoses: list[Diagnosis]) -> bool:
