@@ -10,10 +10,13 @@ tokens, climbing as `auditor run` does (a provider failing two rungs in a row is
 higher rung). The detector is told nothing of the fleet: the planted N are written beside
 each database (`ladder-<seed>.json`), never into it.
 
-Per member, the *truth* is the top rung whose every prompt (the reference's token count of
-each case of the rung) fits under N: an honest member's is the top rung; and the *error* is
-the reported effective window's rung minus the truth's (the rung below the first: "below
-the ladder"). `judge` writes `bench/results/ladder_accuracy.json`: per kind, how often the
+Per member, the *truth* is the top rung whose every prompt fits under N, counted as the
+member counts it: for `context_limit` the reference's token count of each case of the rung
+(chat template included, as the member's own count); for `truncate_context` the tokens of the
+case's message text alone (the member keeps the last N of those, the template's on top: 30
+more for a one-message prompt of the packaged model). An honest member's is the top rung; the
+*error* is the reported effective window's rung minus the truth's (the rung below the first:
+"below the ladder"). `judge` writes `bench/results/ladder_accuracy.json`: per kind, how often the
 window is exact and within one rung of the truth, the mean absolute error in rungs, what the
 ladder cost each member (requests and tokens) and each start (seconds).
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import random
 import shutil
@@ -44,6 +48,7 @@ from auditor_fleet.spec import DEFAULT_MODEL, base_url
 from auditor.config import AuditorConfig
 from auditor.judging.findings import build_findings
 from auditor.probes import load_suite
+from auditor.providers.llama_cpp import packaged_model_path
 from auditor.rounds.run import run_round_async, select
 from auditor.storage.db import ensure_schema, make_engine, upgrade
 from auditor.storage.observations import load_observations, round_endpoints
@@ -139,6 +144,24 @@ async def record(seed: int, work: Path, base_port: int) -> None:
     print(f"start {seed}: {seconds} s", flush=True)
 
 
+@functools.cache
+def _vocabulary() -> Any:
+    """The packaged model's tokenizer (its vocabulary only: no weights loaded)."""
+    from llama_cpp import Llama
+
+    return Llama(model_path=str(packaged_model_path()), vocab_only=True, verbose=False)
+
+
+def text_tokens(messages: list[dict[str, Any]]) -> int:
+    """The tokens of the messages' text without the chat template's, counted as a
+    `truncate_context` member counts what it keeps (`auditor_fleet.llama_backend`)."""
+    vocabulary = _vocabulary()
+    return sum(
+        len(vocabulary.tokenize(str(m.get("content") or "").encode(), add_bos=False, special=False))
+        for m in messages
+    )
+
+
 def rung_of(length: int | None, lengths: list[int]) -> int:
     """The index of a reported window among the rungs (-1: below the ladder)."""
     return -1 if length is None else lengths.index(length)
@@ -151,18 +174,24 @@ def judge_start(seed: int, work: Path) -> list[dict[str, Any]]:
     round_id = meta["round_id"]
     findings = {f.provider: f for f in build_findings(store, round_id)[0]}
     reference = next(e for e in round_endpoints(store, round_id) if e.kind == "reference")
-    longest: dict[int, int] = {}  # rung target -> the longest prompt of its cases
+    # rung target -> the longest prompt of its cases: as the reference counts it (chat
+    # template included: what `context_limit` counts) and its messages' text alone (what
+    # `truncate_context` keeps the last N tokens of)
+    longest: dict[int, int] = {}
+    longest_text: dict[int, int] = {}
     for o in load_observations(store, round_id, [reference.provider_id]):
         target = o.case["metadata"]["target_tokens"]
         longest[target] = max(longest.get(target, 0), o.prompt_tokens or 0)
+        longest_text[target] = max(longest_text.get(target, 0), text_tokens(o.case["messages"]))
     store.engine.dispose()
     rows = []
     for name, planted in meta["planted"].items():
         window = findings[name].context_window
         assert window is not None, f"start {seed}: {name} has no ladder"
         lengths = [r.length for r in window.rungs]
+        counted = longest_text if planted["fault"] == "truncate_context" else longest
         fits = [t for t in sorted(longest) if planted["fault"] == "honest"
-                or longest[t] <= planted["strength"]]  # fmt: skip
+                or counted[t] <= planted["strength"]]  # fmt: skip
         truth = len(fits) - 1
         got = rung_of(window.effective, lengths)  # a stopped climb's rungs are the lowest
         rows.append(

@@ -66,3 +66,21 @@ def test_errors_are_counted_in_rungs(bench: ModuleType) -> None:
     assert summary["within_one_rung"] == pytest.approx(2 / 3, abs=1e-3)
     assert summary["mean_abs_error_rungs"] == 1.0
     assert summary["errors"] == {"-2": 1, "0": 1, "1": 1}
+
+
+@pytest.mark.slow
+def test_the_truth_counts_a_prompt_as_the_truncating_member_does(bench: ModuleType) -> None:
+    """A `truncate_context` member keeps the last N tokens of the messages' text, the chat
+    template's on top: at N = `text_tokens` it cuts nothing, one token less and it cuts, and
+    the whole prompt (what `context_limit` and the reference count) is longer."""
+    from auditor_fleet.backends import ChatMessage, ChatRequest
+    from auditor_fleet.llama_backend import LlamaBackend
+
+    text = "Answer from the text below.\n" + "The code of the purple door is 9499. " * 40
+    n = bench.text_tokens([{"role": "user", "content": text}])
+    messages = [ChatMessage(role="user", content=text)]
+    backend = LlamaBackend()
+    assert backend.truncate(messages, n) == messages
+    assert backend.truncate(messages, n - 1)[0].content != text
+    whole = backend.count_prompt(ChatRequest(model="m", messages=messages))
+    assert whole > n
