@@ -33,11 +33,16 @@ def pick_evidence(
         greedy = 0 if pair[1].temperature == 0 else 1
         return (greedy, same / max(len(a), len(b), 1))
 
+    def order(pair: tuple[Observation, Observation]) -> tuple[int, int, float]:
+        """Where the context is cut, answers lost come first (greedy, then the longest
+        prompts); the rest by `distance`."""
+        if cut and _passed(pair[0]) is True and _passed(pair[1]) is False:
+            return (0, pair[1].temperature != 0, -(pair[0].prompt_tokens or 0))
+        return (1, *distance(pair))
+
+    cut = _cut(diagnoses)
     differing = [p for p in pairs if (p[0].text or "") != (p[1].text or "")]
-    lost = _lost(differing) if _cut(diagnoses) else []
-    promoted = {id(p[1]) for p in lost}
-    rest = sorted((p for p in differing if id(p[1]) not in promoted), key=distance)
-    chosen = (lost + rest)[: EVIDENCE_ITEMS - len(lead)]
+    chosen = sorted(differing, key=order)[: EVIDENCE_ITEMS - len(lead)]
     return lead + [
         Evidence(
             probe=b.probe_id,
@@ -48,13 +53,6 @@ def pick_evidence(
         )
         for a, b in chosen
     ]
-
-
-def _lost(pairs: list[tuple[Observation, Observation]]) -> list[tuple[Observation, Observation]]:
-    """The pairs whose reference answer passed its check and the provider's failed: greedy
-    first, then the longest prompts (the reference's count)."""
-    lost = [p for p in pairs if _passed(p[0]) is True and _passed(p[1]) is False]
-    return sorted(lost, key=lambda p: (p[1].temperature != 0, -(p[0].prompt_tokens or 0)))
 
 
 def _passed(o: Observation) -> bool | None:

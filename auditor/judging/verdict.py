@@ -85,9 +85,9 @@ def adjusted_p_values(tests: Iterable[TestResult]) -> list[tuple[TestResult, flo
 
 def rejected(comparisons: list[Comparison], level: float = ALPHA) -> list[Rejection]:
     """The tests rejected at `level`, with their adjusted p-values."""
-    by_result = {id(c.result): c for c in comparisons}
-    adjusted = adjusted_p_values(c.result for c in comparisons)
-    return [Rejection(by_result[id(t)], p) for t, p in adjusted if p <= level]
+    tested = [c for c in comparisons if c.result.p_value is not None]
+    adjusted = adjusted_p_values(c.result for c in tested)
+    return [Rejection(c, p) for c, (_, p) in zip(tested, adjusted, strict=True) if p <= level]
 
 
 def combined_p(tests: Iterable[TestResult]) -> float | None:
