@@ -252,7 +252,11 @@ def _moved(f: Finding) -> list[TestResult]:
 
 
 def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
+    """Three significant figures, but a length or count of 1,000 and up in full: a ladder
+    that breaks at 1,256 tokens reads so, not as 1.26e+03."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 def _band(t: TestResult) -> str:

@@ -92,6 +92,14 @@ def test_markdown_shows_what_moved_beside_the_honest_band() -> None:
     assert "shift:words" not in md  # did not move
 
 
+def test_a_ladder_break_reads_as_a_length_in_the_moved_table() -> None:
+    breaks = TestResult(name="ladder:breaks", statistic=1256.0, p_value=0.001, effect=1.0, n=6)
+    tiny = TestResult(name="rate:refusal", statistic=0.00012, p_value=0.002, effect=0.1, n=60)
+    md = to_markdown(Report(version="x", round=info(), findings=[finding(tests=[breaks, tiny])]))
+    assert "| ladder:breaks | 1,256 | - | 0.001 |" in md
+    assert "| rate:refusal | 0.00012 | - | 0.002 |" in md
+
+
 def test_spend_is_summed_per_verdict() -> None:
     findings = [
         finding(provider="a", requests=25, tokens=900),
