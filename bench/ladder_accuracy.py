@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from auditor_fleet import fleet_down, fleet_up
+from auditor_fleet.backends import ChatMessage
+from auditor_fleet.llama_backend import text_tokens as member_text_tokens
 from auditor_fleet.spec import DEFAULT_MODEL, base_url
 
 from auditor.config import AuditorConfig
@@ -156,10 +158,7 @@ def text_tokens(messages: list[dict[str, Any]]) -> int:
     """The tokens of the messages' text without the chat template's, counted as a
     `truncate_context` member counts what it keeps (`auditor_fleet.llama_backend`)."""
     vocabulary = _vocabulary()
-    return sum(
-        len(vocabulary.tokenize(str(m.get("content") or "").encode(), add_bos=False, special=False))
-        for m in messages
-    )
+    return sum(len(member_text_tokens(vocabulary, ChatMessage.model_validate(m))) for m in messages)
 
 
 def rung_of(length: int | None, lengths: list[int]) -> int:

@@ -33,6 +33,8 @@ def pick_evidence(
         greedy = 0 if pair[1].temperature == 0 else 1
         return (greedy, same / max(len(a), len(b), 1))
 
+    cut = _cut(diagnoses)
+
     def order(pair: tuple[Observation, Observation]) -> tuple[int, int, float]:
         """Where the context is cut, answers lost come first (greedy, then the longest
         prompts); the rest by `distance`."""
@@ -40,7 +42,6 @@ def pick_evidence(
             return (0, pair[1].temperature != 0, -(pair[0].prompt_tokens or 0))
         return (1, *distance(pair))
 
-    cut = _cut(diagnoses)
     differing = [p for p in pairs if (p[0].text or "") != (p[1].text or "")]
     chosen = sorted(differing, key=order)[: EVIDENCE_ITEMS - len(lead)]
     return lead + [

@@ -143,6 +143,12 @@ class _Streamer:
             self.on_text(piece)
 
 
+def text_tokens(llm: Any, message: ChatMessage) -> list[int]:
+    """The tokens of a message's text alone, without the chat template's: what
+    `truncate_context` counts and keeps the last N of."""
+    return list(llm.tokenize(message.text().encode(), add_bos=False, special=False))
+
+
 @backends.register("llama")
 class LlamaBackend(Backend):
     """The packaged SmolLM2 GGUF (or `model_path`) with GPU-like logits noise."""
@@ -216,7 +222,7 @@ class LlamaBackend(Backend):
         llm = shared_model(self.model_path, self.n_ctx)
         kept: list[ChatMessage] = []
         for message in reversed(messages):
-            tokens = llm.tokenize(message.text().encode(), add_bos=False, special=False)
+            tokens = text_tokens(llm, message)
             if len(tokens) <= budget:
                 kept.append(message)
                 budget -= len(tokens)
